@@ -1,0 +1,49 @@
+# peerd — build, run and test. Every target installs what it needs itself.
+SHELL := /bin/bash
+GO ?= go
+BIN := bin/peerd
+PKGS := ./...
+# How long each fuzz target runs: briefly in `make test`, longer in `make fuzz`.
+FUZZTIME_TEST ?= 3s
+FUZZTIME ?= 60s
+# Go's test timeout for the whole suite.
+TEST_TIMEOUT ?= 15m
+
+.PHONY: all build run test unit fuzz-short fuzz bench lint deps sim-big chaos clean
+
+all: build
+
+deps:
+	$(GO) mod download
+
+build: deps
+	@mkdir -p bin
+	$(GO) build -o $(BIN) ./cmd/peerd
+
+# Starts a dev agent once the agent exists; until then shows the CLI.
+run: build
+	./$(BIN) --help
+
+# The whole suite: vet, unit and integration tests, then each fuzz target briefly.
+test: build
+	$(GO) vet $(PKGS)
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
+	$(MAKE) --no-print-directory fuzz-short
+
+fuzz-short:
+	@FUZZTIME=$(FUZZTIME_TEST) ./.ci/fuzz-all
+
+fuzz:
+	@FUZZTIME=$(FUZZTIME) ./.ci/fuzz-all
+
+bench: build
+	$(GO) test -run='^$$' -bench=. -benchmem -timeout 60m $(PKGS) | tee bench.out
+
+lint:
+	$(GO) vet $(PKGS)
+	@if $(GO) run honnef.co/go/tools/cmd/staticcheck@2025.1.1 -version >/dev/null 2>&1; then \
+		$(GO) run honnef.co/go/tools/cmd/staticcheck@2025.1.1 $(PKGS); \
+	else echo "staticcheck could not be installed; ran go vet only"; fi
+
+clean:
+	rm -rf bin bench.out
