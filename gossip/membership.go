@@ -1,0 +1,621 @@
+package gossip
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"github.com/hashicorp/serf/coordinate"
+	"github.com/hashicorp/serf/serf"
+)
+
+// DefaultSerfPort is the port membership binds when Config.BindPort is 0.
+const DefaultSerfPort = 8301
+
+// Profile selects the failure-detector timings.
+type Profile int
+
+const (
+	// ProfileLAN uses memberlist's LAN defaults (probe every 1 s, 500 ms
+	// probe timeout, suspicion multiplier 4) and serf's defaults.
+	ProfileLAN Profile = iota
+	// ProfileLocal uses memberlist's loopback timings (200 ms probe
+	// timeout, suspicion multiplier 3, 100 ms gossip) and short serf
+	// timers; for tests and single-host clusters.
+	ProfileLocal
+)
+
+// MemberStatus is a member's state as serf reports it. serf does not
+// surface memberlist's "suspect" state: a suspect member stays Alive until
+// it is declared failed.
+type MemberStatus int
+
+// Member states.
+const (
+	StatusNone MemberStatus = iota
+	StatusAlive
+	StatusLeaving
+	StatusLeft
+	StatusFailed
+)
+
+func (s MemberStatus) String() string {
+	switch s {
+	case StatusAlive:
+		return "alive"
+	case StatusLeaving:
+		return "leaving"
+	case StatusLeft:
+		return "left"
+	case StatusFailed:
+		return "failed"
+	default:
+		return "none"
+	}
+}
+
+// Member is one node as membership sees it.
+type Member struct {
+	Name   string
+	Addr   netip.Addr // gossip (serf) address
+	Port   uint16     // gossip (serf) port
+	Tags   map[string]string
+	Status MemberStatus
+}
+
+// EventType says what happened to the members of an Event.
+type EventType int
+
+// Member event types, mirroring serf's.
+const (
+	EventJoin EventType = iota
+	EventLeave
+	EventFailed
+	EventUpdate
+	EventReap
+)
+
+func (t EventType) String() string {
+	switch t {
+	case EventJoin:
+		return "join"
+	case EventLeave:
+		return "leave"
+	case EventFailed:
+		return "failed"
+	case EventUpdate:
+		return "update"
+	case EventReap:
+		return "reap"
+	default:
+		return "unknown"
+	}
+}
+
+// Event reports a membership change. serf may group several members.
+type Event struct {
+	Type    EventType
+	Members []Member
+}
+
+// Config configures Membership. The zero value of every field is usable
+// except NodeName.
+type Config struct {
+	// NodeName is the unique name of this node in the cluster. Required.
+	NodeName string
+	// BindAddr is the IP address serf listens on (UDP and TCP). Empty
+	// means 0.0.0.0.
+	BindAddr string
+	// BindPort is the serf port. 0 means DefaultSerfPort (8301); -1 means
+	// an ephemeral port chosen by the kernel (tests; read it back with
+	// LocalMember).
+	BindPort int
+	// AdvertiseAddr is the IP address announced to others. Empty means
+	// derived from BindAddr (memberlist picks a private interface address
+	// when bound to 0.0.0.0).
+	AdvertiseAddr string
+	// AdvertisePort is the port announced to others. 0 means the bound port.
+	AdvertisePort int
+	// Tags are published with this node; keep them small: serf refuses
+	// more than 512 encoded bytes in total. The integrator sets "id" (node
+	// ID) and "peer" (QUIC address ip:port). Nil means no tags.
+	Tags map[string]string
+	// SecretKey enables gossip encryption (AES-GCM) when set; 16, 24 or 32
+	// bytes. Nil means unencrypted gossip.
+	SecretKey []byte
+	// SnapshotPath is a file where serf records the members it has seen,
+	// so that a restarted node rejoins them without -join. Empty disables
+	// snapshots. After a graceful Leave the snapshot is cleared (a node
+	// that left does not rejoin by itself).
+	SnapshotPath string
+	// ReapInterval is how often failed and left members are examined for
+	// reaping. 0 means serf's default (15 s; 1 s for ProfileLocal).
+	ReapInterval time.Duration
+	// ReconnectTimeout is how long a failed member is kept (and retried)
+	// before it is reaped. 0 means serf's default (24 h; 30 s for
+	// ProfileLocal).
+	ReconnectTimeout time.Duration
+	// TombstoneTimeout is how long a member that left is kept before it
+	// is reaped. 0 means serf's default (24 h; 30 s for ProfileLocal).
+	TombstoneTimeout time.Duration
+	// Profile selects timings; the zero value is ProfileLAN.
+	Profile Profile
+	// Admit decides whether an alive member may be used as a peer by
+	// dissemination and anti-entropy (see Admitted). It is called without
+	// any Membership lock held, possibly from several goroutines, and its
+	// verdict is cached per member until the member's tags change or
+	// Reevaluate is called. Nil admits every member.
+	Admit func(m Member) bool
+	// OnEvent receives membership changes, in order, from a single
+	// goroutine owned by Membership. It may block briefly; while it
+	// blocks, later events wait in a queue of at most EventQueue entries
+	// (the oldest are dropped beyond that and a warning is logged; Members
+	// is always current). Nil discards events.
+	OnEvent func(Event)
+	// EventQueue bounds the event queue described at OnEvent. 0 means 4096.
+	EventQueue int
+	// Logger receives serf and memberlist logs (at debug level; their
+	// errors at warn) and membership's own. Nil discards logs.
+	Logger *slog.Logger
+}
+
+// Membership is a node's view of the cluster: serf (memberlist, SWIM with
+// Lifeguard) plus an admission cache. Its methods are safe for concurrent
+// use.
+type Membership struct {
+	cfg    Config
+	serf   *serf.Serf
+	logger *slog.Logger
+	events chan serf.Event
+
+	ctx    context.Context // cancelled by Close; stops RetryJoin loops
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	// mu guards queue, admitted, closed and dropped.
+	mu       sync.Mutex
+	queue    []Event
+	notify   chan struct{} // signalled (non-blocking) when queue grows
+	admitted map[string]admitEntry
+	closed   bool
+	dropped  uint64
+}
+
+type admitEntry struct {
+	tags map[string]string
+	ok   bool
+}
+
+// New creates the serf instance and starts listening. It does not join
+// anyone: call Join or RetryJoin (unless a snapshot lists previous members,
+// in which case serf rejoins them in the background).
+func New(cfg Config) (*Membership, error) {
+	if cfg.NodeName == "" {
+		return nil, errors.New("gossip: membership: NodeName is required")
+	}
+	if len(cfg.SecretKey) != 0 {
+		switch len(cfg.SecretKey) {
+		case 16, 24, 32:
+		default:
+			return nil, fmt.Errorf("gossip: membership: SecretKey must be 16, 24 or 32 bytes, got %d", len(cfg.SecretKey))
+		}
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	logger = logger.With("component", "membership")
+	if cfg.EventQueue <= 0 {
+		cfg.EventQueue = 4096
+	}
+	cfg.Tags = maps.Clone(cfg.Tags)
+
+	sc := serf.DefaultConfig()
+	sc.NodeName = cfg.NodeName
+	sc.Tags = maps.Clone(cfg.Tags)
+	sc.SnapshotPath = cfg.SnapshotPath
+	sc.RejoinAfterLeave = false
+	std := newStdLogger(logger)
+	sc.Logger = std
+	sc.LogOutput = nil
+
+	switch cfg.Profile {
+	case ProfileLocal:
+		sc.MemberlistConfig = memberlist.DefaultLocalConfig()
+		sc.ReapInterval = time.Second
+		// ReconnectInterval keeps serf's 30 s: a restarted node finds its
+		// way back through its snapshot, not through others' retries.
+		sc.ReconnectTimeout = 30 * time.Second
+		sc.TombstoneTimeout = 30 * time.Second
+		sc.LeavePropagateDelay = 200 * time.Millisecond
+		sc.BroadcastTimeout = 2 * time.Second
+		sc.FlapTimeout = 5 * time.Second
+	case ProfileLAN:
+		sc.MemberlistConfig = memberlist.DefaultLANConfig()
+	default:
+		return nil, fmt.Errorf("gossip: membership: unknown profile %d", cfg.Profile)
+	}
+	if cfg.ReapInterval > 0 {
+		sc.ReapInterval = cfg.ReapInterval
+	}
+	if cfg.ReconnectTimeout > 0 {
+		sc.ReconnectTimeout = cfg.ReconnectTimeout
+	}
+	if cfg.TombstoneTimeout > 0 {
+		sc.TombstoneTimeout = cfg.TombstoneTimeout
+	}
+
+	mc := sc.MemberlistConfig
+	mc.Logger = std
+	mc.LogOutput = nil
+	mc.BindAddr = cfg.BindAddr
+	if mc.BindAddr == "" {
+		mc.BindAddr = "0.0.0.0"
+	}
+	switch {
+	case cfg.BindPort == 0:
+		mc.BindPort = DefaultSerfPort
+	case cfg.BindPort < 0:
+		mc.BindPort = 0 // memberlist: pick a free port
+	case cfg.BindPort > 65535:
+		return nil, fmt.Errorf("gossip: membership: BindPort %d out of range", cfg.BindPort)
+	default:
+		mc.BindPort = cfg.BindPort
+	}
+	mc.AdvertiseAddr = cfg.AdvertiseAddr
+	mc.AdvertisePort = cfg.AdvertisePort
+	if mc.AdvertisePort == 0 {
+		mc.AdvertisePort = mc.BindPort
+	}
+	if len(cfg.SecretKey) != 0 {
+		mc.SecretKey = append([]byte(nil), cfg.SecretKey...)
+	}
+
+	m := &Membership{
+		cfg:      cfg,
+		logger:   logger,
+		events:   make(chan serf.Event, 256),
+		notify:   make(chan struct{}, 1),
+		admitted: make(map[string]admitEntry),
+	}
+	sc.EventCh = m.events
+	m.ctx, m.cancel = context.WithCancel(context.Background())
+
+	s, err := serf.Create(sc)
+	if err != nil {
+		m.cancel()
+		return nil, fmt.Errorf("gossip: membership: %w", err)
+	}
+	m.serf = s
+	m.wg.Add(2)
+	go m.readEvents()
+	go m.dispatchEvents()
+	return m, nil
+}
+
+// readEvents drains serf's event channel quickly (serf blocks when it is
+// full) into the bounded queue that dispatchEvents delivers from.
+func (m *Membership) readEvents() {
+	defer m.wg.Done()
+	for {
+		select {
+		case <-m.ctx.Done():
+			return
+		case e := <-m.events:
+			me, ok := e.(serf.MemberEvent)
+			if !ok {
+				continue // user events and queries are not used
+			}
+			ev := Event{Type: convertEventType(me.Type), Members: make([]Member, 0, len(me.Members))}
+			for _, sm := range me.Members {
+				ev.Members = append(ev.Members, convertMember(sm))
+			}
+			m.mu.Lock()
+			for _, mem := range ev.Members {
+				delete(m.admitted, mem.Name) // tags or status may have changed
+			}
+			if m.cfg.OnEvent != nil {
+				if len(m.queue) >= m.cfg.EventQueue {
+					m.queue = m.queue[1:]
+					m.dropped++
+					m.logger.Warn("membership event queue full, dropping oldest event", "dropped", m.dropped)
+				}
+				m.queue = append(m.queue, ev)
+			}
+			m.mu.Unlock()
+			select {
+			case m.notify <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+func (m *Membership) dispatchEvents() {
+	defer m.wg.Done()
+	for {
+		select {
+		case <-m.ctx.Done():
+			return
+		case <-m.notify:
+		}
+		for {
+			m.mu.Lock()
+			if len(m.queue) == 0 || m.closed {
+				m.queue = nil
+				m.mu.Unlock()
+				break
+			}
+			ev := m.queue[0]
+			m.queue = m.queue[1:]
+			m.mu.Unlock()
+			m.cfg.OnEvent(ev)
+		}
+	}
+}
+
+func convertEventType(t serf.EventType) EventType {
+	switch t {
+	case serf.EventMemberJoin:
+		return EventJoin
+	case serf.EventMemberLeave:
+		return EventLeave
+	case serf.EventMemberFailed:
+		return EventFailed
+	case serf.EventMemberUpdate:
+		return EventUpdate
+	default:
+		return EventReap
+	}
+}
+
+func convertMember(sm serf.Member) Member {
+	addr, _ := netip.AddrFromSlice(sm.Addr)
+	return Member{
+		Name:   sm.Name,
+		Addr:   addr.Unmap(),
+		Port:   sm.Port,
+		Tags:   maps.Clone(sm.Tags),
+		Status: convertStatus(sm.Status),
+	}
+}
+
+func convertStatus(s serf.MemberStatus) MemberStatus {
+	switch s {
+	case serf.StatusAlive:
+		return StatusAlive
+	case serf.StatusLeaving:
+		return StatusLeaving
+	case serf.StatusLeft:
+		return StatusLeft
+	case serf.StatusFailed:
+		return StatusFailed
+	default:
+		return StatusNone
+	}
+}
+
+// Join contacts the given addresses ("host" or "host:port"; the port
+// defaults to 8301) and returns how many answered. It succeeds if at least
+// one did.
+func (m *Membership) Join(addrs []string) (int, error) {
+	if len(addrs) == 0 {
+		return 0, errors.New("gossip: membership: join: no addresses")
+	}
+	norm := make([]string, 0, len(addrs))
+	for _, a := range addrs {
+		norm = append(norm, withDefaultPort(a))
+	}
+	n, err := m.serf.Join(norm, true)
+	if err != nil {
+		return n, fmt.Errorf("gossip: membership: join: %w", err)
+	}
+	return n, nil
+}
+
+func withDefaultPort(addr string) string {
+	if _, _, err := net.SplitHostPort(addr); err == nil {
+		return addr
+	}
+	return net.JoinHostPort(addr, strconv.Itoa(DefaultSerfPort))
+}
+
+// RetryJoin keeps trying Join in the background until one address answers,
+// ctx is done or Membership is closed. The wait between attempts starts at
+// backoff (0 means 1 s) and doubles up to 30 s.
+func (m *Membership) RetryJoin(ctx context.Context, addrs []string, backoff time.Duration) {
+	if backoff <= 0 {
+		backoff = time.Second
+	}
+	const maxBackoff = 30 * time.Second
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return
+	}
+	m.wg.Add(1)
+	m.mu.Unlock()
+	go func() {
+		defer m.wg.Done()
+		wait := backoff
+		for attempt := 1; ; attempt++ {
+			n, err := m.Join(addrs)
+			if err == nil && n > 0 {
+				m.logger.Info("joined cluster", "contacted", n, "attempt", attempt)
+				return
+			}
+			m.logger.Debug("join attempt failed", "attempt", attempt, "err", err, "retry_in", wait)
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-m.ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			wait = min(2*wait, maxBackoff)
+		}
+	}()
+}
+
+// Leave announces a graceful departure and waits for it to propagate, at
+// most timeout (0 means 5 s). Others then see this node as left (not
+// failed) and the snapshot is cleared. Call Close afterwards.
+func (m *Membership) Leave(timeout time.Duration) error {
+	if timeout <= 0 {
+		timeout = 5 * time.Second
+	}
+	done := make(chan error, 1)
+	go func() { done <- m.serf.Leave() }()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("gossip: membership: leave: %w", err)
+		}
+		return nil
+	case <-t.C:
+		return fmt.Errorf("gossip: membership: leave: not finished after %v", timeout)
+	}
+}
+
+// Members returns every member serf knows, including this node, failed and
+// left members (until reaped).
+func (m *Membership) Members() []Member {
+	sms := m.serf.Members()
+	out := make([]Member, 0, len(sms))
+	for _, sm := range sms {
+		out = append(out, convertMember(sm))
+	}
+	return out
+}
+
+// LocalMember returns this node as others see it (with the bound port).
+func (m *Membership) LocalMember() Member {
+	return convertMember(m.serf.LocalMember())
+}
+
+// NumMembers returns how many members serf currently counts (alive,
+// suspect and leaving; not failed or left).
+func (m *Membership) NumMembers() int { return m.serf.NumNodes() }
+
+// Admitted returns the alive members other than this node for which
+// Config.Admit returns true: the candidates for dissemination and
+// anti-entropy peers. Verdicts are cached (see Config.Admit).
+func (m *Membership) Admitted() []Member {
+	self := m.cfg.NodeName
+	var out []Member
+	for _, mem := range m.Members() {
+		if mem.Name == self || mem.Status != StatusAlive {
+			continue
+		}
+		if m.admit(mem) {
+			out = append(out, mem)
+		}
+	}
+	return out
+}
+
+func (m *Membership) admit(mem Member) bool {
+	if m.cfg.Admit == nil {
+		return true
+	}
+	m.mu.Lock()
+	e, ok := m.admitted[mem.Name]
+	m.mu.Unlock()
+	if ok && maps.Equal(e.tags, mem.Tags) {
+		return e.ok
+	}
+	verdict := m.cfg.Admit(mem) // never under m.mu
+	m.mu.Lock()
+	m.admitted[mem.Name] = admitEntry{tags: mem.Tags, ok: verdict}
+	m.mu.Unlock()
+	if !verdict {
+		m.logger.Debug("member not admitted", "member", mem.Name)
+	}
+	return verdict
+}
+
+// Reevaluate forgets every cached admission verdict, so the next Admitted
+// asks Config.Admit again (call it after a revocation).
+func (m *Membership) Reevaluate() {
+	m.mu.Lock()
+	clear(m.admitted)
+	m.mu.Unlock()
+}
+
+// SetTags replaces this node's tags and gossips the change.
+func (m *Membership) SetTags(tags map[string]string) error {
+	if err := m.serf.SetTags(maps.Clone(tags)); err != nil {
+		return fmt.Errorf("gossip: membership: set tags: %w", err)
+	}
+	return nil
+}
+
+// Coordinate returns this node's Vivaldi network coordinate.
+func (m *Membership) Coordinate() (*coordinate.Coordinate, error) {
+	c, err := m.serf.GetCoordinate()
+	if err != nil {
+		return nil, fmt.Errorf("gossip: membership: coordinate: %w", err)
+	}
+	return c, nil
+}
+
+// CachedCoordinate returns the last coordinate heard for the named member.
+func (m *Membership) CachedCoordinate(name string) (*coordinate.Coordinate, bool) {
+	return m.serf.GetCachedCoordinate(name)
+}
+
+// Distance estimates the round-trip time to the named member from the
+// Vivaldi coordinates; false when no coordinate is known yet.
+func (m *Membership) Distance(name string) (time.Duration, bool) {
+	self, err := m.serf.GetCoordinate()
+	if err != nil {
+		return 0, false
+	}
+	other, ok := m.serf.GetCachedCoordinate(name)
+	if !ok || other == nil || !self.IsCompatibleWith(other) {
+		return 0, false
+	}
+	return self.DistanceTo(other), true
+}
+
+// DroppedEvents returns how many events were dropped because OnEvent was
+// too slow.
+func (m *Membership) DroppedEvents() uint64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.dropped
+}
+
+// Close stops serf without a graceful leave (others see this node fail
+// unless Leave was called first) and waits for Membership's goroutines.
+// It is idempotent.
+func (m *Membership) Close() error {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return nil
+	}
+	m.closed = true
+	m.mu.Unlock()
+	err := m.serf.Shutdown()
+	m.cancel()
+	m.wg.Wait()
+	if err != nil {
+		return fmt.Errorf("gossip: membership: close: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,243 @@
+package gossip
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+)
+
+// testLogger logs to stderr when GOSSIP_TEST_LOG is set, else nowhere.
+func testLogger(tb testing.TB) *slog.Logger {
+	tb.Helper()
+	if os.Getenv("GOSSIP_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return nil
+}
+
+// clusterNode is one serf member of a loopback test cluster.
+type clusterNode struct {
+	m      *Membership
+	name   string
+	port   int
+	events *eventLog
+}
+
+type eventLog struct {
+	mu     sync.Mutex
+	events []Event
+}
+
+func (l *eventLog) add(e Event) {
+	l.mu.Lock()
+	l.events = append(l.events, e)
+	l.mu.Unlock()
+}
+
+func (l *eventLog) saw(typ EventType, name string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, e := range l.events {
+		if e.Type != typ {
+			continue
+		}
+		for _, m := range e.Members {
+			if m.Name == name {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+type nodeOpts struct {
+	name     string
+	port     int // 0: ephemeral
+	snapshot string
+	admit    func(Member) bool
+}
+
+func startNode(tb testing.TB, o nodeOpts) *clusterNode {
+	tb.Helper()
+	port := o.port
+	if port == 0 {
+		port = -1
+	}
+	log := &eventLog{}
+	m, err := New(Config{
+		NodeName:     o.name,
+		BindAddr:     "127.0.0.1",
+		BindPort:     port,
+		Tags:         map[string]string{"id": o.name, "peer": "127.0.0.1:1"},
+		SnapshotPath: o.snapshot,
+		Profile:      ProfileLocal,
+		OnEvent:      log.add,
+		Admit:        o.admit,
+		Logger:       testLogger(tb),
+	})
+	if err != nil {
+		tb.Fatalf("start %s: %v", o.name, err)
+	}
+	tb.Cleanup(func() { _ = m.Close() })
+	return &clusterNode{m: m, name: o.name, port: int(m.LocalMember().Port), events: log}
+}
+
+func (n *clusterNode) addr() string { return "127.0.0.1:" + strconv.Itoa(n.port) }
+
+// waitFor polls cond every 20 ms until it holds or the deadline passes.
+func waitFor(tb testing.TB, within time.Duration, what string, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("timed out after %v waiting for %s", within, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func statusOf(m *Membership, name string) MemberStatus {
+	for _, mem := range m.Members() {
+		if mem.Name == name {
+			return mem.Status
+		}
+	}
+	return StatusNone
+}
+
+func allSee(nodes []*clusterNode, name string, st MemberStatus) func() bool {
+	return func() bool {
+		for _, n := range nodes {
+			if n.name != name && statusOf(n.m, name) != st {
+				return false
+			}
+		}
+		return true
+	}
+}
+
+func startCluster(tb testing.TB, n int) []*clusterNode {
+	tb.Helper()
+	var nodes []*clusterNode
+	for i := range n {
+		nodes = append(nodes, startNode(tb, nodeOpts{name: fmt.Sprintf("n%d", i)}))
+	}
+	for _, nd := range nodes[1:] {
+		if _, err := nd.m.Join([]string{nodes[0].addr()}); err != nil {
+			tb.Fatalf("join %s: %v", nd.name, err)
+		}
+	}
+	waitFor(tb, 20*time.Second, "all members alive", func() bool {
+		for _, nd := range nodes {
+			if nd.m.NumMembers() != n {
+				return false
+			}
+		}
+		return true
+	})
+	return nodes
+}
+
+func TestMembershipJoinLeaveFail(t *testing.T) {
+	t.Parallel()
+	nodes := startCluster(t, 4)
+	for _, nd := range nodes {
+		for _, other := range nodes {
+			if st := statusOf(nd.m, other.name); st != StatusAlive {
+				t.Fatalf("%s sees %s as %v", nd.name, other.name, st)
+			}
+		}
+		if got := len(nd.m.Admitted()); got != 3 {
+			t.Fatalf("%s admitted %d peers, want 3", nd.name, got)
+		}
+	}
+	waitFor(t, 10*time.Second, "join events", func() bool {
+		return nodes[0].events.saw(EventJoin, "n3")
+	})
+	if tags := nodes[0].m.Members(); len(tags) != 4 {
+		t.Fatalf("members: %d", len(tags))
+	}
+
+	// Graceful leave: seen as left.
+	if err := nodes[3].m.Leave(5 * time.Second); err != nil {
+		t.Fatalf("leave: %v", err)
+	}
+	_ = nodes[3].m.Close()
+	waitFor(t, 10*time.Second, "n3 left", allSee(nodes[:3], "n3", StatusLeft))
+	waitFor(t, 10*time.Second, "leave event", func() bool { return nodes[0].events.saw(EventLeave, "n3") })
+
+	// Crash (no leave): seen as failed.
+	_ = nodes[2].m.Close()
+	waitFor(t, 30*time.Second, "n2 failed", allSee(nodes[:2], "n2", StatusFailed))
+	waitFor(t, 10*time.Second, "failed event", func() bool { return nodes[1].events.saw(EventFailed, "n2") })
+	if got := len(nodes[0].m.Admitted()); got != 1 {
+		t.Fatalf("admitted after leave+fail: %d, want 1", got)
+	}
+}
+
+func TestMembershipSnapshotRejoin(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	snap := filepath.Join(dir, "serf.snapshot")
+	nodes := startCluster(t, 2)
+	r := startNode(t, nodeOpts{name: "restarted", snapshot: snap})
+	if _, err := r.m.Join([]string{nodes[0].addr()}); err != nil {
+		t.Fatal(err)
+	}
+	all := append(nodes, r)
+	waitFor(t, 20*time.Second, "restarted alive", allSee(all, "restarted", StatusAlive))
+	// Let the snapshot record the other members (it is written as events
+	// arrive, flushed on shutdown).
+	waitFor(t, 10*time.Second, "join events at restarted", func() bool {
+		return r.events.saw(EventJoin, "n0") && r.events.saw(EventJoin, "n1")
+	})
+	_ = r.m.Close() // crash: no leave
+	waitFor(t, 30*time.Second, "restarted failed", allSee(nodes, "restarted", StatusFailed))
+
+	r2 := startNode(t, nodeOpts{name: "restarted", snapshot: snap, port: r.port})
+	// No Join: serf rejoins the members recorded in the snapshot. The
+	// bound is shorter than serf's 30 s reconnect interval, so the others
+	// reconnecting to it cannot be what brings it back.
+	waitFor(t, 10*time.Second, "rejoined from snapshot", func() bool {
+		return allSee(nodes, "restarted", StatusAlive)() && r2.m.NumMembers() == 3
+	})
+}
+
+func TestMembershipAdmit(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	banned := map[string]bool{}
+	admit := func(m Member) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return !banned[m.Tags["id"]]
+	}
+	a := startNode(t, nodeOpts{name: "a", admit: admit})
+	b := startNode(t, nodeOpts{name: "b"})
+	c := startNode(t, nodeOpts{name: "c"})
+	for _, n := range []*clusterNode{b, c} {
+		if _, err := n.m.Join([]string{a.addr()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 20*time.Second, "3 members", func() bool { return a.m.NumMembers() == 3 })
+	if got := len(a.m.Admitted()); got != 2 {
+		t.Fatalf("admitted %d, want 2", got)
+	}
+	mu.Lock()
+	banned["b"] = true
+	mu.Unlock()
+	if got := len(a.m.Admitted()); got != 2 {
+		t.Fatalf("cached verdict changed without Reevaluate: %d", got)
+	}
+	a.m.Reevaluate()
+	got := a.m.Admitted()
+	if len(got) != 1 || got[0].Name != "c" {
+		t.Fatalf("admitted after revocation: %+v", got)
+	}
+}
