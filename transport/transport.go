@@ -1,0 +1,626 @@
+package transport
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/quic-go/quic-go"
+)
+
+// Errors callers may branch on.
+var (
+	ErrClosed      = errors.New("transport: closed")
+	ErrNotStarted  = errors.New("transport: not started")
+	ErrKeyMismatch = errors.New("transport: peer key is not the expected key")
+)
+
+// Handler serves one incoming stream of the kind it was registered for. It
+// runs on its own goroutine; ctx is cancelled when the connection closes
+// (ClosePeer, idle peer gone, Transport.Close). The Transport closes s when
+// the handler returns. Handlers must return once ctx is done, or Close waits.
+type Handler func(ctx context.Context, peer PeerInfo, hdr Header, s *Stream)
+
+// Transport owns one UDP socket, listens for peers on it and dials peers
+// from it, keeping at most one preferred QUIC connection per peer key.
+type Transport struct {
+	cfg      Config
+	log      *slog.Logger
+	self     ed25519.PublicKey
+	cert     tls.Certificate
+	quicConf *quic.Config
+
+	ctx    context.Context // cancelled by Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // every goroutine started by the Transport
+
+	hmu      sync.RWMutex // guards handlers
+	handlers map[Kind]Handler
+
+	mu      sync.Mutex // guards the fields below
+	started bool
+	closed  bool
+	udp     *net.UDPConn
+	qt      *quic.Transport
+	ln      *quic.Listener
+	addr    netip.AddrPort
+	conns   map[*peerConn]struct{}
+	byKey   map[string]*peerConn         // preferred connection per peer key
+	byAddr  map[netip.AddrPort]*peerConn // preferred connection per peer address
+	dials   map[dialKey]*dialCall        // dials in flight
+
+	closeOnce sync.Once
+	closeErr  error
+	stats     counters
+}
+
+// dialKey identifies a dial that concurrent callers may share.
+type dialKey struct {
+	addr   netip.AddrPort
+	expect string // expected key bytes, "" for any verified key
+}
+
+// dialCall is one dial in flight; done is closed when pc/err are set.
+type dialCall struct {
+	done chan struct{}
+	pc   *peerConn
+	err  error
+}
+
+// New validates cfg and builds a Transport. Nothing is bound until Start.
+func New(cfg Config) (*Transport, error) {
+	cfg, err := cfg.validate()
+	if err != nil {
+		return nil, err
+	}
+	cert, err := newCertificate(cfg.Key, cfg.Chain, cfg.now())
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t := &Transport{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		self:     cfg.Key.Public().(ed25519.PublicKey),
+		cert:     cert,
+		ctx:      ctx,
+		cancel:   cancel,
+		handlers: make(map[Kind]Handler),
+		conns:    make(map[*peerConn]struct{}),
+		byKey:    make(map[string]*peerConn),
+		byAddr:   make(map[netip.AddrPort]*peerConn),
+		dials:    make(map[dialKey]*dialCall),
+	}
+	t.quicConf = &quic.Config{
+		HandshakeIdleTimeout:           cfg.HandshakeTimeout,
+		MaxIdleTimeout:                 cfg.DeadPeerTimeout,
+		KeepAlivePeriod:                cfg.KeepAlivePeriod,
+		InitialStreamReceiveWindow:     cfg.InitialStreamWindow,
+		MaxStreamReceiveWindow:         cfg.MaxStreamWindow,
+		InitialConnectionReceiveWindow: cfg.InitialConnectionWindow,
+		MaxConnectionReceiveWindow:     cfg.MaxConnectionWindow,
+		MaxIncomingStreams:             cfg.MaxIncomingStreams,
+		MaxIncomingUniStreams:          -1, // peerd uses bidirectional streams only
+		Allow0RTT:                      false,
+	}
+	return t, nil
+}
+
+// Start binds Config.ListenAddr and starts accepting peers. ctx bounds
+// only the start itself; the Transport runs until Close.
+func (t *Transport) Start(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("transport: start: %w", err)
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return ErrClosed
+	}
+	if t.started {
+		return errors.New("transport: already started")
+	}
+	ua, err := net.ResolveUDPAddr("udp", t.cfg.ListenAddr)
+	if err != nil {
+		return fmt.Errorf("transport: listen address %q: %w", t.cfg.ListenAddr, err)
+	}
+	udp, err := net.ListenUDP("udp", ua)
+	if err != nil {
+		return fmt.Errorf("transport: listen: %w", err)
+	}
+	// A stateless reset key derived from the node key survives restarts, so
+	// peers of a restarted node learn at once that their connection is gone.
+	srk := quic.StatelessResetKey(sha256.Sum256(append([]byte("peerd transport stateless reset v1"), t.cfg.Key.Seed()...)))
+	qt := &quic.Transport{Conn: udp, StatelessResetKey: &srk}
+	ln, err := qt.Listen(t.tlsConfig(nil, true), t.quicConf)
+	if err != nil {
+		udp.Close()
+		return fmt.Errorf("transport: listen: %w", err)
+	}
+	t.udp, t.qt, t.ln = udp, qt, ln
+	t.addr = udp.LocalAddr().(*net.UDPAddr).AddrPort()
+	t.addr = netip.AddrPortFrom(t.addr.Addr().Unmap(), t.addr.Port())
+	t.started = true
+	t.wg.Add(2)
+	go t.acceptLoop()
+	go t.idleLoop()
+	t.log.Info("transport listening", "addr", t.addr.String())
+	return nil
+}
+
+// Addr returns the bound UDP address (valid after Start).
+func (t *Transport) Addr() netip.AddrPort {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.addr
+}
+
+// Handle registers h for incoming streams of kind, replacing any earlier
+// handler. Streams of a kind without handler are reset with CodeUnknownKind.
+func (t *Transport) Handle(kind Kind, h Handler) {
+	t.hmu.Lock()
+	defer t.hmu.Unlock()
+	if h == nil {
+		delete(t.handlers, kind)
+		return
+	}
+	t.handlers[kind] = h
+}
+
+func (t *Transport) handler(kind Kind) Handler {
+	t.hmu.RLock()
+	defer t.hmu.RUnlock()
+	return t.handlers[kind]
+}
+
+// tlsConfig builds the TLS configuration for the accepting side (server) or
+// for a dial expecting key expect (nil = any key VerifyPeer accepts).
+// Session tickets are disabled: a resumed TLS 1.3 session does not present
+// certificates again, so every connection runs the full verification.
+func (t *Transport) tlsConfig(expect ed25519.PublicKey, server bool) *tls.Config {
+	return &tls.Config{
+		MinVersion:             tls.VersionTLS13,
+		Certificates:           []tls.Certificate{t.cert},
+		NextProtos:             []string{ALPN},
+		SessionTicketsDisabled: true,
+		ClientAuth:             tls.RequireAnyClientCert,
+		// The peer's certificate is self-signed; VerifyConnection below does
+		// all the checking (key binding, chain, expected key).
+		InsecureSkipVerify: true,
+		ServerName:         "peerd",
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			err := t.verifyConnection(cs, expect)
+			if err != nil && server {
+				// Dial failures are counted where the dial returns.
+				t.stats.handshakeFailures.Add(1)
+			}
+			return err
+		},
+	}
+}
+
+// verifyConnection is the handshake check run on both sides.
+func (t *Transport) verifyConnection(cs tls.ConnectionState, expect ed25519.PublicKey) error {
+	if cs.NegotiatedProtocol != ALPN {
+		return fmt.Errorf("transport: peer did not negotiate ALPN %q", ALPN)
+	}
+	if len(cs.PeerCertificates) != 1 {
+		return fmt.Errorf("transport: peer presented %d certificates, want 1", len(cs.PeerCertificates))
+	}
+	pub, chain, err := certIdentity(cs.PeerCertificates[0], t.cfg.now())
+	if err != nil {
+		return err
+	}
+	if expect != nil && !bytes.Equal(pub, expect) {
+		return ErrKeyMismatch
+	}
+	if err := t.cfg.VerifyPeer(pub, chain); err != nil {
+		return fmt.Errorf("transport: peer rejected: %w", err)
+	}
+	return nil
+}
+
+// peerInfo extracts the verified identity of an established connection.
+func (t *Transport) peerInfo(qc *quic.Conn) (PeerInfo, error) {
+	cs := qc.ConnectionState().TLS
+	if len(cs.PeerCertificates) != 1 {
+		return PeerInfo{}, errors.New("transport: connection has no peer certificate")
+	}
+	pub, chain, err := certIdentity(cs.PeerCertificates[0], t.cfg.now())
+	if err != nil {
+		return PeerInfo{}, err
+	}
+	var addr netip.AddrPort
+	if ua, ok := qc.RemoteAddr().(*net.UDPAddr); ok {
+		ap := ua.AddrPort()
+		addr = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	return PeerInfo{Key: pub, Chain: chain, Addr: addr}, nil
+}
+
+// acceptLoop accepts incoming connections until the listener closes.
+func (t *Transport) acceptLoop() {
+	defer t.wg.Done()
+	for {
+		qc, err := t.ln.Accept(t.ctx)
+		if err != nil {
+			if t.ctx.Err() == nil {
+				t.log.Warn("transport accept stopped", "err", err)
+			}
+			return
+		}
+		if _, err := t.register(qc, false); err != nil {
+			t.log.Debug("transport: dropped incoming connection", "err", err)
+		}
+	}
+}
+
+// register records an established connection, picks the preferred one per
+// peer and starts serving its incoming streams.
+func (t *Transport) register(qc *quic.Conn, dialed bool) (*peerConn, error) {
+	info, err := t.peerInfo(qc)
+	if err != nil {
+		qc.CloseWithError(CodeConnShutdown, "no identity")
+		return nil, err
+	}
+	pc := newPeerConn(qc, info, dialed, t.cfg.now())
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		qc.CloseWithError(CodeConnShutdown, "transport closed")
+		return nil, ErrClosed
+	}
+	t.conns[pc] = struct{}{}
+	k := string(info.Key)
+	if old := t.byKey[k]; old == nil || !old.alive() {
+		t.byKey[k] = pc
+	} else {
+		t.byKey[k] = preferConn(t.self, old, pc)
+	}
+	if old := t.byAddr[info.Addr]; old == nil || !old.alive() {
+		t.byAddr[info.Addr] = pc
+	} else {
+		t.byAddr[info.Addr] = preferConn(t.self, old, pc)
+	}
+	t.wg.Add(1)
+	t.mu.Unlock()
+	t.stats.connsTotal.Add(1)
+	go t.serveConn(pc)
+	t.log.Debug("transport: peer connected", "peer", info.Addr.String(), "dialed", dialed)
+	return pc, nil
+}
+
+// unregister forgets pc (after it closed or was closed).
+func (t *Transport) unregister(pc *peerConn) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.unregisterLocked(pc)
+}
+
+func (t *Transport) unregisterLocked(pc *peerConn) {
+	delete(t.conns, pc)
+	k := string(pc.info.Key)
+	if t.byKey[k] == pc {
+		delete(t.byKey, k)
+		// Fall back to another live connection to the same key, if any.
+		for o := range t.conns {
+			if string(o.info.Key) == k && o.alive() {
+				t.byKey[k] = o
+				break
+			}
+		}
+	}
+	if t.byAddr[pc.info.Addr] == pc {
+		delete(t.byAddr, pc.info.Addr)
+	}
+}
+
+// serveConn accepts the peer's streams on pc until the connection closes.
+func (t *Transport) serveConn(pc *peerConn) {
+	defer t.wg.Done()
+	defer t.unregister(pc)
+	for {
+		qs, err := pc.qc.AcceptStream(t.ctx)
+		if err != nil {
+			pc.markClosing()
+			return
+		}
+		if !pc.acquire() {
+			qs.CancelRead(CodeShutdown)
+			qs.CancelWrite(CodeShutdown)
+			t.stats.rejectedStreams.Add(1)
+			continue
+		}
+		t.mu.Lock()
+		if t.closed {
+			t.mu.Unlock()
+			qs.CancelRead(CodeShutdown)
+			qs.CancelWrite(CodeShutdown)
+			pc.release(t.cfg.now())
+			return
+		}
+		t.wg.Add(1)
+		t.mu.Unlock()
+		go t.serveStream(pc, qs)
+	}
+}
+
+// serveStream reads the header of one incoming stream and runs its handler.
+// The stream slot was acquired by serveConn.
+func (t *Transport) serveStream(pc *peerConn, qs *quic.Stream) {
+	defer t.wg.Done()
+	reject := func(code quic.StreamErrorCode) {
+		qs.CancelRead(code)
+		qs.CancelWrite(code)
+		t.stats.rejectedStreams.Add(1)
+		pc.release(t.cfg.now())
+	}
+	_ = qs.SetReadDeadline(time.Now().Add(t.cfg.HeaderTimeout))
+	hdr, err := readHeader(qs, t.cfg.MaxHeaderSize)
+	if err != nil {
+		switch {
+		case errors.Is(err, ErrUnsupportedVersion):
+			reject(CodeUnsupportedVersion)
+		case errors.Is(err, ErrHeaderTooLarge), errors.Is(err, ErrBadHeader):
+			t.stats.malformedHeaders.Add(1)
+			reject(CodeBadHeader)
+		default: // timeout, reset by peer, connection gone
+			reject(CodeHeaderTimeout)
+		}
+		t.log.Debug("transport: stream rejected", "peer", pc.info.Addr.String(), "err", err)
+		return
+	}
+	_ = qs.SetReadDeadline(time.Time{})
+	h := t.handler(hdr.Kind)
+	if h == nil {
+		reject(CodeUnknownKind)
+		t.log.Debug("transport: stream of unknown kind", "peer", pc.info.Addr.String(), "kind", hdr.Kind.String())
+		return
+	}
+	s := newStream(t, pc, qs, hdr)
+	defer s.Close()
+	h(pc.qc.Context(), pc.info, hdr, s)
+}
+
+// OpenStream opens a stream to the peer at addr, dialing it if no
+// connection is open, and writes hdr (Version is set to HeaderVersion).
+// expect, if not nil, is the key the peer must present; nil accepts any key
+// that Config.VerifyPeer accepts. Concurrent calls for the same peer share
+// one dial and one connection. The caller must Close the stream.
+//
+// When the peer rejects this node during the handshake, the dial may still
+// succeed locally (TLS 1.3 verifies the client's certificate after the
+// client finished): the rejection then shows as an error on the stream's
+// first Read or Write.
+func (t *Transport) OpenStream(ctx context.Context, addr netip.AddrPort, expect ed25519.PublicKey, hdr Header) (*Stream, PeerInfo, error) {
+	if expect != nil && len(expect) != ed25519.PublicKeySize {
+		return nil, PeerInfo{}, errors.New("transport: expected key is not an Ed25519 public key")
+	}
+	hdr.Version = HeaderVersion
+	buf, err := appendHeader(nil, hdr, t.cfg.MaxHeaderSize)
+	if err != nil {
+		return nil, PeerInfo{}, err
+	}
+	addr = netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port())
+	// A cached connection may close under us (peer idled it out, peer
+	// restarted): retry once on a fresh connection.
+	for attempt := 0; ; attempt++ {
+		pc, err := t.conn(ctx, addr, expect)
+		if err != nil {
+			return nil, PeerInfo{}, err
+		}
+		s, err := t.openOn(ctx, pc, hdr, buf)
+		if err == nil {
+			return s, pc.info, nil
+		}
+		if attempt > 0 || ctx.Err() != nil || pc.qc.Context().Err() == nil {
+			return nil, PeerInfo{}, err
+		}
+		t.unregister(pc)
+	}
+}
+
+// openOn opens a stream on pc, whose slot the caller acquired, and writes
+// the encoded header.
+func (t *Transport) openOn(ctx context.Context, pc *peerConn, hdr Header, buf []byte) (*Stream, error) {
+	qs, err := pc.qc.OpenStreamSync(ctx)
+	if err != nil {
+		pc.release(t.cfg.now())
+		return nil, fmt.Errorf("transport: open stream: %w", err)
+	}
+	if _, err := qs.Write(buf); err != nil {
+		qs.CancelWrite(CodeStreamClosed)
+		qs.CancelRead(CodeStreamClosed)
+		pc.release(t.cfg.now())
+		return nil, fmt.Errorf("transport: write stream header: %w", err)
+	}
+	return newStream(t, pc, qs, hdr), nil
+}
+
+// conn returns a live connection to addr (and expect, if set) with one
+// stream slot acquired, dialing if needed.
+func (t *Transport) conn(ctx context.Context, addr netip.AddrPort, expect ed25519.PublicKey) (*peerConn, error) {
+	for {
+		t.mu.Lock()
+		if t.closed {
+			t.mu.Unlock()
+			return nil, ErrClosed
+		}
+		if !t.started {
+			t.mu.Unlock()
+			return nil, ErrNotStarted
+		}
+		var pc *peerConn
+		if expect != nil {
+			pc = t.byKey[string(expect)]
+		} else {
+			pc = t.byAddr[addr]
+		}
+		if pc != nil && pc.acquire() {
+			if pc.qc.Context().Err() == nil {
+				t.mu.Unlock()
+				return pc, nil
+			}
+			pc.release(t.cfg.now())
+		}
+		dk := dialKey{addr: addr, expect: string(expect)}
+		dc := t.dials[dk]
+		if dc == nil {
+			dc = &dialCall{done: make(chan struct{})}
+			t.dials[dk] = dc
+			t.wg.Add(1)
+			go t.dial(dk, dc, addr, expect)
+		}
+		t.mu.Unlock()
+
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("transport: dial %v: %w", addr, ctx.Err())
+		case <-dc.done:
+		}
+		if dc.err != nil {
+			return nil, dc.err
+		}
+		if dc.pc.acquire() {
+			return dc.pc, nil
+		}
+		// The fresh connection is already closing (ClosePeer raced us):
+		// look again, which dials anew if nothing else is there.
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// dial runs one shared dial; its lifetime is bounded by HandshakeTimeout
+// and Close, not by any one caller's context.
+func (t *Transport) dial(dk dialKey, dc *dialCall, addr netip.AddrPort, expect ed25519.PublicKey) {
+	defer t.wg.Done()
+	defer close(dc.done)
+	defer func() {
+		t.mu.Lock()
+		delete(t.dials, dk)
+		t.mu.Unlock()
+	}()
+	t.stats.dials.Add(1)
+	ctx, cancel := context.WithTimeout(t.ctx, t.cfg.HandshakeTimeout)
+	defer cancel()
+	qc, err := t.qt.Dial(ctx, net.UDPAddrFromAddrPort(addr), t.tlsConfig(expect, false), t.quicConf)
+	if err != nil {
+		t.stats.handshakeFailures.Add(1)
+		dc.err = fmt.Errorf("transport: dial %v: %w", addr, err)
+		return
+	}
+	dc.pc, dc.err = t.register(qc, true)
+}
+
+// ClosePeer closes every connection to the peer with key pub at once,
+// failing its open streams (for example when pub is revoked). Later
+// OpenStream calls dial anew, which Config.VerifyPeer then decides.
+func (t *Transport) ClosePeer(pub ed25519.PublicKey) {
+	t.mu.Lock()
+	var victims []*peerConn
+	for pc := range t.conns {
+		if bytes.Equal(pc.info.Key, pub) {
+			pc.markClosing()
+			victims = append(victims, pc)
+			t.unregisterLocked(pc)
+		}
+	}
+	t.mu.Unlock()
+	for _, pc := range victims {
+		pc.qc.CloseWithError(CodeConnClosePeer, "peer closed by policy")
+	}
+}
+
+// idleLoop closes connections without streams for IdleTimeout.
+func (t *Transport) idleLoop() {
+	defer t.wg.Done()
+	tick := min(max(t.cfg.IdleTimeout/4, 10*time.Millisecond), 5*time.Second)
+	tk := time.NewTicker(tick)
+	defer tk.Stop()
+	for {
+		select {
+		case <-t.ctx.Done():
+			return
+		case <-tk.C:
+		}
+		cutoff := t.cfg.now().Add(-t.cfg.IdleTimeout)
+		t.mu.Lock()
+		var idle []*peerConn
+		for pc := range t.conns {
+			if pc.markClosingIfIdle(cutoff) {
+				idle = append(idle, pc)
+				t.unregisterLocked(pc)
+			}
+		}
+		t.mu.Unlock()
+		for _, pc := range idle {
+			t.log.Debug("transport: closing idle connection", "peer", pc.info.Addr.String())
+			pc.qc.CloseWithError(CodeConnIdle, "idle")
+		}
+	}
+}
+
+// Stats returns a snapshot of the counters.
+func (t *Transport) Stats() Stats {
+	t.mu.Lock()
+	n := len(t.conns)
+	t.mu.Unlock()
+	return Stats{
+		Connections:       n,
+		ConnectionsTotal:  t.stats.connsTotal.Load(),
+		Dials:             t.stats.dials.Load(),
+		HandshakeFailures: t.stats.handshakeFailures.Load(),
+		Streams:           t.stats.streams.Load(),
+		StreamsTotal:      t.stats.streamsTotal.Load(),
+		RejectedStreams:   t.stats.rejectedStreams.Load(),
+		MalformedHeaders:  t.stats.malformedHeaders.Load(),
+		BytesIn:           t.stats.bytesIn.Load(),
+		BytesOut:          t.stats.bytesOut.Load(),
+	}
+}
+
+// Close closes every connection and the socket and waits for every
+// goroutine the Transport started, including running handlers. It is
+// idempotent.
+func (t *Transport) Close() error {
+	t.closeOnce.Do(func() {
+		t.mu.Lock()
+		t.closed = true
+		conns := make([]*peerConn, 0, len(t.conns))
+		for pc := range t.conns {
+			pc.markClosing()
+			conns = append(conns, pc)
+		}
+		t.mu.Unlock()
+		t.cancel()
+		if t.ln != nil {
+			_ = t.ln.Close()
+		}
+		for _, pc := range conns {
+			_ = pc.qc.CloseWithError(CodeConnShutdown, "shutdown")
+		}
+		if t.qt != nil {
+			if err := t.qt.Close(); err != nil {
+				t.closeErr = fmt.Errorf("transport: close: %w", err)
+			}
+		}
+		if t.udp != nil {
+			if err := t.udp.Close(); err != nil && t.closeErr == nil && !errors.Is(err, net.ErrClosed) {
+				t.closeErr = fmt.Errorf("transport: close socket: %w", err)
+			}
+		}
+		t.wg.Wait()
+	})
+	return t.closeErr
+}
