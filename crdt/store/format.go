@@ -51,11 +51,13 @@ var (
 )
 
 // ErrCorrupt is wrapped by every error about a damaged or truncated value.
-var ErrCorrupt = errors.New("store: corrupt data")
+// Like ErrUnsupportedFormat it carries no "store:" prefix because it is
+// always returned wrapped in one.
+var ErrCorrupt = errors.New("corrupt data")
 
 // ErrUnsupportedFormat is wrapped when the file was written by a format
 // version this build does not read.
-var ErrUnsupportedFormat = errors.New("store: unsupported on-disk format")
+var ErrUnsupportedFormat = errors.New("unsupported on-disk format")
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 

@@ -10,7 +10,7 @@ import (
 // ErrStaleSnapshot is returned by SaveSnapshot when upTo is below the
 // stored snapshot's: the records in between are already truncated, so the
 // older state would lose them.
-var ErrStaleSnapshot = errors.New("store: snapshot older than the stored one")
+var ErrStaleSnapshot = errors.New("snapshot older than the stored one")
 
 // replayChunk is how many records Replay reads per read transaction. It
 // calls fn outside any transaction, so fn may use the store freely.
@@ -23,13 +23,13 @@ const replayChunk = 1024
 // commit holds bbolt's writer lock, so appends wait for it.
 func (s *Store) SaveSnapshot(state []byte, upTo Seq) error {
 	if len(state) > bolt.MaxValueSize-maxFrameHeader-8 {
-		return fmt.Errorf("store: snapshot of %d bytes exceeds the bbolt value limit", len(state))
+		return fmt.Errorf("store: save snapshot: snapshot of %d bytes exceeds the bbolt value limit", len(state))
 	}
 	frame := encodeSnapshot(state, upTo)
 	err := s.update(func(tx *bolt.Tx) error {
 		logb := tx.Bucket(bucketLog)
 		if last := Seq(logb.Sequence()); upTo > last {
-			return fmt.Errorf("store: snapshot upTo %d is past the last appended record %d", upTo, last)
+			return fmt.Errorf("snapshot upTo %d is past the last appended record %d", upTo, last)
 		}
 		snapb := tx.Bucket(bucketSnap)
 		if old := snapb.Get(keyState); old != nil {
@@ -39,7 +39,7 @@ func (s *Store) SaveSnapshot(state []byte, upTo Seq) error {
 			}
 		}
 		if err := snapb.Put(keyState, frame); err != nil {
-			return fmt.Errorf("store: put snapshot: %w", err)
+			return fmt.Errorf("put snapshot: %w", err)
 		}
 		// Collect first, delete after: deleting under a live cursor is
 		// a known way to skip keys in bbolt.
@@ -57,12 +57,12 @@ func (s *Store) SaveSnapshot(state []byte, upTo Seq) error {
 		}
 		for _, k := range doomed {
 			if err := logb.Delete(k); err != nil {
-				return fmt.Errorf("store: truncate log: %w", err)
+				return fmt.Errorf("truncate log: %w", err)
 			}
 		}
 		return nil
 	})
-	if err != nil && !errors.Is(err, ErrClosed) && !errors.Is(err, ErrStaleSnapshot) {
+	if err != nil && !errors.Is(err, ErrClosed) {
 		return fmt.Errorf("store: save snapshot: %w", err)
 	}
 	return err
