@@ -1,0 +1,140 @@
+package identity
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"time"
+)
+
+// MaxRotationSkew is how far in the future (relative to now) a rotation
+// statement's time may lie and still be accepted.
+const MaxRotationSkew = 5 * time.Minute
+
+// Rotation replaces one trusted root by another. It is accepted when both
+// keys signed it (over rotationDomain || CBOR(keys 1..4)), the old key is a
+// trusted root, and its time is newer than every rotation accepted before
+// (so an old statement cannot be replayed to roll a rotation back).
+//
+// Wire form (CBOR map, integer keys): 1 version (1), 2 old root key, 3 new
+// root key, 4 time (Unix seconds), 5 old root's signature, 6 new root's signature.
+type Rotation struct {
+	OldRoot, NewRoot           ed25519.PublicKey
+	At                         time.Time // whole seconds
+	OldSignature, NewSignature []byte
+}
+
+type wireRotation struct {
+	Version      uint64 `cbor:"1,keyasint"`
+	OldRoot      []byte `cbor:"2,keyasint"`
+	NewRoot      []byte `cbor:"3,keyasint"`
+	At           int64  `cbor:"4,keyasint"`
+	OldSignature []byte `cbor:"5,keyasint,omitempty"`
+	NewSignature []byte `cbor:"6,keyasint,omitempty"`
+}
+
+func (r *Rotation) wire(withSig bool) wireRotation {
+	w := wireRotation{Version: wireVersion, OldRoot: r.OldRoot, NewRoot: r.NewRoot, At: r.At.Unix()}
+	if withSig {
+		w.OldSignature, w.NewSignature = r.OldSignature, r.NewSignature
+	}
+	return w
+}
+
+func (r *Rotation) tbs() ([]byte, error) {
+	b, err := encode(r.wire(false))
+	if err != nil {
+		return nil, err
+	}
+	return append([]byte(rotationDomain), b...), nil
+}
+
+// NewRotation returns a statement, signed by both keys, that newRoot replaces oldRoot.
+func NewRotation(oldRoot, newRoot ed25519.PrivateKey, at time.Time) (*Rotation, error) {
+	if len(oldRoot) != ed25519.PrivateKeySize || len(newRoot) != ed25519.PrivateKeySize {
+		return nil, errorf(ErrInvalid, "rotation needs two Ed25519 private keys")
+	}
+	r := &Rotation{
+		OldRoot: oldRoot.Public().(ed25519.PublicKey),
+		NewRoot: newRoot.Public().(ed25519.PublicKey),
+		At:      at.Truncate(time.Second).UTC(),
+	}
+	if bytes.Equal(r.OldRoot, r.NewRoot) {
+		return nil, errorf(ErrInvalid, "old and new root are the same key")
+	}
+	msg, err := r.tbs()
+	if err != nil {
+		return nil, err
+	}
+	r.OldSignature = ed25519.Sign(oldRoot, msg)
+	r.NewSignature = ed25519.Sign(newRoot, msg)
+	return r, nil
+}
+
+// Marshal returns the statement's canonical CBOR encoding.
+func (r *Rotation) Marshal() ([]byte, error) { return encode(r.wire(true)) }
+
+// UnmarshalRotation decodes a rotation statement (syntax only; Verifier.Rotate checks it).
+func UnmarshalRotation(b []byte) (*Rotation, error) {
+	var w wireRotation
+	if err := decodeCanonical(b, MaxRotationSize, "rotation", &w); err != nil {
+		return nil, err
+	}
+	if len(w.OldRoot) != ed25519.PublicKeySize || len(w.NewRoot) != ed25519.PublicKeySize ||
+		len(w.OldSignature) != ed25519.SignatureSize || len(w.NewSignature) != ed25519.SignatureSize {
+		return nil, errorf(ErrMalformed, "rotation: a key or signature has the wrong size")
+	}
+	return &Rotation{
+		OldRoot: w.OldRoot, NewRoot: w.NewRoot, At: time.Unix(w.At, 0).UTC(),
+		OldSignature: w.OldSignature, NewSignature: w.NewSignature,
+	}, nil
+}
+
+// Rotate applies a rotation statement: NewRoot becomes trusted and OldRoot
+// stops being trusted, so chains issued by the old root must be reissued.
+// Applying a statement that is already in effect is a no-op.
+func (v *Verifier) Rotate(stmt *Rotation, now time.Time) error {
+	if stmt == nil || len(stmt.OldRoot) != ed25519.PublicKeySize || len(stmt.NewRoot) != ed25519.PublicKeySize {
+		return errorf(ErrMalformed, "rotation is missing a key")
+	}
+	if bytes.Equal(stmt.OldRoot, stmt.NewRoot) {
+		return errorf(ErrInvalid, "rotation: old and new root are the same key")
+	}
+	msg, err := stmt.tbs()
+	if err != nil {
+		return err
+	}
+	if !ed25519.Verify(stmt.OldRoot, msg, stmt.OldSignature) {
+		return errorf(ErrBadSignature, "rotation: the old root's signature does not verify")
+	}
+	if !ed25519.Verify(stmt.NewRoot, msg, stmt.NewSignature) {
+		return errorf(ErrBadSignature, "rotation: the new root's signature does not verify")
+	}
+	if stmt.At.After(now.Add(MaxRotationSkew)) {
+		return errorf(ErrNotYetValid, "rotation is dated %s, after now (%s)", fmtTime(stmt.At), fmtTime(now))
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	oldTrusted, newTrusted := v.isRootLocked(stmt.OldRoot), v.isRootLocked(stmt.NewRoot)
+	if newTrusted && !oldTrusted && !stmt.At.After(v.lastRotation) {
+		return nil // already applied
+	}
+	if !oldTrusted {
+		return errorf(ErrUntrusted, "rotation: old root %s is not a trusted root", NodeID(stmt.OldRoot))
+	}
+	if !stmt.At.After(v.lastRotation) {
+		return errorf(ErrInvalid, "rotation is dated %s, not after the last accepted rotation (%s); replay refused", fmtTime(stmt.At), fmtTime(v.lastRotation))
+	}
+	roots := v.roots[:0:0]
+	for _, r := range v.roots {
+		if !bytes.Equal(r, stmt.OldRoot) {
+			roots = append(roots, r)
+		}
+	}
+	if !newTrusted {
+		roots = append(roots, bytes.Clone(stmt.NewRoot))
+	}
+	v.roots = roots
+	v.lastRotation = stmt.At
+	v.invalidateLocked()
+	return nil
+}
