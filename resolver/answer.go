@@ -163,7 +163,7 @@ func (s *Server) answerService(sc *scratch, q query, name string, qtype uint16) 
 			// One address record per distinct target. Target keys have no
 			// address, instance keys always do, so they never collide.
 			if !sc.seenKey(dedupKey{node: target}) {
-				sc.extra = append(sc.extra, sc.addrRR(target, ttl, a))
+				sc.addExtra(sc.addrRR(target, ttl, a), len(sc.answer)-1)
 			}
 		}
 	}
@@ -227,7 +227,7 @@ func (s *Server) answerConnect(sc *scratch, q query, name string, qtype uint16) 
 	case dns.TypeSRV:
 		target := s.targets.addr(a)
 		sc.answer = append(sc.answer, sc.srvRR(name, ttl, 1, ap.Port(), target))
-		sc.extra = append(sc.extra, sc.addrRR(target, ttl, a))
+		sc.addExtra(sc.addrRR(target, ttl, a), 0)
 	default:
 		if wantsAddr(qtype, a) {
 			sc.answer = append(sc.answer, sc.addrRR(name, ttl, a))
@@ -242,13 +242,13 @@ func (s *Server) answerApex(sc *scratch, name string, qtype uint16) {
 	case dns.TypeSOA:
 		sc.answer = append(sc.answer, s.soa(sc))
 		sc.ns = append(sc.ns, s.nsRecord(sc, name))
-		sc.extra = append(sc.extra, sc.addrRR(s.cfg.nsTarget, s.cfg.nodeTTL, s.cfg.nsAddr))
+		sc.addExtra(sc.addrRR(s.cfg.nsTarget, s.cfg.nodeTTL, s.cfg.nsAddr), 0)
 	case dns.TypeNS:
 		sc.answer = append(sc.answer, s.nsRecord(sc, name))
-		sc.extra = append(sc.extra, sc.addrRR(s.cfg.nsTarget, s.cfg.nodeTTL, s.cfg.nsAddr))
+		sc.addExtra(sc.addrRR(s.cfg.nsTarget, s.cfg.nodeTTL, s.cfg.nsAddr), 0)
 	case dns.TypeANY:
 		sc.answer = append(sc.answer, s.soa(sc), s.nsRecord(sc, name))
-		sc.extra = append(sc.extra, sc.addrRR(s.cfg.nsTarget, s.cfg.nodeTTL, s.cfg.nsAddr))
+		sc.addExtra(sc.addrRR(s.cfg.nsTarget, s.cfg.nodeTTL, s.cfg.nsAddr), 0)
 	}
 }
 

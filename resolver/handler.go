@@ -74,7 +74,7 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 		// NXDOMAIN and NODATA carry the SOA in the authority section, so
 		// resolvers can cache the negative answer (RFC 2308).
 		sc.ns = append(sc.ns[:0], s.soa(sc))
-		sc.extra = sc.extra[:0]
+		sc.extra, sc.extraAt = sc.extra[:0], sc.extraAt[:0]
 	}
 	s.write(sc, w, reqOpt)
 }
@@ -111,20 +111,21 @@ func (s *Server) write(sc *scratch, w dns.ResponseWriter, reqOpt *dns.OPT) {
 		sc.opt.SetUDPSize(max(reqOpt.UDPSize(), minUDPSize))
 	}
 
+	// n is how many answers are sent; extras follow the answers kept.
+	n := len(sc.answer)
 	truncated := false
-	all := len(sc.answer)
 	// Without EDNS0, a UDP answer holds at most UDPAnswerLimit records
 	// (Consul's udp_answer_limit).
-	if !tcp && reqOpt == nil && all > s.cfg.udpLimit {
-		sc.answer = sc.answer[:s.cfg.udpLimit]
+	if !tcp && reqOpt == nil && n > s.cfg.udpLimit {
+		n = s.cfg.udpLimit
 		truncated = true
 	}
-	b, err := s.pack(sc, reqOpt, len(sc.answer))
+	b, err := s.pack(sc, reqOpt, n)
 	if err == nil && len(b) > maxSize {
 		// Too big: binary-search the largest answer prefix that fits.
 		// Authority records only matter with no answer; drop them first.
 		sc.ns = sc.ns[:0]
-		lo, hi := 0, len(sc.answer) // lo fits (0 answers always does), hi does not
+		lo, hi := 0, n // lo fits (0 answers always does), hi does not
 		for hi-lo > 1 {
 			mid := (lo + hi) / 2
 			bb, perr := s.pack(sc, reqOpt, mid)
@@ -134,19 +135,19 @@ func (s *Server) write(sc *scratch, w dns.ResponseWriter, reqOpt *dns.OPT) {
 				hi = mid
 			}
 		}
-		sc.answer = sc.answer[:lo]
+		n = lo
 		truncated = true
 	}
 	if truncated {
 		m.Truncated = true
 		s.stats.truncated.Add(1)
-		b, err = s.pack(sc, reqOpt, len(sc.answer))
+		b, err = s.pack(sc, reqOpt, n)
 	}
 	if err != nil {
 		// Records built from Source data that do not pack (should not
 		// happen: names are validated). Answer SERVFAIL rather than nothing.
 		s.cfg.Logger.Debug("resolver: pack response", "err", err)
-		sc.answer, sc.extra, sc.ns = sc.answer[:0], sc.extra[:0], sc.ns[:0]
+		sc.answer, sc.extra, sc.extraAt, sc.ns = sc.answer[:0], sc.extra[:0], sc.extraAt[:0], sc.ns[:0]
 		m.Rcode = dns.RcodeServerFailure
 		m.Truncated = false
 		if b, err = s.pack(sc, reqOpt, 0); err != nil {
@@ -165,7 +166,11 @@ func (s *Server) pack(sc *scratch, reqOpt *dns.OPT, n int) ([]byte, error) {
 	m.Ns = sc.ns
 	sc.out = sc.out[:0]
 	if n < len(sc.answer) {
-		sc.out = appendNeededExtra(sc.out, sc.extra, m.Answer)
+		for i, rr := range sc.extra {
+			if sc.extraAt[i] < n {
+				sc.out = append(sc.out, rr)
+			}
+		}
 	} else {
 		sc.out = append(sc.out, sc.extra...)
 	}
@@ -181,31 +186,4 @@ func (s *Server) pack(sc *scratch, reqOpt *dns.OPT, n int) ([]byte, error) {
 		sc.buf = b[:0]
 	}
 	return b, nil
-}
-
-// appendNeededExtra appends to dst the records of extra that answers still
-// need: with SRV answers, the address records of their targets; otherwise
-// (SOA/NS glue) all of them when any answer is left.
-func appendNeededExtra(dst, extra, answers []dns.RR) []dns.RR {
-	for _, rr := range extra {
-		if neededBy(rr.Header().Name, answers) {
-			dst = append(dst, rr)
-		}
-	}
-	return dst
-}
-
-// neededBy reports whether an additional record owned by name is needed by
-// answers.
-func neededBy(name string, answers []dns.RR) bool {
-	hasSRV := false
-	for _, a := range answers {
-		if srv, ok := a.(*dns.SRV); ok {
-			if strings.EqualFold(srv.Target, name) {
-				return true
-			}
-			hasSRV = true
-		}
-	}
-	return !hasSRV && len(answers) > 0
 }

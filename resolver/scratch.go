@@ -14,25 +14,26 @@ import (
 // records point into its arrays, which is safe because a response is packed
 // to bytes and written before the scratch goes back to the pool.
 type scratch struct {
-	inst   []Instance
-	keep   []int // indexes into inst kept after filtering
-	a      []dns.A
-	aaaa   []dns.AAAA
-	srv    []dns.SRV
-	txt    []dns.TXT
-	ips    []byte // arena for net.IP values of A/AAAA records
-	answer []dns.RR
-	extra  []dns.RR
-	ns     []dns.RR
-	out    []dns.RR   // the additional section as packed (extra + OPT)
-	dedup  []dedupKey // answers already made (de-duplication)
-	seen   map[dedupKey]struct{}
-	q      [1]dns.Question
-	msg    dns.Msg
-	opt    dns.OPT
-	soa    dns.SOA
-	nsRR   dns.NS
-	buf    []byte
+	inst    []Instance
+	keep    []int // indexes into inst kept after filtering
+	a       []dns.A
+	aaaa    []dns.AAAA
+	srv     []dns.SRV
+	txt     []dns.TXT
+	ips     []byte // arena for net.IP values of A/AAAA records
+	answer  []dns.RR
+	extra   []dns.RR
+	extraAt []int // extraAt[i]: index of the first answer that needs extra[i]
+	ns      []dns.RR
+	out     []dns.RR   // the additional section as packed (extra + OPT)
+	dedup   []dedupKey // answers already made (de-duplication)
+	seen    map[dedupKey]struct{}
+	q       [1]dns.Question
+	msg     dns.Msg
+	opt     dns.OPT
+	soa     dns.SOA
+	nsRR    dns.NS
+	buf     []byte
 }
 
 // dedupKey identifies an answer for de-duplication in large answers.
@@ -75,6 +76,7 @@ func putScratch(sc *scratch) {
 	sc.answer = sc.answer[:0]
 	clear(sc.extra)
 	sc.extra = sc.extra[:0]
+	sc.extraAt = sc.extraAt[:0]
 	clear(sc.ns)
 	clear(sc.out)
 	sc.out = sc.out[:0]
@@ -169,4 +171,11 @@ func (sc *scratch) resetDedup() {
 	clear(sc.dedup)
 	sc.dedup = sc.dedup[:0]
 	clear(sc.seen)
+}
+
+// addExtra adds an additional record needed by answer number at (and by
+// later ones): trimming the answers to at or fewer drops it.
+func (sc *scratch) addExtra(rr dns.RR, at int) {
+	sc.extra = append(sc.extra, rr)
+	sc.extraAt = append(sc.extraAt, at)
 }
