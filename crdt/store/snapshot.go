@@ -144,16 +144,23 @@ func (s *Store) replay(after Seq, fn func(seq Seq, rec []byte) error) (Seq, erro
 	}
 }
 
-// Recover returns the stored snapshot (nil if none) and the Seq it covers,
-// after calling fn, in order, for every log record after it. This is what a
-// restarted replica does: load the state, then apply the deltas. It checks
-// that the log runs without gaps from upTo+1 to the last Seq that was
-// assigned when Recover started. Run it before appending; a SaveSnapshot
-// running concurrently may truncate records it has not read yet (then it
-// reports a gap).
-func (s *Store) Recover(fn func(seq Seq, rec []byte) error) (state []byte, upTo Seq, err error) {
-	var assigned, firstKey Seq
-	err = s.view(func(tx *bolt.Tx) error {
+// Recover is what a restarted replica runs: it calls restore once with the
+// stored snapshot (nil, 0 when none was saved; state is a copy restore may
+// keep), then apply, in Seq order, for every log record after it. It checks
+// that the log runs without gaps from upTo+1 to the last Seq assigned when
+// Recover started, and stops at the first error from a callback (returned
+// as is) or from the data (wrapping ErrCorrupt). The callbacks run outside
+// any transaction. Run it before appending: a SaveSnapshot running
+// concurrently may truncate records it has not read yet (it then reports a
+// gap).
+func (s *Store) Recover(restore func(state []byte, upTo Seq) error, apply func(seq Seq, rec []byte) error) error {
+	var (
+		state              []byte
+		upTo               Seq
+		assigned, firstKey Seq
+	)
+	err := s.view(func(tx *bolt.Tx) error {
+		var err error
 		state, upTo, err = loadSnapshotTx(tx)
 		if err != nil {
 			return err
@@ -168,22 +175,28 @@ func (s *Store) Recover(fn func(seq Seq, rec []byte) error) (state []byte, upTo 
 		return nil
 	})
 	if err != nil {
-		return nil, 0, err
+		return err
 	}
 	if firstKey != 0 && firstKey <= upTo {
 		// SaveSnapshot deletes these in the same transaction; finding one
 		// means the file was changed behind our back.
-		return nil, 0, fmt.Errorf("store: %w: log record %d is covered by the snapshot up to %d", ErrCorrupt, firstKey, upTo)
+		return fmt.Errorf("store: %w: log record %d is covered by the snapshot up to %d", ErrCorrupt, firstKey, upTo)
 	}
 	if firstKey != 0 && firstKey != upTo+1 {
-		return nil, 0, fmt.Errorf("store: %w: log starts at %d, snapshot covers up to %d", ErrCorrupt, firstKey, upTo)
+		return fmt.Errorf("store: %w: log starts at %d, snapshot covers up to %d", ErrCorrupt, firstKey, upTo)
 	}
-	last, err := s.replay(upTo, fn)
+	if firstKey == 0 && upTo < assigned {
+		return fmt.Errorf("store: %w: log is empty but records up to %d were written and the snapshot covers up to %d", ErrCorrupt, assigned, upTo)
+	}
+	if err := restore(state, upTo); err != nil {
+		return err
+	}
+	last, err := s.replay(upTo, apply)
 	if err != nil {
-		return nil, 0, err
+		return err
 	}
 	if last < assigned {
-		return nil, 0, fmt.Errorf("store: %w: log ends at %d but records up to %d were written", ErrCorrupt, last, assigned)
+		return fmt.Errorf("store: %w: log ends at %d but records up to %d were written", ErrCorrupt, last, assigned)
 	}
-	return state, upTo, nil
+	return nil
 }

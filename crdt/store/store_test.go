@@ -61,14 +61,17 @@ type entry struct {
 // recoverAll runs Recover and collects everything.
 func recoverAll(tb testing.TB, s *Store) (state string, upTo Seq, log []entry) {
 	tb.Helper()
-	st, upTo, err := s.Recover(func(seq Seq, rec []byte) error {
+	err := s.Recover(func(st []byte, u Seq) error {
+		state, upTo = string(st), u
+		return nil
+	}, func(seq Seq, rec []byte) error {
 		log = append(log, entry{seq, string(rec)})
 		return nil
 	})
 	if err != nil {
 		tb.Fatalf("Recover: %v", err)
 	}
-	return string(st), upTo, log
+	return state, upTo, log
 }
 
 func mustAppend(tb testing.TB, s *Store, rec string) Seq {
@@ -305,7 +308,7 @@ func TestRecoverReportsCorruption(t *testing.T) {
 			}
 			rawUpdate(t, f.opts.Path, c.damage)
 			f.open()
-			_, _, err := f.s.Recover(func(Seq, []byte) error { return nil })
+			err := f.s.Recover(func([]byte, Seq) error { return nil }, func(Seq, []byte) error { return nil })
 			if !errors.Is(err, ErrCorrupt) {
 				t.Fatalf("Recover err = %v, want ErrCorrupt", err)
 			}
