@@ -1,0 +1,696 @@
+package gossip
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+)
+
+// PlumtreeConfig configures the Plumtree state machine. Durations are in
+// ticks: the state machine has no clock; its driver calls Tick at a fixed
+// interval (DriverConfig.TickInterval, 100 ms by default).
+type PlumtreeConfig struct {
+	// Self is this node's peer ID. Required.
+	Self string
+	// Fanout is how many neighbours a node keeps at least; it picks
+	// random members to reach it, and accepts neighbours that pick it.
+	// All neighbours start eager; PRUNE turns the redundant ones lazy.
+	// 0 means 4.
+	Fanout int
+	// MaxPeers bounds the view (eager + lazy); a NEIGHBOR beyond it is
+	// refused with DISCONNECT. 0 means 3·Fanout.
+	MaxPeers int
+	// GraftTimeout is how many ticks a node waits, after the first IHAVE
+	// for a message it lacks, before it GRAFTs the announcer. 0 means 3.
+	GraftTimeout int
+	// GraftRetry is how many ticks it waits before grafting the next
+	// announcer when the first graft did not bring the message. 0 means 2.
+	GraftRetry int
+	// OptimizeThreshold: when an IHAVE shows a path at least this many
+	// hops shorter than the eager one, the lazy link is grafted and the
+	// eager one pruned (Plumtree's optimisation). 0 means 4; negative
+	// disables it.
+	OptimizeThreshold int
+	// MaxLazyQueue bounds the IDs waiting to be announced to one lazy
+	// peer; beyond it the oldest are dropped (anti-entropy repairs).
+	// 0 means 4096.
+	MaxLazyQueue int
+	// CacheBytes bounds the payloads kept to answer GRAFTs. 0 means 32 MiB.
+	CacheBytes int
+	// CacheTicks is how long a payload is kept to answer GRAFTs.
+	// 0 means 600 (60 s at 100 ms ticks).
+	CacheTicks int
+	// SeenTicks is how long a message ID is remembered to detect
+	// duplicates. 0 means 3000 (5 min at 100 ms ticks).
+	SeenTicks int
+	// MaxSeen bounds the remembered IDs. 0 means 65536.
+	MaxSeen int
+	// MaxMissing bounds the announced-but-missing messages being tracked.
+	// 0 means 4096.
+	MaxMissing int
+	// MaxAnnouncers bounds the peers remembered per missing message.
+	// 0 means 8.
+	MaxAnnouncers int
+	// GraftAttempts is how many GRAFTs are sent for one missing message
+	// (rotating over its announcers) before giving up on it; anti-entropy
+	// repairs what is given up. 0 means 6.
+	GraftAttempts int
+	// MaxPending bounds payloads delivered but not yet Validated.
+	// 0 means 1024.
+	MaxPending int
+	// Seed seeds the random choice of neighbours; the same seed and the
+	// same inputs give the same outputs.
+	Seed uint64
+}
+
+func (c *PlumtreeConfig) setDefaults() error {
+	if c.Self == "" {
+		return errors.New("gossip: plumtree: Self is required")
+	}
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&c.Fanout, 4)
+	def(&c.MaxPeers, 3*c.Fanout)
+	if c.MaxPeers < c.Fanout {
+		return fmt.Errorf("gossip: plumtree: MaxPeers %d below Fanout %d", c.MaxPeers, c.Fanout)
+	}
+	def(&c.GraftTimeout, 3)
+	def(&c.GraftRetry, 2)
+	if c.OptimizeThreshold == 0 {
+		c.OptimizeThreshold = 4
+	}
+	def(&c.MaxLazyQueue, 4096)
+	def(&c.CacheBytes, 32<<20)
+	def(&c.CacheTicks, 600)
+	def(&c.SeenTicks, 3000)
+	def(&c.MaxSeen, 65536)
+	def(&c.MaxMissing, 4096)
+	def(&c.MaxAnnouncers, 8)
+	def(&c.GraftAttempts, 6)
+	def(&c.MaxPending, 1024)
+	return nil
+}
+
+// Envelope is a message the state machine wants sent to a peer.
+type Envelope struct {
+	To  string
+	Msg Message
+}
+
+// Delivery is a payload seen for the first time. The caller hands it to
+// the application and reports the verdict with Plumtree.Validated; only
+// valid payloads are forwarded.
+type Delivery struct {
+	ID      MessageID
+	From    string
+	Payload []byte
+}
+
+// PlumtreeStats are cumulative counters and current sizes.
+type PlumtreeStats struct {
+	Broadcasts       uint64 // payloads originated here
+	Delivered        uint64 // first receipts handed to the application
+	Accepted         uint64 // deliveries validated as good
+	Rejected         uint64 // deliveries validated as bad (not forwarded)
+	Duplicates       uint64 // payloads received again
+	PayloadsSent     uint64 // GOSSIP messages sent (eager pushes + graft answers)
+	PayloadBytesSent uint64 // payload bytes in those
+	IHavesSent       uint64 // IHAVE messages
+	IHaveIDsSent     uint64 // IDs announced in them
+	GraftsSent       uint64 // GRAFT messages
+	PrunesSent       uint64 // PRUNE messages
+	ControlSent      uint64 // NEIGHBOR and DISCONNECT messages
+	GraftsServed     uint64 // payloads sent in answer to a GRAFT
+	MissingGivenUp   uint64 // announced messages never obtained by graft
+	Dropped          uint64 // announcements or payloads dropped by a bound
+	Eager, Lazy      int    // current view
+	Cached           int    // payloads in the graft cache
+	CachedBytes      int
+}
+
+type seenState uint8
+
+const (
+	seenPending seenState = iota + 1
+	seenAccepted
+	seenRejected
+)
+
+type seenEntry struct {
+	tick  int64
+	state seenState
+	from  string // who sent us the first copy ("" when originated here)
+	round uint32 // hops of that copy
+}
+
+type cacheEntry struct {
+	payload []byte
+	round   uint32 // round to send: received round + 1
+	tick    int64
+}
+
+type announcer struct {
+	peer  string
+	round uint32
+}
+
+type ihaveEntry struct {
+	id    MessageID
+	round uint32
+}
+
+type missingEntry struct {
+	deadline   int64
+	attempts   int
+	announcers []announcer
+}
+
+type pendingEntry struct {
+	from    string
+	round   uint32
+	payload []byte
+}
+
+// Plumtree is the epidemic broadcast tree protocol (Leitão, Pereira,
+// Rodrigues, "Epidemic Broadcast Trees", SRDS 2007) as a deterministic
+// state machine: no goroutines, no I/O, no clock. Inputs are SetPeers,
+// Broadcast, Receive, Validated and Tick; outputs are Deliveries (returned
+// by Receive) and Envelopes (collected with Outbox). It is not safe for
+// concurrent use; the Driver serialises access.
+type Plumtree struct {
+	cfg  PlumtreeConfig
+	rng  *rand.Rand
+	tick int64
+
+	members    map[string]struct{} // peers membership allows
+	memberList []string            // sorted members, for random picks
+	eager      map[string]struct{}
+	lazy       map[string]struct{}
+	cooldown   map[string]int64        // peer -> tick before which we will not pick it
+	lazyQueue  map[string][]ihaveEntry // announcements waiting for the next Tick
+
+	seen      map[MessageID]*seenEntry
+	seenOrder fifo
+	cache     map[MessageID]*cacheEntry
+	cacheFIFO fifo
+	cacheSize int
+	pending   map[MessageID]pendingEntry
+	missing   map[MessageID]*missingEntry
+	missOrder []MessageID // insertion order of missing, for deterministic ticks
+
+	outbox []Envelope
+	stats  PlumtreeStats
+}
+
+// fifo is a queue of message IDs in insertion (and so tick) order.
+type fifo struct {
+	ids  []MessageID
+	head int
+}
+
+func (f *fifo) push(id MessageID) { f.ids = append(f.ids, id) }
+func (f *fifo) len() int          { return len(f.ids) - f.head }
+func (f *fifo) peek() MessageID   { return f.ids[f.head] }
+func (f *fifo) pop() {
+	f.head++
+	if f.head > 1024 && f.head*2 > len(f.ids) {
+		f.ids = append(f.ids[:0], f.ids[f.head:]...)
+		f.head = 0
+	}
+}
+
+// NewPlumtree returns a state machine with an empty view.
+func NewPlumtree(cfg PlumtreeConfig) (*Plumtree, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	return &Plumtree{
+		cfg:       cfg,
+		rng:       rand.New(rand.NewPCG(cfg.Seed, 0x706c756d74726565)),
+		members:   map[string]struct{}{},
+		eager:     map[string]struct{}{},
+		lazy:      map[string]struct{}{},
+		cooldown:  map[string]int64{},
+		lazyQueue: map[string][]ihaveEntry{},
+		seen:      map[MessageID]*seenEntry{},
+		cache:     map[MessageID]*cacheEntry{},
+		pending:   map[MessageID]pendingEntry{},
+		missing:   map[MessageID]*missingEntry{},
+	}, nil
+}
+
+// Outbox returns and clears the messages to send, in the order produced.
+func (p *Plumtree) Outbox() []Envelope {
+	out := p.outbox
+	p.outbox = nil
+	return out
+}
+
+// Stats returns the counters.
+func (p *Plumtree) Stats() PlumtreeStats {
+	s := p.stats
+	s.Eager, s.Lazy = len(p.eager), len(p.lazy)
+	s.Cached, s.CachedBytes = len(p.cache), p.cacheSize
+	return s
+}
+
+// Peers returns the current eager and lazy peers, sorted.
+func (p *Plumtree) Peers() (eager, lazy []string) {
+	return sortedKeys(p.eager), sortedKeys(p.lazy)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func (p *Plumtree) send(to string, m Message) {
+	switch m.Type {
+	case MsgGossip:
+		p.stats.PayloadsSent++
+		p.stats.PayloadBytesSent += uint64(len(m.Payload))
+	case MsgIHave:
+		p.stats.IHavesSent++
+		p.stats.IHaveIDsSent += uint64(len(m.IDs))
+	case MsgGraft:
+		p.stats.GraftsSent++
+	case MsgPrune:
+		p.stats.PrunesSent++
+	default:
+		p.stats.ControlSent++
+	}
+	p.outbox = append(p.outbox, Envelope{To: to, Msg: m})
+}
+
+// SetPeers replaces the set of peers membership allows (admitted, alive,
+// not self). Neighbours no longer allowed are dropped; the view is
+// refilled to Fanout with NEIGHBOR requests.
+func (p *Plumtree) SetPeers(peers []string) {
+	clear(p.members)
+	for _, id := range peers {
+		if id != p.cfg.Self && id != "" {
+			p.members[id] = struct{}{}
+		}
+	}
+	p.memberList = sortedKeys(p.members)
+	for _, view := range []map[string]struct{}{p.eager, p.lazy} {
+		for id := range view {
+			if _, ok := p.members[id]; !ok {
+				p.dropPeer(id)
+			}
+		}
+	}
+	for id := range p.cooldown {
+		if _, ok := p.members[id]; !ok {
+			delete(p.cooldown, id)
+		}
+	}
+	p.fill()
+}
+
+func (p *Plumtree) dropPeer(id string) {
+	delete(p.eager, id)
+	delete(p.lazy, id)
+	delete(p.lazyQueue, id)
+}
+
+func (p *Plumtree) inView(id string) bool {
+	_, e := p.eager[id]
+	_, l := p.lazy[id]
+	return e || l
+}
+
+func (p *Plumtree) viewSize() int { return len(p.eager) + len(p.lazy) }
+
+// fill picks random members until the view holds Fanout peers.
+func (p *Plumtree) fill() {
+	need := p.cfg.Fanout - p.viewSize()
+	if need <= 0 {
+		return
+	}
+	var cand []string
+	for _, id := range p.memberList {
+		if p.inView(id) || p.cooldown[id] > p.tick {
+			continue
+		}
+		cand = append(cand, id)
+	}
+	for i := 0; i < need && i < len(cand); i++ {
+		j := i + p.rng.IntN(len(cand)-i)
+		cand[i], cand[j] = cand[j], cand[i]
+		p.eager[cand[i]] = struct{}{}
+		p.send(cand[i], Message{Type: MsgNeighbor})
+	}
+}
+
+// admitPeer makes sure from is in the view (as eager or lazy when it is
+// new). It refuses peers that membership does not allow and peers beyond
+// MaxPeers, telling them with DISCONNECT.
+func (p *Plumtree) admitPeer(from string, eager bool) bool {
+	if p.inView(from) {
+		return true
+	}
+	if _, ok := p.members[from]; !ok || p.viewSize() >= p.cfg.MaxPeers {
+		p.send(from, Message{Type: MsgDisconnect})
+		return false
+	}
+	if eager {
+		p.eager[from] = struct{}{}
+	} else {
+		p.lazy[from] = struct{}{}
+	}
+	return true
+}
+
+func (p *Plumtree) makeEager(id string) {
+	delete(p.lazy, id)
+	p.eager[id] = struct{}{}
+}
+
+func (p *Plumtree) makeLazy(id string) {
+	if _, ok := p.eager[id]; ok {
+		delete(p.eager, id)
+		p.lazy[id] = struct{}{}
+	}
+}
+
+// Broadcast originates payload: it is pushed to the eager peers now and
+// announced to the lazy ones at the next Tick. The caller has already
+// applied it locally; it is not delivered back. Broadcasting a payload
+// already seen does nothing.
+func (p *Plumtree) Broadcast(payload []byte) (MessageID, error) {
+	if len(payload) == 0 || len(payload) > MaxPayloadSize {
+		return MessageID{}, fmt.Errorf("gossip: broadcast: payload of %d bytes (allowed 1..%d)", len(payload), MaxPayloadSize)
+	}
+	id := IDOf(payload)
+	if _, ok := p.seen[id]; ok {
+		return id, nil
+	}
+	p.stats.Broadcasts++
+	p.remember(id, &seenEntry{tick: p.tick, state: seenAccepted})
+	p.forward(id, payload, 0, "")
+	return id, nil
+}
+
+// forward caches payload and pushes it (with the given round) to every
+// eager peer but from, and queues an announcement for every lazy peer but
+// from.
+func (p *Plumtree) forward(id MessageID, payload []byte, round uint32, from string) {
+	p.cachePut(id, payload, round)
+	for _, to := range sortedKeys(p.eager) {
+		if to != from {
+			p.send(to, Message{Type: MsgGossip, Payload: payload, Round: round})
+		}
+	}
+	for to := range p.lazy {
+		if to == from {
+			continue
+		}
+		q := p.lazyQueue[to]
+		if len(q) >= p.cfg.MaxLazyQueue {
+			q = q[1:]
+			p.stats.Dropped++
+		}
+		p.lazyQueue[to] = append(q, ihaveEntry{id: id, round: round})
+	}
+}
+
+// Receive handles a message from peer from. It returns a Delivery when the
+// message carries a payload seen for the first time; the caller must then
+// call Validated with the application's verdict.
+func (p *Plumtree) Receive(from string, m Message) (Delivery, bool) {
+	if from == p.cfg.Self || from == "" {
+		return Delivery{}, false
+	}
+	switch m.Type {
+	case MsgGossip:
+		return p.onGossip(from, m)
+	case MsgIHave:
+		p.onIHave(from, m)
+	case MsgGraft:
+		p.onGraft(from, m)
+	case MsgPrune:
+		p.makeLazy(from)
+	case MsgNeighbor:
+		p.admitPeer(from, true)
+	case MsgDisconnect:
+		p.dropPeer(from)
+		p.cooldown[from] = p.tick + int64(50*p.cfg.GraftTimeout)
+	}
+	return Delivery{}, false
+}
+
+func (p *Plumtree) onGossip(from string, m Message) (Delivery, bool) {
+	if len(m.Payload) == 0 || len(m.Payload) > MaxPayloadSize {
+		return Delivery{}, false
+	}
+	id := IDOf(m.Payload)
+	if s, ok := p.seen[id]; ok {
+		p.stats.Duplicates++
+		if s.state != seenRejected {
+			if _, isEager := p.eager[from]; isEager {
+				p.makeLazy(from)
+				p.send(from, Message{Type: MsgPrune})
+			}
+		}
+		return Delivery{}, false
+	}
+	if len(p.pending) >= p.cfg.MaxPending {
+		p.stats.Dropped++
+		return Delivery{}, false
+	}
+	if p.admitPeer(from, true) {
+		p.makeEager(from) // the link that delivered first belongs to the tree
+	}
+	p.remember(id, &seenEntry{tick: p.tick, state: seenPending, from: from, round: m.Round})
+	p.pending[id] = pendingEntry{from: from, round: m.Round, payload: m.Payload}
+	p.forgetMissing(id)
+	p.stats.Delivered++
+	return Delivery{ID: id, From: from, Payload: m.Payload}, true
+}
+
+// Validated reports the application's verdict on a Delivery. A valid
+// payload is forwarded along the tree; an invalid one is remembered as
+// bad and never forwarded.
+func (p *Plumtree) Validated(id MessageID, valid bool) {
+	pe, ok := p.pending[id]
+	if !ok {
+		return
+	}
+	delete(p.pending, id)
+	s := p.seen[id]
+	if !valid {
+		p.stats.Rejected++
+		if s != nil {
+			s.state = seenRejected
+		}
+		return
+	}
+	p.stats.Accepted++
+	if s != nil {
+		s.state = seenAccepted
+	}
+	p.forward(id, pe.payload, pe.round+1, pe.from)
+}
+
+func (p *Plumtree) onIHave(from string, m Message) {
+	if len(m.IDs) != len(m.Rounds) {
+		return
+	}
+	if !p.admitPeer(from, false) {
+		return
+	}
+	for i, id := range m.IDs {
+		round := m.Rounds[i]
+		if s, ok := p.seen[id]; ok {
+			p.maybeOptimize(from, s, round)
+			continue
+		}
+		if e, ok := p.missing[id]; ok {
+			if len(e.announcers) < p.cfg.MaxAnnouncers && !slices.ContainsFunc(e.announcers, func(a announcer) bool { return a.peer == from }) {
+				e.announcers = append(e.announcers, announcer{peer: from, round: round})
+			}
+			continue
+		}
+		if len(p.missing) >= p.cfg.MaxMissing {
+			p.stats.Dropped++
+			continue
+		}
+		p.missing[id] = &missingEntry{
+			deadline:   p.tick + int64(p.cfg.GraftTimeout),
+			announcers: []announcer{{peer: from, round: round}},
+		}
+		p.missOrder = append(p.missOrder, id)
+	}
+}
+
+// maybeOptimize swaps a long eager path for a short lazy one.
+func (p *Plumtree) maybeOptimize(from string, s *seenEntry, round uint32) {
+	if p.cfg.OptimizeThreshold < 0 || s.state != seenAccepted || s.from == "" || s.from == from {
+		return
+	}
+	if _, ok := p.eager[s.from]; !ok {
+		return
+	}
+	if _, ok := p.lazy[from]; !ok {
+		return
+	}
+	if int64(s.round)-int64(round) < int64(p.cfg.OptimizeThreshold) {
+		return
+	}
+	p.makeEager(from)
+	p.send(from, Message{Type: MsgGraft})
+	p.makeLazy(s.from)
+	p.send(s.from, Message{Type: MsgPrune})
+	s.from, s.round = from, round
+}
+
+func (p *Plumtree) onGraft(from string, m Message) {
+	if !p.admitPeer(from, true) {
+		return
+	}
+	p.makeEager(from)
+	for _, id := range m.IDs {
+		if c, ok := p.cache[id]; ok {
+			p.stats.GraftsServed++
+			p.send(from, Message{Type: MsgGossip, Payload: c.payload, Round: c.round})
+		}
+	}
+}
+
+func (p *Plumtree) forgetMissing(id MessageID) {
+	delete(p.missing, id) // missOrder is cleaned lazily in Tick
+}
+
+// Tick advances time by one tick: it refills the view, grafts announcers
+// of messages that did not arrive in time, sends the batched IHAVEs and
+// expires old state.
+func (p *Plumtree) Tick() {
+	p.tick++
+	p.fill()
+	p.graftMissing()
+	p.flushLazy()
+	p.expire()
+}
+
+func (p *Plumtree) graftMissing() {
+	grafts := map[string][]MessageID{}
+	keep := p.missOrder[:0]
+	for _, id := range p.missOrder {
+		e, ok := p.missing[id]
+		if !ok {
+			continue
+		}
+		if e.deadline > p.tick {
+			keep = append(keep, id)
+			continue
+		}
+		if len(e.announcers) == 0 || e.attempts >= p.cfg.GraftAttempts {
+			delete(p.missing, id)
+			p.stats.MissingGivenUp++
+			continue
+		}
+		a := e.announcers[e.attempts%len(e.announcers)]
+		e.attempts++
+		e.deadline = p.tick + int64(p.cfg.GraftRetry)
+		keep = append(keep, id)
+		if !p.inView(a.peer) {
+			if _, ok := p.members[a.peer]; !ok {
+				continue
+			}
+		}
+		p.makeEager(a.peer)
+		if len(grafts[a.peer]) < MaxIDsPerMessage {
+			grafts[a.peer] = append(grafts[a.peer], id)
+		}
+	}
+	clear(p.missOrder[len(keep):])
+	p.missOrder = keep
+	for _, to := range sortedKeys(grafts) {
+		p.send(to, Message{Type: MsgGraft, IDs: grafts[to]})
+	}
+}
+
+func (p *Plumtree) flushLazy() {
+	for _, to := range sortedKeys(p.lazyQueue) {
+		q := p.lazyQueue[to]
+		delete(p.lazyQueue, to)
+		for len(q) > 0 {
+			n := min(len(q), MaxIDsPerMessage)
+			m := Message{Type: MsgIHave, IDs: make([]MessageID, n), Rounds: make([]uint32, n)}
+			for i, e := range q[:n] {
+				m.IDs[i], m.Rounds[i] = e.id, e.round
+			}
+			p.send(to, m)
+			q = q[n:]
+		}
+	}
+}
+
+func (p *Plumtree) remember(id MessageID, s *seenEntry) {
+	for p.seenOrder.len() >= p.cfg.MaxSeen {
+		p.forgetOldestSeen()
+	}
+	p.seen[id] = s
+	p.seenOrder.push(id)
+}
+
+func (p *Plumtree) forgetOldestSeen() {
+	id := p.seenOrder.peek()
+	p.seenOrder.pop()
+	if s, ok := p.seen[id]; ok && s.state == seenPending {
+		delete(p.pending, id)
+	}
+	delete(p.seen, id)
+}
+
+func (p *Plumtree) cachePut(id MessageID, payload []byte, round uint32) {
+	if _, ok := p.cache[id]; ok || len(payload) > p.cfg.CacheBytes {
+		return
+	}
+	for p.cacheSize+len(payload) > p.cfg.CacheBytes && p.cacheFIFO.len() > 0 {
+		p.evictOldestCached()
+	}
+	p.cache[id] = &cacheEntry{payload: payload, round: round, tick: p.tick}
+	p.cacheSize += len(payload)
+	p.cacheFIFO.push(id)
+}
+
+func (p *Plumtree) evictOldestCached() {
+	id := p.cacheFIFO.peek()
+	p.cacheFIFO.pop()
+	if c, ok := p.cache[id]; ok {
+		p.cacheSize -= len(c.payload)
+		delete(p.cache, id)
+	}
+}
+
+func (p *Plumtree) expire() {
+	for p.cacheFIFO.len() > 0 {
+		c, ok := p.cache[p.cacheFIFO.peek()]
+		if ok && p.tick-c.tick <= int64(p.cfg.CacheTicks) {
+			break
+		}
+		p.evictOldestCached()
+	}
+	for p.seenOrder.len() > 0 {
+		s, ok := p.seen[p.seenOrder.peek()]
+		if ok && p.tick-s.tick <= int64(p.cfg.SeenTicks) {
+			break
+		}
+		p.forgetOldestSeen()
+	}
+	for id, until := range p.cooldown {
+		if until <= p.tick {
+			delete(p.cooldown, id)
+		}
+	}
+}

@@ -1,0 +1,314 @@
+package gossip
+
+import (
+	"slices"
+	"testing"
+)
+
+// newTestTree returns a Plumtree for "self" whose membership is peers and
+// whose view is exactly eager (all eager), with the outbox drained.
+func newTestTree(tb testing.TB, cfg PlumtreeConfig, peers []string) *Plumtree {
+	tb.Helper()
+	cfg.Self = "self"
+	if cfg.Fanout == 0 {
+		cfg.Fanout = len(peers)
+	}
+	p, err := NewPlumtree(cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	p.SetPeers(peers)
+	p.Outbox()
+	return p
+}
+
+// sent returns the outbox as "to:type" strings.
+func sent(p *Plumtree) []string {
+	var out []string
+	for _, e := range p.Outbox() {
+		out = append(out, e.To+":"+e.Msg.Type.String())
+	}
+	return out
+}
+
+func assertSent(tb testing.TB, p *Plumtree, want ...string) {
+	tb.Helper()
+	got := sent(p)
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		tb.Fatalf("sent %v, want %v", got, want)
+	}
+}
+
+func assertView(tb testing.TB, p *Plumtree, eager, lazy []string) {
+	tb.Helper()
+	e, l := p.Peers()
+	if !slices.Equal(e, eager) || !slices.Equal(l, lazy) {
+		tb.Fatalf("view eager=%v lazy=%v, want eager=%v lazy=%v", e, l, eager, lazy)
+	}
+}
+
+func TestPlumtreeSetPeersFillsViewWithNeighbors(t *testing.T) {
+	p := newTestTree(t, PlumtreeConfig{Fanout: 2}, nil)
+	p.SetPeers([]string{"a", "b", "c", "self"})
+	msgs := sent(p)
+	if len(msgs) != 2 {
+		t.Fatalf("sent %v, want 2 NEIGHBOR", msgs)
+	}
+	for _, m := range msgs {
+		if m[2:] != "neighbor" {
+			t.Fatalf("sent %v", msgs)
+		}
+	}
+	e, _ := p.Peers()
+	if len(e) != 2 || slices.Contains(e, "self") {
+		t.Fatalf("eager %v", e)
+	}
+	// A peer that leaves membership leaves the view; the view is refilled.
+	gone := e[0]
+	var rest []string
+	for _, id := range []string{"a", "b", "c"} {
+		if id != gone {
+			rest = append(rest, id)
+		}
+	}
+	p.SetPeers(rest)
+	e, _ = p.Peers()
+	if slices.Contains(e, gone) || len(e) != 2 {
+		t.Fatalf("eager after removal of %s: %v", gone, e)
+	}
+}
+
+func TestPlumtreeEagerPushAndLazyAnnounce(t *testing.T) {
+	p := newTestTree(t, PlumtreeConfig{}, []string{"a", "b", "c"})
+	p.Receive("c", Message{Type: MsgPrune})
+	assertView(t, p, []string{"a", "b"}, []string{"c"})
+	id, err := p.Broadcast([]byte("hello"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertSent(t, p, "a:gossip", "b:gossip")
+	// The IHAVE waits for the tick (batching).
+	p.Tick()
+	out := p.Outbox()
+	if len(out) != 1 || out[0].To != "c" || out[0].Msg.Type != MsgIHave || out[0].Msg.IDs[0] != id {
+		t.Fatalf("tick sent %+v", out)
+	}
+	// Two more broadcasts before the next tick: one IHAVE with two IDs.
+	p.Broadcast([]byte("x"))
+	p.Broadcast([]byte("y"))
+	p.Outbox()
+	p.Tick()
+	out = p.Outbox()
+	if len(out) != 1 || len(out[0].Msg.IDs) != 2 {
+		t.Fatalf("batched IHAVE: %+v", out)
+	}
+	// Broadcasting the same payload again does nothing.
+	p.Broadcast([]byte("hello"))
+	assertSent(t, p)
+}
+
+func TestPlumtreeDuplicatePrunes(t *testing.T) {
+	p := newTestTree(t, PlumtreeConfig{}, []string{"a", "b", "c"})
+	d, ok := p.Receive("a", Message{Type: MsgGossip, Payload: []byte("m1"), Round: 2})
+	if !ok || d.From != "a" || string(d.Payload) != "m1" {
+		t.Fatalf("delivery %+v %v", d, ok)
+	}
+	// Nothing is forwarded before the verdict.
+	assertSent(t, p)
+	p.Validated(d.ID, true)
+	out := p.Outbox()
+	if len(out) != 2 {
+		t.Fatalf("forwarded %+v", out)
+	}
+	for _, e := range out {
+		if e.To == "a" || e.Msg.Type != MsgGossip || e.Msg.Round != 3 {
+			t.Fatalf("forward %+v", e)
+		}
+	}
+	// The same payload from b: duplicate, b is pruned.
+	if _, ok := p.Receive("b", Message{Type: MsgGossip, Payload: []byte("m1"), Round: 1}); ok {
+		t.Fatal("duplicate delivered")
+	}
+	assertSent(t, p, "b:prune")
+	assertView(t, p, []string{"a", "c"}, []string{"b"})
+	// Another duplicate from the now-lazy b: no second PRUNE.
+	p.Receive("b", Message{Type: MsgGossip, Payload: []byte("m1")})
+	assertSent(t, p)
+	if st := p.Stats(); st.Duplicates != 2 || st.PrunesSent != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+	// A PRUNE from c makes c lazy on our side.
+	p.Receive("c", Message{Type: MsgPrune})
+	assertView(t, p, []string{"a"}, []string{"b", "c"})
+}
+
+func TestPlumtreeInvalidPayloadNotForwarded(t *testing.T) {
+	p := newTestTree(t, PlumtreeConfig{}, []string{"a", "b"})
+	d, ok := p.Receive("a", Message{Type: MsgGossip, Payload: []byte("forged")})
+	if !ok {
+		t.Fatal("not delivered")
+	}
+	p.Validated(d.ID, false)
+	assertSent(t, p)
+	p.Tick()
+	assertSent(t, p) // no IHAVE either
+	// The same bad payload again is neither delivered nor cause to prune.
+	if _, ok := p.Receive("b", Message{Type: MsgGossip, Payload: []byte("forged")}); ok {
+		t.Fatal("rejected payload delivered twice")
+	}
+	assertSent(t, p)
+	if st := p.Stats(); st.Rejected != 1 || st.Accepted != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestPlumtreeGraftAfterTimeout(t *testing.T) {
+	p := newTestTree(t, PlumtreeConfig{GraftTimeout: 3, GraftRetry: 2}, []string{"a", "b", "c"})
+	p.Receive("b", Message{Type: MsgPrune})
+	p.Receive("c", Message{Type: MsgPrune})
+	id := IDOf([]byte("late"))
+	p.Receive("b", Message{Type: MsgIHave, IDs: []MessageID{id}, Rounds: []uint32{1}})
+	p.Receive("c", Message{Type: MsgIHave, IDs: []MessageID{id}, Rounds: []uint32{2}})
+	for range 2 {
+		p.Tick()
+		assertSent(t, p)
+	}
+	p.Tick() // third tick: deadline reached, graft the first announcer
+	out := p.Outbox()
+	if len(out) != 1 || out[0].To != "b" || out[0].Msg.Type != MsgGraft || out[0].Msg.IDs[0] != id {
+		t.Fatalf("graft %+v", out)
+	}
+	assertView(t, p, []string{"a", "b"}, []string{"c"})
+	p.Tick()
+	assertSent(t, p)
+	p.Tick() // retry: the next announcer
+	out = p.Outbox()
+	if len(out) != 1 || out[0].To != "c" || out[0].Msg.Type != MsgGraft {
+		t.Fatalf("retry %+v", out)
+	}
+	// The payload arrives: no more grafts.
+	d, ok := p.Receive("c", Message{Type: MsgGossip, Payload: []byte("late"), Round: 3})
+	if !ok || d.ID != id {
+		t.Fatal("not delivered")
+	}
+	p.Validated(id, true)
+	p.Outbox()
+	for range 10 {
+		p.Tick()
+		for _, e := range p.Outbox() {
+			if e.Msg.Type == MsgGraft {
+				t.Fatalf("graft after delivery: %+v", e)
+			}
+		}
+	}
+}
+
+func TestPlumtreeGivesUpAfterAttempts(t *testing.T) {
+	p := newTestTree(t, PlumtreeConfig{GraftTimeout: 1, GraftRetry: 1, GraftAttempts: 3}, []string{"a"})
+	p.Receive("a", Message{Type: MsgIHave, IDs: []MessageID{{1}}, Rounds: []uint32{0}})
+	grafts := 0
+	for range 20 {
+		p.Tick()
+		for _, e := range p.Outbox() {
+			if e.Msg.Type == MsgGraft {
+				grafts++
+			}
+		}
+	}
+	if grafts != 3 || p.Stats().MissingGivenUp != 1 {
+		t.Fatalf("grafts %d, stats %+v", grafts, p.Stats())
+	}
+}
+
+func TestPlumtreeServesGraft(t *testing.T) {
+	p := newTestTree(t, PlumtreeConfig{}, []string{"a", "b"})
+	p.Receive("b", Message{Type: MsgPrune})
+	id, _ := p.Broadcast([]byte("cached"))
+	p.Outbox()
+	p.Receive("b", Message{Type: MsgGraft, IDs: []MessageID{id, {9}}})
+	out := p.Outbox()
+	if len(out) != 1 || out[0].To != "b" || string(out[0].Msg.Payload) != "cached" {
+		t.Fatalf("graft answer %+v", out)
+	}
+	assertView(t, p, []string{"a", "b"}, nil)
+}
+
+func TestPlumtreeViewBounds(t *testing.T) {
+	p := newTestTree(t, PlumtreeConfig{Fanout: 1, MaxPeers: 2}, []string{"a", "b", "c", "d"})
+	e, _ := p.Peers()
+	if len(e) != 1 {
+		t.Fatalf("eager %v", e)
+	}
+	var others []string
+	for _, id := range []string{"a", "b", "c", "d"} {
+		if id != e[0] {
+			others = append(others, id)
+		}
+	}
+	p.Receive(others[0], Message{Type: MsgNeighbor})
+	assertSent(t, p)
+	p.Receive(others[1], Message{Type: MsgNeighbor}) // over MaxPeers
+	assertSent(t, p, others[1]+":disconnect")
+	// Not a member: refused too.
+	p.Receive("stranger", Message{Type: MsgNeighbor})
+	assertSent(t, p, "stranger:disconnect")
+	// A payload from a stranger is still delivered (the application
+	// validates it) but the stranger does not enter the view.
+	if _, ok := p.Receive("stranger", Message{Type: MsgGossip, Payload: []byte("p")}); !ok {
+		t.Fatal("payload from stranger not delivered")
+	}
+	if e, l := p.Peers(); len(e)+len(l) != 2 || slices.Contains(e, "stranger") {
+		t.Fatalf("view %v %v", e, l)
+	}
+	// DISCONNECT removes the peer; it is not picked again at once.
+	p.Outbox()
+	p.Receive(e[0], Message{Type: MsgDisconnect})
+	p.Tick()
+	for _, env := range p.Outbox() {
+		if env.To == e[0] {
+			t.Fatalf("re-picked disconnected peer: %+v", env)
+		}
+	}
+}
+
+func TestPlumtreeOptimization(t *testing.T) {
+	p := newTestTree(t, PlumtreeConfig{OptimizeThreshold: 2}, []string{"a", "b"})
+	p.Receive("b", Message{Type: MsgPrune})
+	d, _ := p.Receive("a", Message{Type: MsgGossip, Payload: []byte("far"), Round: 9})
+	p.Validated(d.ID, true)
+	p.Outbox()
+	// b announces the same message 3 hops closer to the origin.
+	p.Receive("b", Message{Type: MsgIHave, IDs: []MessageID{d.ID}, Rounds: []uint32{6}})
+	assertSent(t, p, "b:graft", "a:prune")
+	assertView(t, p, []string{"b"}, []string{"a"})
+}
+
+func TestPlumtreeBoundedMemory(t *testing.T) {
+	p := newTestTree(t, PlumtreeConfig{CacheBytes: 1000, MaxSeen: 50, CacheTicks: 5, SeenTicks: 10}, []string{"a"})
+	for i := range 200 {
+		payload := make([]byte, 100)
+		payload[0], payload[1] = byte(i), byte(i>>8)
+		if _, err := p.Broadcast(payload); err != nil {
+			t.Fatal(err)
+		}
+		p.Outbox()
+	}
+	st := p.Stats()
+	if st.CachedBytes > 1000 || st.Cached > 10 || len(p.seen) > 50 {
+		t.Fatalf("cache %d entries %d bytes, seen %d", st.Cached, st.CachedBytes, len(p.seen))
+	}
+	for range 11 {
+		p.Tick()
+	}
+	if st := p.Stats(); st.Cached != 0 || len(p.seen) != 0 {
+		t.Fatalf("after expiry: cache %d, seen %d", st.Cached, len(p.seen))
+	}
+	if _, err := p.Broadcast(nil); err == nil {
+		t.Fatal("empty payload accepted")
+	}
+	if _, err := p.Broadcast(make([]byte, MaxPayloadSize+1)); err == nil {
+		t.Fatal("oversized payload accepted")
+	}
+}

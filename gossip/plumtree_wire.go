@@ -1,0 +1,205 @@
+package gossip
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+
+	"github.com/fxamacker/cbor/v2"
+)
+
+// MessageID identifies a broadcast payload: the first 16 bytes of the
+// SHA-256 of the payload. It is never sent with the payload (the receiver
+// recomputes it), only in IHAVE and GRAFT lists.
+type MessageID [16]byte
+
+// IDOf returns the MessageID of payload.
+func IDOf(payload []byte) MessageID {
+	sum := sha256.Sum256(payload)
+	var id MessageID
+	copy(id[:], sum[:])
+	return id
+}
+
+func (id MessageID) String() string { return hex.EncodeToString(id[:]) }
+
+// MsgType is the kind of a Plumtree message.
+type MsgType uint8
+
+// Plumtree message types (wire values; never renumber).
+const (
+	MsgGossip     MsgType = 1 // eager push of a payload
+	MsgIHave      MsgType = 2 // lazy announcement of message IDs
+	MsgGraft      MsgType = 3 // "make me eager and send me these IDs"
+	MsgPrune      MsgType = 4 // "make me lazy"
+	MsgNeighbor   MsgType = 5 // "add me to your view"
+	MsgDisconnect MsgType = 6 // "drop me from your view"
+)
+
+func (t MsgType) String() string {
+	switch t {
+	case MsgGossip:
+		return "gossip"
+	case MsgIHave:
+		return "ihave"
+	case MsgGraft:
+		return "graft"
+	case MsgPrune:
+		return "prune"
+	case MsgNeighbor:
+		return "neighbor"
+	case MsgDisconnect:
+		return "disconnect"
+	default:
+		return fmt.Sprintf("type(%d)", uint8(t))
+	}
+}
+
+// Wire bounds. A decoder rejects anything larger.
+const (
+	// WireVersion is the version of the Plumtree wire format.
+	WireVersion = 1
+	// MaxPayloadSize bounds one broadcast payload (a signed delta batch).
+	MaxPayloadSize = 1 << 20
+	// MaxIDsPerMessage bounds the IDs of one IHAVE or GRAFT.
+	MaxIDsPerMessage = 1024
+	// maxWireSize bounds an encoded message: the payload plus headers, or
+	// an IHAVE full of IDs and rounds.
+	maxWireSize = MaxPayloadSize + 4096
+)
+
+// Message is one Plumtree message, as the state machine emits and accepts
+// it. Which fields are set depends on Type:
+//
+//	Gossip:     Payload, Round (hops from the origin)
+//	IHave:      IDs, Rounds (same length)
+//	Graft:      IDs (may be empty: "make me eager" only)
+//	Prune, Neighbor, Disconnect: nothing
+type Message struct {
+	Type    MsgType
+	Payload []byte
+	Round   uint32
+	IDs     []MessageID
+	Rounds  []uint32
+}
+
+// wireMessage is the CBOR form (integer keys, see docs/GOSSIP.md).
+type wireMessage struct {
+	V       uint8    `cbor:"1,keyasint"`
+	T       uint8    `cbor:"2,keyasint"`
+	Payload []byte   `cbor:"3,keyasint,omitempty"`
+	Round   uint32   `cbor:"4,keyasint,omitempty"`
+	IDs     [][]byte `cbor:"5,keyasint,omitempty"`
+	Rounds  []uint32 `cbor:"6,keyasint,omitempty"`
+}
+
+var (
+	wireEnc cbor.EncMode
+	wireDec cbor.DecMode
+)
+
+func init() {
+	var err error
+	wireEnc, err = cbor.CoreDetEncOptions().EncMode()
+	if err != nil {
+		panic(err)
+	}
+	wireDec, err = cbor.DecOptions{
+		MaxNestedLevels:   4,
+		MaxArrayElements:  MaxIDsPerMessage,
+		MaxMapPairs:       16,
+		DupMapKey:         cbor.DupMapKeyEnforcedAPF,
+		IndefLength:       cbor.IndefLengthForbidden,
+		TagsMd:            cbor.TagsForbidden,
+		ExtraReturnErrors: cbor.ExtraDecErrorUnknownField,
+	}.DecMode()
+	if err != nil {
+		panic(err)
+	}
+}
+
+// errWire is wrapped by every decoding error.
+var errWire = errors.New("gossip: bad message")
+
+// EncodeMessage returns the CBOR encoding of m.
+func EncodeMessage(m Message) ([]byte, error) {
+	if err := m.validate(); err != nil {
+		return nil, err
+	}
+	w := wireMessage{V: WireVersion, T: uint8(m.Type), Payload: m.Payload, Round: m.Round, Rounds: m.Rounds}
+	if len(m.IDs) > 0 {
+		w.IDs = make([][]byte, len(m.IDs))
+		for i := range m.IDs {
+			w.IDs[i] = m.IDs[i][:]
+		}
+	}
+	b, err := wireEnc.Marshal(w)
+	if err != nil {
+		return nil, fmt.Errorf("gossip: encode %v: %w", m.Type, err)
+	}
+	return b, nil
+}
+
+// DecodeMessage parses an encoded Message from an untrusted peer.
+func DecodeMessage(b []byte) (Message, error) {
+	if len(b) > maxWireSize {
+		return Message{}, fmt.Errorf("%w: %d bytes exceeds %d", errWire, len(b), maxWireSize)
+	}
+	var w wireMessage
+	if err := wireDec.Unmarshal(b, &w); err != nil {
+		return Message{}, fmt.Errorf("%w: %w", errWire, err)
+	}
+	if w.V != WireVersion {
+		return Message{}, fmt.Errorf("%w: unsupported version %d", errWire, w.V)
+	}
+	m := Message{Type: MsgType(w.T), Payload: w.Payload, Round: w.Round, Rounds: w.Rounds}
+	if len(w.IDs) > 0 {
+		m.IDs = make([]MessageID, len(w.IDs))
+		for i, raw := range w.IDs {
+			if len(raw) != len(MessageID{}) {
+				return Message{}, fmt.Errorf("%w: message ID of %d bytes", errWire, len(raw))
+			}
+			copy(m.IDs[i][:], raw)
+		}
+	}
+	if err := m.validate(); err != nil {
+		return Message{}, err
+	}
+	return m, nil
+}
+
+// validate checks that only the fields of m's type are set and within
+// bounds.
+func (m Message) validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %v: %s", errWire, m.Type, fmt.Sprintf(format, args...))
+	}
+	switch m.Type {
+	case MsgGossip:
+		if len(m.Payload) == 0 || len(m.Payload) > MaxPayloadSize {
+			return bad("payload of %d bytes", len(m.Payload))
+		}
+		if len(m.IDs) != 0 || len(m.Rounds) != 0 {
+			return bad("unexpected IDs")
+		}
+	case MsgIHave:
+		if len(m.IDs) == 0 || len(m.IDs) > MaxIDsPerMessage || len(m.Rounds) != len(m.IDs) {
+			return bad("%d IDs, %d rounds", len(m.IDs), len(m.Rounds))
+		}
+		if len(m.Payload) != 0 || m.Round != 0 {
+			return bad("unexpected payload")
+		}
+	case MsgGraft:
+		if len(m.IDs) > MaxIDsPerMessage || len(m.Rounds) != 0 || len(m.Payload) != 0 || m.Round != 0 {
+			return bad("malformed")
+		}
+	case MsgPrune, MsgNeighbor, MsgDisconnect:
+		if len(m.IDs) != 0 || len(m.Rounds) != 0 || len(m.Payload) != 0 || m.Round != 0 {
+			return bad("unexpected fields")
+		}
+	default:
+		return fmt.Errorf("%w: unknown type %d", errWire, uint8(m.Type))
+	}
+	return nil
+}
