@@ -1,0 +1,37 @@
+package crdt
+
+import "errors"
+
+// Errors callers branch on. Returned errors wrap them with detail.
+var (
+	// ErrValueTooLarge: a KV value exceeds Options.MaxValueSize.
+	ErrValueTooLarge = errors.New("crdt: value too large")
+	// ErrClockDrift: a remote HLC timestamp is too far ahead of local time.
+	ErrClockDrift = errors.New("crdt: remote clock too far ahead")
+	// ErrRollback: an intention version is older than the one held.
+	ErrRollback = errors.New("crdt: intention version rollback")
+	// ErrUnauthorized: the Authorizer refused the record.
+	ErrUnauthorized = errors.New("crdt: not authorized")
+	// ErrBadSignature: a record's signature does not verify.
+	ErrBadSignature = errors.New("crdt: bad signature")
+	// ErrMalformed: bytes do not decode into a valid record, delta or state.
+	ErrMalformed = errors.New("crdt: malformed")
+	// ErrInvalid: a local write is rejected (empty ID, bad status, ...).
+	ErrInvalid = errors.New("crdt: invalid record")
+)
+
+// Rejection reasons counted by Merge (see Replica.Rejected).
+const (
+	RejectMalformed    = "malformed"
+	RejectSignature    = "signature"
+	RejectUnauthorized = "unauthorized"
+	RejectNotOwner     = "not-owner"
+	RejectClockDrift   = "clock-drift"
+	RejectTooLarge     = "too-large"
+	RejectRollback     = "rollback"
+	RejectIntention    = "intention"
+	RejectRevocation   = "revocation"
+)
+
+// ErrNotFound: a local delete names a record this node does not hold.
+var ErrNotFound = errors.New("crdt: not found")

@@ -1,0 +1,213 @@
+package crdt
+
+import "strings"
+
+// Scopes for ScopeIndex and Watch. A KV scope is ScopeKV+prefix.
+const (
+	ScopeNodes       = "nodes"       // any node record
+	ScopeServices    = "services"    // the catalog: any service instance
+	ScopeChecks      = "checks"      // any check
+	ScopeIntentions  = "intentions"  // any intention
+	ScopeRevocations = "revocations" // any revocation
+	ScopeKV          = "kv:"         // + prefix: any key under the prefix
+)
+
+// ScopeService is the scope of one service name: its instances, their
+// checks and their nodes' records and node-level checks.
+func ScopeService(name string) string { return "service:" + name }
+
+// ScopeNode is the scope of one node (by origin): its record, services and
+// checks.
+func ScopeNode(origin string) string { return "node:" + origin }
+
+// changedLocked records that the live set of k changed (old was the live
+// set before): it bumps the local index, the scopes that read k, and wakes
+// their watchers.
+func (r *Replica) changedLocked(k recKey, ks *keyState, old []any) {
+	r.index++
+	idx := r.index
+	ks.modifyIndex = idx
+	switch k.kind {
+	case KindNode:
+		r.touchLocked(idx, ScopeNodes, ScopeNode(k.key))
+		r.touchServicesOfLocked(idx, k.key)
+	case KindService:
+		origin, _ := ownerOf(k.kind, k.key)
+		r.touchLocked(idx, ScopeServices, ScopeNode(origin))
+		oldName, newName := "", serviceName(ks.live)
+		for _, v := range old {
+			oldName = v.(*Service).Name
+		}
+		if oldName != newName && oldName != "" {
+			r.unindexServiceLocked(oldName, origin, k.key)
+		}
+		if newName != "" {
+			set := r.svcByName[newName]
+			if set == nil {
+				set = map[string]struct{}{}
+				r.svcByName[newName] = set
+			}
+			set[k.key] = struct{}{}
+			byKey := r.svcByOrigin[origin]
+			if byKey == nil {
+				byKey = map[string]string{}
+				r.svcByOrigin[origin] = byKey
+			}
+			byKey[k.key] = newName
+		}
+		for _, n := range [2]string{oldName, newName} {
+			if n != "" {
+				r.touchLocked(idx, ScopeService(n))
+			}
+		}
+	case KindCheck:
+		origin, _ := ownerOf(k.kind, k.key)
+		r.touchLocked(idx, ScopeChecks, ScopeNode(origin))
+		vals := old
+		for _, v := range ks.live {
+			vals = append(vals, v.val)
+		}
+		for _, v := range vals {
+			r.touchCheckLocked(idx, origin, v.(*Check))
+		}
+	case KindKV:
+		wasLive, isLive := len(old) > 0, len(ks.live) > 0
+		switch {
+		case !wasLive && isLive:
+			ks.createIndex = idx
+			delete(r.kvTomb, k.key)
+		case wasLive && !isLive:
+			ks.createIndex = 0
+			r.kvTomb[k.key] = idx
+		}
+		for i := 0; i <= len(k.key); i++ {
+			if ch, ok := r.kvWatch[k.key[:i]]; ok {
+				close(ch)
+				delete(r.kvWatch, k.key[:i])
+			}
+		}
+	case KindIntention:
+		r.touchLocked(idx, ScopeIntentions)
+	case KindRevocation:
+		r.touchLocked(idx, ScopeRevocations)
+	}
+}
+
+func serviceName(live []*version) string {
+	if w := winner(live); w != nil && w.val != nil {
+		return w.val.(*Service).Name
+	}
+	return ""
+}
+
+func (r *Replica) unindexServiceLocked(name, origin, key string) {
+	if set := r.svcByName[name]; set != nil {
+		delete(set, key)
+		if len(set) == 0 {
+			delete(r.svcByName, name)
+		}
+	}
+	if byKey := r.svcByOrigin[origin]; byKey != nil {
+		delete(byKey, key)
+		if len(byKey) == 0 {
+			delete(r.svcByOrigin, origin)
+		}
+	}
+}
+
+func (r *Replica) touchCheckLocked(idx uint64, origin string, c *Check) {
+	if c.ServiceID == "" { // a node-level check affects every instance
+		r.touchServicesOfLocked(idx, origin)
+		return
+	}
+	if c.ServiceName != "" {
+		r.touchLocked(idx, ScopeService(c.ServiceName))
+	}
+	if c.ServiceID != "" {
+		if ks := r.keys[recKey{KindService, serviceKey(origin, c.ServiceID)}]; ks != nil {
+			if n := serviceName(ks.live); n != "" {
+				r.touchLocked(idx, ScopeService(n))
+			}
+		}
+	}
+}
+
+// touchServicesOfLocked touches the service scopes of every instance on
+// origin (its node record or a node-level check changed).
+func (r *Replica) touchServicesOfLocked(idx uint64, origin string) {
+	for _, name := range r.svcByOrigin[origin] {
+		r.touchLocked(idx, ScopeService(name))
+	}
+}
+
+func (r *Replica) touchLocked(idx uint64, scopes ...string) {
+	for _, s := range scopes {
+		r.scopes[s] = idx
+		if ch, ok := r.watch[s]; ok {
+			close(ch)
+			delete(r.watch, s)
+		}
+	}
+}
+
+// Index returns the local change index: >= 1, incremented on every change
+// of read-visible state (local or merged).
+func (r *Replica) Index() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.index
+}
+
+// ScopeIndex returns the index of the last change in scope (>= 1), for a
+// Consul blocking query's X-Consul-Index.
+func (r *Replica) ScopeIndex(scope string) uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.scopeIndexLocked(scope)
+}
+
+func (r *Replica) scopeIndexLocked(scope string) uint64 {
+	var idx uint64
+	if prefix, ok := strings.CutPrefix(scope, ScopeKV); ok {
+		idx = r.kvFloor
+		for k, ks := range r.keys {
+			if k.kind == KindKV && ks.modifyIndex > idx && strings.HasPrefix(k.key, prefix) {
+				idx = ks.modifyIndex
+			}
+		}
+		for k, i := range r.kvTomb {
+			if i > idx && strings.HasPrefix(k, prefix) {
+				idx = i
+			}
+		}
+	} else {
+		idx = r.scopes[scope]
+	}
+	return max(idx, 1)
+}
+
+// Watch returns a channel closed at the next change in scope. All watchers
+// of a scope share one channel, so 10,000 watchers cost 10,000 receives,
+// not 10,000 channels.
+func (r *Replica) Watch(scope string) <-chan struct{} {
+	_, ch := r.WatchIndex(scope)
+	return ch
+}
+
+// WatchIndex returns the scope's current index and a channel closed at its
+// next change, atomically: a blocking query returns at once if the index
+// is past the client's, else waits on the channel.
+func (r *Replica) WatchIndex(scope string) (uint64, <-chan struct{}) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	m, key := r.watch, scope
+	if prefix, ok := strings.CutPrefix(scope, ScopeKV); ok {
+		m, key = r.kvWatch, prefix
+	}
+	ch, ok := m[key]
+	if !ok {
+		ch = make(chan struct{})
+		m[key] = ch
+	}
+	return r.scopeIndexLocked(scope), ch
+}

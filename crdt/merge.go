@@ -1,0 +1,388 @@
+package crdt
+
+import (
+	"bytes"
+	"cmp"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// MergeResult counts what a Merge did with a delta's entries.
+type MergeResult struct {
+	Accepted   int            // new versions merged (live or dead)
+	Duplicates int            // already held: skipped without verification
+	Rejected   int            // not merged
+	Reasons    map[string]int // rejected, and accepted-as-dead, by reason
+	Changed    bool           // some read-visible state changed
+}
+
+func (m *MergeResult) reject(reason string) {
+	if m.Reasons == nil {
+		m.Reasons = map[string]int{}
+	}
+	m.Reasons[reason]++
+}
+
+// Merge verifies and joins a delta from anywhere (a peer, a repair, a
+// replay). Every entry is checked BEFORE it is merged: the origin's
+// signature over the header, the body hash, the clock bound, and the
+// Authorizer's rights. Entries whose dot is already held are skipped
+// without verification.
+//
+// An entry that is correctly signed by its origin but whose content is
+// refused (not authorized, too large, intention rollback, undecodable body)
+// is not merged, but its dot is recorded as seen and kept as a dead stub, so
+// version vectors stay contiguous and replicas with the same policy agree.
+// An entry with a bad signature, a malformed header, a mismatching body or
+// a timestamp too far ahead is dropped entirely (it may arrive intact later).
+//
+// Merge returns the first rejection as an error for logging; the rest of the
+// delta is merged regardless. Rejections are also counted in Rejected().
+func (r *Replica) Merge(d *Delta, auth Authorizer, now time.Time) (MergeResult, error) {
+	var res MergeResult
+	if d == nil {
+		return res, nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var first error
+	note := func(reason string, err error) {
+		res.reject(reason)
+		r.rejected[reason]++
+		if first == nil {
+			first = err
+		}
+	}
+	for i := range d.Entries {
+		e := d.Entries[i]
+		h, err := decodeHeader(e.Header)
+		if err != nil {
+			res.Rejected++
+			reason := RejectMalformed
+			if errors.Is(err, errNotOwner) {
+				reason = RejectNotOwner
+			}
+			note(reason, err)
+			continue
+		}
+		if r.cc.has(h.dot()) {
+			res.Duplicates++
+			continue
+		}
+		if len(e.Sig) > maxSigLen {
+			res.Rejected++
+			note(RejectSignature, fmt.Errorf("%w: %s: signature of %d bytes", ErrBadSignature, h.dot(), len(e.Sig)))
+			continue
+		}
+		if err := auth.VerifyOrigin(h.Origin, signedMessage(e.Header), e.Sig); err != nil {
+			res.Rejected++
+			note(RejectSignature, fmt.Errorf("%w: %s %s %q: %w", ErrBadSignature, h.dot(), h.Kind, h.Key, err))
+			continue
+		}
+		if e.Body != nil && !hashMatches(h.BodyHash, e.Body) {
+			res.Rejected++
+			note(RejectMalformed, fmt.Errorf("%w: %s: body does not match its signed hash", ErrMalformed, h.dot()))
+			continue
+		}
+		if h.HLC != 0 {
+			if err := r.clk.check(h.HLC, now); err != nil {
+				res.Rejected++
+				note(RejectClockDrift, fmt.Errorf("%s: %w", h.dot(), err))
+				continue
+			}
+		}
+		authorized := true
+		if h.Kind == KindKV && !auth.MayWriteKV(h.Origin, h.Key) {
+			authorized = false
+		}
+		var val any
+		if authorized && h.Op == OpPut && e.Body != nil {
+			var reason string
+			val, reason, err = r.verifyContentLocked(&h, e.Body, auth)
+			if err != nil {
+				res.Rejected++
+				note(reason, err)
+				val = nil
+			}
+		} else if !authorized {
+			res.Rejected++
+			note(RejectUnauthorized, fmt.Errorf("%w: %s may not write KV key %q", ErrUnauthorized, h.Origin, h.Key))
+		}
+		stored := e
+		if val == nil {
+			stored.Body = nil
+		}
+		r.clk.observe(h.HLC)
+		if r.applyLocked(h, stored, val, authorized) {
+			res.Changed = true
+		}
+		res.Accepted++
+	}
+	r.mergeHorizonLocked(d.Horizon)
+	return res, first
+}
+
+// verifyContentLocked decodes and authorizes a put body. It returns the
+// value for reads, or the rejection reason and error.
+func (r *Replica) verifyContentLocked(h *header, body []byte, auth Authorizer) (any, string, error) {
+	switch h.Kind {
+	case KindKV:
+		v, err := decodeBody(KindKV, body)
+		if err != nil {
+			return nil, RejectMalformed, err
+		}
+		if n := len(v.(*kvBody).Value); n > r.opts.MaxValueSize {
+			return nil, RejectTooLarge, fmt.Errorf("%w: key %q from %s has a %d-byte value, the limit is %d bytes",
+				ErrValueTooLarge, h.Key, h.Origin, n, r.opts.MaxValueSize)
+		}
+		return v, "", nil
+	case KindIntention:
+		v, err := decodeBody(KindIntention, body)
+		if err != nil {
+			return nil, RejectMalformed, err
+		}
+		blob := v.([]byte)
+		in, err := auth.VerifyIntention(blob)
+		if err != nil {
+			return nil, RejectIntention, fmt.Errorf("%w: intention from %s: %w", ErrUnauthorized, h.Origin, err)
+		}
+		if err := in.Validate(); err != nil {
+			return nil, RejectIntention, err
+		}
+		if IntentionKey(in.SourceName, in.DestinationName) != h.Key {
+			return nil, RejectIntention, fmt.Errorf("%w: intention does not match its key", ErrMalformed)
+		}
+		iv := &intentionVal{in: in, hash: sha256.Sum256(blob)}
+		if ks := r.keys[recKey{KindIntention, h.Key}]; ks != nil {
+			for _, lv := range ks.live {
+				if held := lv.val.(*intentionVal); held.in.Version > in.Version {
+					return nil, RejectRollback, fmt.Errorf("%w: %s -> %s version %d from %s, holding version %d",
+						ErrRollback, in.SourceName, in.DestinationName, in.Version, h.Origin, held.in.Version)
+				}
+			}
+		}
+		return iv, "", nil
+	case KindRevocation:
+		v, err := r.decodeValue(h, body)
+		if err != nil {
+			return nil, RejectMalformed, err
+		}
+		if err := auth.VerifyRevocation(v.([]byte)); err != nil {
+			return nil, RejectRevocation, fmt.Errorf("%w: revocation from %s: %w", ErrUnauthorized, h.Origin, err)
+		}
+		return v, "", nil
+	case KindService:
+		v, err := r.decodeValue(h, body)
+		if err != nil {
+			return nil, RejectMalformed, err
+		}
+		s := v.(*Service)
+		if !auth.MayPublishService(h.Origin, s.Name) {
+			return nil, RejectUnauthorized, fmt.Errorf("%w: %s may not publish service %q", ErrUnauthorized, h.Origin, s.Name)
+		}
+		if s.Connect != nil && s.Connect.SidecarService != nil && !auth.MayPublishService(h.Origin, s.Connect.SidecarService.Name) {
+			return nil, RejectUnauthorized, fmt.Errorf("%w: %s may not publish service %q", ErrUnauthorized, h.Origin, s.Connect.SidecarService.Name)
+		}
+		return v, "", nil
+	case KindCheck:
+		v, err := r.decodeValue(h, body)
+		if err != nil {
+			return nil, RejectMalformed, err
+		}
+		if c := v.(*Check); !validStatus(c.Status) {
+			return nil, RejectMalformed, fmt.Errorf("%w: check %q status %q", ErrMalformed, c.ID, c.Status)
+		}
+		return v, "", nil
+	default: // KindNode
+		v, err := r.decodeValue(h, body)
+		if err != nil {
+			return nil, RejectMalformed, err
+		}
+		return v, "", nil
+	}
+}
+
+// Apply joins a delta without checking signatures or rights. It is for the
+// local durable store replaying deltas that were verified (or written)
+// before a restart; never feed it bytes from the network. Deltas may be
+// replayed in any order. auth is used only to decode intention documents
+// (crdt does not know their format).
+func (r *Replica) Apply(d *Delta, auth Authorizer) error {
+	if d == nil {
+		return nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, e := range d.Entries {
+		if err := r.applyTrustedLocked(e, auth); err != nil {
+			return err
+		}
+	}
+	r.mergeHorizonLocked(d.Horizon)
+	return nil
+}
+
+func (r *Replica) applyTrustedLocked(e Entry, auth Authorizer) error {
+	h, err := decodeHeader(e.Header)
+	if err != nil {
+		return err
+	}
+	d := h.dot()
+	if r.cc.has(d) {
+		return nil
+	}
+	var val any
+	if h.Op == OpPut && e.Body != nil {
+		if !hashMatches(h.BodyHash, e.Body) {
+			return fmt.Errorf("%w: %s: body does not match its hash", ErrMalformed, d)
+		}
+		if h.Kind == KindIntention {
+			v, err := decodeBody(KindIntention, e.Body)
+			if err != nil {
+				return err
+			}
+			in, err := auth.VerifyIntention(v.([]byte))
+			if err != nil {
+				return fmt.Errorf("%w: stored intention: %w", ErrUnauthorized, err)
+			}
+			val = &intentionVal{in: in, hash: sha256.Sum256(v.([]byte))}
+		} else if val, err = r.decodeValue(&h, e.Body); err != nil {
+			return err
+		}
+	}
+	if h.Origin == r.origin && h.Counter > r.counter {
+		r.counter = h.Counter
+	}
+	r.clk.observe(h.HLC)
+	if val == nil {
+		e.Body = nil
+	}
+	r.applyLocked(h, e, val, true)
+	return nil
+}
+
+func (r *Replica) mergeHorizonLocked(hz VersionVector) {
+	for o, n := range hz {
+		// Trust a horizon only up to dots proven by signed records.
+		if m := r.cc.max(o); n > m {
+			n = m
+		}
+		if n > r.horizon[o] {
+			r.horizon[o] = n
+		}
+		r.cc.raise(o, n)
+	}
+	if len(hz) > 0 {
+		for d := range r.pendingKill {
+			if r.cc.has(d) {
+				delete(r.pendingKill, d)
+			}
+		}
+	}
+}
+
+// applyLocked joins one record version whose dot is new. val is its
+// decoded value when its content was accepted (nil: it is dead on arrival).
+// ctxOK says whether its context may supersede other versions. It reports
+// whether read-visible state changed.
+func (r *Replica) applyLocked(h header, e Entry, val any, ctxOK bool) bool {
+	d := h.dot()
+	r.cc.add(d)
+	v := &version{h: h, e: e}
+	m := r.byOrigin[d.Origin]
+	if m == nil {
+		m = map[uint64]*version{}
+		r.byOrigin[d.Origin] = m
+	}
+	m[d.Counter] = v
+	k := recKey{h.Kind, h.Key}
+	ks := r.keys[k]
+	if ks == nil {
+		ks = &keyState{}
+		r.keys[k] = ks
+	}
+	var old []any // values of the live set before this version
+	for _, lv := range ks.live {
+		old = append(old, lv.val)
+	}
+	killed := false
+	if pk, ok := r.pendingKill[d]; ok {
+		delete(r.pendingKill, d)
+		killed = pk == k
+	}
+	changed := false
+	if ctxOK {
+		for _, c := range h.Context {
+			if ov := r.lookup(c); ov != nil {
+				if ov.live && ov.h.Kind == k.kind && ov.h.Key == k.key {
+					r.killLocked(ks, ov)
+					changed = true
+				}
+			} else if !r.cc.has(c) {
+				if _, taken := r.pendingKill[c]; !taken {
+					r.pendingKill[c] = k
+				}
+			}
+		}
+	}
+	if val != nil && h.Op == OpPut && !killed {
+		live := true
+		if h.Kind.ordered() {
+			for _, lv := range ks.live {
+				if orderedLess(v, val, lv) {
+					live = false
+					break
+				}
+			}
+			if live {
+				for len(ks.live) > 0 {
+					r.killLocked(ks, ks.live[0])
+				}
+			}
+		}
+		if live {
+			v.live, v.val = true, val
+			ks.live = append(ks.live, v)
+			changed = true
+		}
+	}
+	if !v.live {
+		v.e.Body = nil
+	}
+	if changed {
+		r.changedLocked(k, ks, old)
+	}
+	if len(ks.live) == 0 && ks.createIndex == 0 && !changed {
+		delete(r.keys, k)
+	}
+	return changed
+}
+
+func (r *Replica) lookup(d Dot) *version { return r.byOrigin[d.Origin][d.Counter] }
+
+func (r *Replica) killLocked(ks *keyState, v *version) {
+	v.live, v.val = false, nil
+	v.e.Body = nil
+	if i := slices.Index(ks.live, v); i >= 0 {
+		ks.live = slices.Delete(ks.live, i, i+1)
+	}
+}
+
+// orderedLess reports whether a candidate (v, val) loses to live version
+// lv of an ordered kind: intentions by (version, blob hash), then dots;
+// revocations by dot.
+func orderedLess(v *version, val any, lv *version) bool {
+	if iv, ok := val.(*intentionVal); ok {
+		li := lv.val.(*intentionVal)
+		if c := cmp.Compare(iv.in.Version, li.in.Version); c != 0 {
+			return c < 0
+		}
+		if c := bytes.Compare(iv.hash[:], li.hash[:]); c != 0 {
+			return c < 0
+		}
+	}
+	return compareDots(v.h.dot(), lv.h.dot()) < 0
+}

@@ -1,0 +1,390 @@
+package crdt
+
+import (
+	"cmp"
+	"slices"
+	"strings"
+)
+
+// winner is the live version reads show: the greatest (HLC, origin,
+// counter). The others are conflict siblings (KV only, in practice).
+func winner(live []*version) *version {
+	var w *version
+	for _, v := range live {
+		if w == nil || versionLess(w, v) {
+			w = v
+		}
+	}
+	return w
+}
+
+func versionLess(a, b *version) bool {
+	if a.h.HLC != b.h.HLC {
+		return a.h.HLC < b.h.HLC
+	}
+	return compareDots(a.h.dot(), b.h.dot()) < 0
+}
+
+func (r *Replica) liveLocked(k Kind, key string) *version {
+	if ks := r.keys[recKey{k, key}]; ks != nil {
+		return winner(ks.live)
+	}
+	return nil
+}
+
+// Node returns the node record of origin.
+func (r *Replica) Node(origin string) (Node, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if v := r.liveLocked(KindNode, origin); v != nil {
+		return cloneNode(*v.val.(*Node)), true
+	}
+	return Node{}, false
+}
+
+// Nodes returns every node record, sorted by name then origin.
+func (r *Replica) Nodes() []NodeEntry {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []NodeEntry
+	for k, ks := range r.keys {
+		if k.kind != KindNode {
+			continue
+		}
+		if v := winner(ks.live); v != nil {
+			out = append(out, NodeEntry{Origin: k.key, Node: cloneNode(*v.val.(*Node))})
+		}
+	}
+	slices.SortFunc(out, func(a, b NodeEntry) int {
+		return cmp.Or(strings.Compare(a.Node.Name, b.Node.Name), strings.Compare(a.Origin, b.Origin))
+	})
+	return out
+}
+
+// ServiceNames returns the catalog: every service name with the union of
+// its instances' tags (sorted, deduplicated).
+func (r *Replica) ServiceNames() map[string][]string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[string][]string, len(r.svcByName))
+	for name, set := range r.svcByName {
+		tags := []string{}
+		for key := range set {
+			if v := r.liveLocked(KindService, key); v != nil {
+				tags = append(tags, v.val.(*Service).Tags...)
+			}
+		}
+		slices.Sort(tags)
+		out[name] = slices.Compact(tags)
+	}
+	return out
+}
+
+// Services returns the instances of name that carry every tag in tags,
+// each with its node and applicable checks, sorted by node name, origin
+// and ID.
+func (r *Replica) Services(name string, tags []string) []ServiceEntry {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []ServiceEntry
+	for key := range r.svcByName[name] {
+		v := r.liveLocked(KindService, key)
+		if v == nil {
+			continue
+		}
+		s := v.val.(*Service)
+		if !hasAllTags(s.Tags, tags) {
+			continue
+		}
+		out = append(out, r.serviceEntryLocked(v.h.Origin, s))
+	}
+	slices.SortFunc(out, func(a, b ServiceEntry) int {
+		return cmp.Or(strings.Compare(a.Node.Name, b.Node.Name), strings.Compare(a.Origin, b.Origin),
+			strings.Compare(a.Service.ID, b.Service.ID))
+	})
+	return out
+}
+
+// NodeServices returns the instances published by origin, sorted by ID.
+func (r *Replica) NodeServices(origin string) []ServiceEntry {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []ServiceEntry
+	for key := range r.svcByOrigin[origin] {
+		if v := r.liveLocked(KindService, key); v != nil {
+			out = append(out, r.serviceEntryLocked(origin, v.val.(*Service)))
+		}
+	}
+	slices.SortFunc(out, func(a, b ServiceEntry) int { return strings.Compare(a.Service.ID, b.Service.ID) })
+	return out
+}
+
+func hasAllTags(have, want []string) bool {
+	for _, t := range want {
+		if !slices.Contains(have, t) {
+			return false
+		}
+	}
+	return true
+}
+
+func (r *Replica) serviceEntryLocked(origin string, s *Service) ServiceEntry {
+	e := ServiceEntry{Origin: origin, Service: cloneService(*s)}
+	if v := r.liveLocked(KindNode, origin); v != nil {
+		e.Node = cloneNode(*v.val.(*Node))
+	}
+	for _, c := range r.checksLocked(func(o string, c *Check) bool {
+		return o == origin && (c.ServiceID == "" || c.ServiceID == s.ID)
+	}) {
+		e.Checks = append(e.Checks, c)
+	}
+	return e
+}
+
+// CheckFilter selects checks; empty fields match everything.
+type CheckFilter struct {
+	Origin      string // the node's origin
+	ServiceName string
+	ServiceID   string
+	Status      string // passing|warning|critical; "" or "any" for all
+}
+
+// Checks returns the checks matching f, sorted by origin and ID.
+func (r *Replica) Checks(f CheckFilter) []CheckEntry {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.checksLocked(func(o string, c *Check) bool {
+		return (f.Origin == "" || f.Origin == o) &&
+			(f.ServiceName == "" || f.ServiceName == c.ServiceName) &&
+			(f.ServiceID == "" || f.ServiceID == c.ServiceID) &&
+			(f.Status == "" || f.Status == "any" || f.Status == c.Status)
+	})
+}
+
+func (r *Replica) checksLocked(keep func(origin string, c *Check) bool) []CheckEntry {
+	var out []CheckEntry
+	// Checks are indexed by key "origin/ID"; a filter on origin would be a
+	// prefix scan, but the key map is flat, so scan it.
+	for k, ks := range r.keys {
+		if k.kind != KindCheck {
+			continue
+		}
+		v := winner(ks.live)
+		if v == nil {
+			continue
+		}
+		if c := v.val.(*Check); keep(v.h.Origin, c) {
+			out = append(out, CheckEntry{Origin: v.h.Origin, Check: cloneCheck(*c)})
+		}
+	}
+	slices.SortFunc(out, func(a, b CheckEntry) int {
+		return cmp.Or(strings.Compare(a.Origin, b.Origin), strings.Compare(a.Check.ID, b.Check.ID))
+	})
+	return out
+}
+
+// KVGet returns key with its metadata and conflict siblings.
+func (r *Replica) KVGet(key string) (KVPair, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ks := r.keys[recKey{KindKV, key}]
+	if ks == nil || len(ks.live) == 0 {
+		return KVPair{}, false
+	}
+	return kvPair(key, ks), true
+}
+
+func kvPair(key string, ks *keyState) KVPair {
+	w := winner(ks.live)
+	b := w.val.(*kvBody)
+	p := KVPair{Key: key, CreateIndex: ks.createIndex, ModifyIndex: ks.modifyIndex,
+		Flags: b.Flags, Value: slices.Clone(b.Value), Origin: w.h.Origin, HLC: w.h.HLC}
+	for _, v := range ks.live {
+		if v == w {
+			continue
+		}
+		sb := v.val.(*kvBody)
+		p.Conflicts = append(p.Conflicts, KVSibling{Value: slices.Clone(sb.Value), Flags: sb.Flags, Origin: v.h.Origin, HLC: v.h.HLC})
+	}
+	slices.SortFunc(p.Conflicts, func(a, b KVSibling) int {
+		return cmp.Or(cmp.Compare(b.HLC, a.HLC), strings.Compare(b.Origin, a.Origin))
+	})
+	return p
+}
+
+// KVList returns every key under prefix, sorted by key.
+func (r *Replica) KVList(prefix string) []KVPair {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []KVPair
+	for k, ks := range r.keys {
+		if k.kind == KindKV && len(ks.live) > 0 && strings.HasPrefix(k.key, prefix) {
+			out = append(out, kvPair(k.key, ks))
+		}
+	}
+	slices.SortFunc(out, func(a, b KVPair) int { return strings.Compare(a.Key, b.Key) })
+	return out
+}
+
+// KVKeys lists the keys under prefix with Consul's separator semantics:
+// with a separator, keys are cut after the first separator following the
+// prefix and deduplicated ("a/b/c" under "a/" with "/" lists "a/b/").
+func (r *Replica) KVKeys(prefix, separator string) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	seen := map[string]struct{}{}
+	for k, ks := range r.keys {
+		if k.kind != KindKV || len(ks.live) == 0 || !strings.HasPrefix(k.key, prefix) {
+			continue
+		}
+		key := k.key
+		if separator != "" {
+			if i := strings.Index(key[len(prefix):], separator); i >= 0 {
+				key = key[:len(prefix)+i+len(separator)]
+			}
+		}
+		seen[key] = struct{}{}
+	}
+	out := make([]string, 0, len(seen))
+	for k := range seen {
+		out = append(out, k)
+	}
+	return sortedStrings(out)
+}
+
+func sortedStrings(s []string) []string {
+	slices.Sort(s)
+	return s
+}
+
+// Intentions returns every live intention (deletions excluded), highest
+// precedence first.
+func (r *Replica) Intentions() []Intention {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.intentionsLocked(false)
+}
+
+func (r *Replica) intentionsLocked(withDeleted bool) []Intention {
+	var out []Intention
+	for k, ks := range r.keys {
+		if k.kind != KindIntention {
+			continue
+		}
+		if v := winner(ks.live); v != nil {
+			if in := v.val.(*intentionVal).in; withDeleted || !in.Deleted {
+				out = append(out, in)
+			}
+		}
+	}
+	sortIntentions(out)
+	return out
+}
+
+// IntentionFor returns the live intention source -> destination (exact
+// names, as stored), including a deletion marker (Deleted set).
+func (r *Replica) IntentionFor(source, destination string) (Intention, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if v := r.liveLocked(KindIntention, IntentionKey(source, destination)); v != nil {
+		return v.val.(*intentionVal).in, true
+	}
+	return Intention{}, false
+}
+
+// MatchIntentions returns the intentions that apply to name as a
+// destination (bySource false) or as a source (bySource true), wildcards
+// included, highest precedence first — Consul's /v1/connect/intentions/match.
+func (r *Replica) MatchIntentions(name string, bySource bool) []Intention {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []Intention
+	for _, in := range r.intentionsLocked(false) {
+		n := in.DestinationName
+		if bySource {
+			n = in.SourceName
+		}
+		if n == name || n == Wildcard {
+			out = append(out, in)
+		}
+	}
+	return out
+}
+
+// CheckIntention decides whether src may connect to dst: the matching
+// intention of highest precedence decides (deny wins ties); with none, the
+// defaultAllow decides.
+func (r *Replica) CheckIntention(src, dst string, defaultAllow bool) Decision {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return evaluateIntentions(r.intentionsLocked(false), src, dst, defaultAllow)
+}
+
+// Revocations returns every signed revocation blob, sorted by hash.
+func (r *Replica) Revocations() [][]byte {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var keys []string
+	for k, ks := range r.keys {
+		if k.kind == KindRevocation && len(ks.live) > 0 {
+			keys = append(keys, k.key)
+		}
+	}
+	out := make([][]byte, 0, len(keys))
+	for _, k := range sortedStrings(keys) {
+		out = append(out, slices.Clone(r.liveLocked(KindRevocation, k).val.([]byte)))
+	}
+	return out
+}
+
+// Rejected returns how many incoming records were refused, by reason.
+func (r *Replica) Rejected() map[string]uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[string]uint64, len(r.rejected))
+	for k, n := range r.rejected {
+		out[k] = n
+	}
+	return out
+}
+
+func cloneNode(n Node) Node {
+	n.Meta = cloneMap(n.Meta)
+	n.Cert = slices.Clone(n.Cert)
+	return n
+}
+
+func cloneService(s Service) Service {
+	s.Tags = slices.Clone(s.Tags)
+	s.Meta = cloneMap(s.Meta)
+	if s.Proxy != nil {
+		p := *s.Proxy
+		p.Upstreams = slices.Clone(p.Upstreams)
+		s.Proxy = &p
+	}
+	if s.Connect != nil {
+		c := *s.Connect
+		if c.SidecarService != nil {
+			sc := cloneService(*c.SidecarService)
+			c.SidecarService = &sc
+		}
+		s.Connect = &c
+	}
+	return s
+}
+
+func cloneCheck(c Check) Check {
+	c.ServiceTags = slices.Clone(c.ServiceTags)
+	return c
+}
+
+func cloneMap(m map[string]string) map[string]string {
+	if m == nil {
+		return nil
+	}
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}

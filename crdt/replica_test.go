@@ -1,0 +1,137 @@
+package crdt
+
+import (
+	"crypto/ed25519"
+	"errors"
+	"testing"
+	"time"
+)
+
+var t0 = time.Date(2026, 11, 22, 3, 0, 0, 0, time.UTC)
+
+type edFixture struct {
+	auth   *edAuth
+	intKey ed25519.PrivateKey
+}
+
+func newEdFixture() *edFixture {
+	priv := ed25519.NewKeyFromSeed(make([]byte, 32))
+	return &edFixture{auth: &edAuth{intentionKey: priv.Public().(ed25519.PublicKey), denyService: map[string]bool{}}, intKey: priv}
+}
+
+func newEdReplica(t testing.TB, seed byte) *Replica {
+	t.Helper()
+	origin, s := newEdSigner(seed)
+	r, err := NewReplica(origin, s, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func mustMerge(t testing.TB, r *Replica, d *Delta, auth Authorizer, now time.Time) MergeResult {
+	t.Helper()
+	res, err := r.Merge(d, auth, now)
+	if err != nil {
+		t.Fatalf("merge: %v", err)
+	}
+	return res
+}
+
+func must[T any](t testing.TB) func(T, error) T {
+	return func(v T, err error) T {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+}
+
+func TestServiceReplication(t *testing.T) {
+	fx := newEdFixture()
+	a, b := newEdReplica(t, 1), newEdReplica(t, 2)
+	md := must[*Delta](t)
+	d1 := md(a.PutNode(Node{Name: "a", Address: "10.0.0.1", Cert: []byte("chain")}, t0))
+	d2 := md(a.PutService(Service{ID: "web1", Name: "web", Tags: []string{"v1", "prod"}, Port: 80}, t0))
+	d3 := md(a.PutCheck(Check{ID: "c1", Name: "http", ServiceID: "web1", ServiceName: "web", Status: StatusPassing}, t0))
+	for _, d := range []*Delta{d3, d2, d1, d2} {
+		mustMerge(t, b, d, fx.auth, t0)
+	}
+	got := b.Services("web", []string{"prod"})
+	if len(got) != 1 || got[0].Node.Name != "a" || len(got[0].Checks) != 1 {
+		t.Fatalf("services: %+v", got)
+	}
+	if len(b.Services("web", []string{"prod", "v2"})) != 0 {
+		t.Fatal("tag filter must require every tag")
+	}
+	if b.Digest() != a.Digest() {
+		t.Fatal("digests differ")
+	}
+	d4 := md(a.DeleteService("web1", t0))
+	mustMerge(t, b, d4, fx.auth, t0)
+	if len(b.Services("web", nil)) != 0 {
+		t.Fatal("deleted service still visible")
+	}
+	if _, err := a.DeleteService("nope", t0); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("delete unknown: %v", err)
+	}
+}
+
+func TestMergeRejectsForgedAndUnauthorized(t *testing.T) {
+	fx := newEdFixture()
+	a, b := newEdReplica(t, 1), newEdReplica(t, 2)
+	d := must[*Delta](t)(a.PutService(Service{ID: "db1", Name: "db"}, t0))
+	forged := &Delta{Entries: []Entry{{Header: d.Entries[0].Header, Sig: make([]byte, 64), Body: d.Entries[0].Body}}}
+	res, err := b.Merge(forged, fx.auth, t0)
+	if !errors.Is(err, ErrBadSignature) || res.Rejected != 1 {
+		t.Fatalf("forged: %+v %v", res, err)
+	}
+	fx.auth.denyService[a.Origin()+"/db"] = true
+	res, err = b.Merge(d, fx.auth, t0)
+	if !errors.Is(err, ErrUnauthorized) || len(b.Services("db", nil)) != 0 {
+		t.Fatalf("unauthorized: %+v %v", res, err)
+	}
+	if b.Rejected()[RejectSignature] != 1 || b.Rejected()[RejectUnauthorized] != 1 {
+		t.Fatalf("rejected counts: %v", b.Rejected())
+	}
+}
+
+func TestKVConflictSiblingsAndCAS(t *testing.T) {
+	fx := newEdFixture()
+	a, b := newEdReplica(t, 1), newEdReplica(t, 2)
+	md := must[*Delta](t)
+	da := md(a.KVPut("cfg/x", []byte("A"), 1, t0))
+	db := md(b.KVPut("cfg/x", []byte("B"), 2, t0.Add(time.Millisecond)))
+	mustMerge(t, a, db, fx.auth, t0)
+	mustMerge(t, b, da, fx.auth, t0)
+	pa, _ := a.KVGet("cfg/x")
+	pb, _ := b.KVGet("cfg/x")
+	if string(pa.Value) != "B" || string(pb.Value) != "B" || len(pa.Conflicts) != 1 || string(pa.Conflicts[0].Value) != "A" {
+		t.Fatalf("winner/siblings: %+v %+v", pa, pb)
+	}
+	ok, _, err := a.KVCAS("cfg/x", []byte("C"), 0, pa.ModifyIndex+100, t0)
+	if ok || err != nil {
+		t.Fatalf("cas with a wrong index succeeded: %v %v", ok, err)
+	}
+	ok, dc, err := a.KVCAS("cfg/x", []byte("C"), 0, pa.ModifyIndex, t0)
+	if !ok || err != nil {
+		t.Fatalf("cas: %v %v", ok, err)
+	}
+	mustMerge(t, b, dc, fx.auth, t0)
+	pb, _ = b.KVGet("cfg/x")
+	if string(pb.Value) != "C" || len(pb.Conflicts) != 0 {
+		t.Fatalf("superseding write: %+v", pb)
+	}
+	if _, err := a.KVPut("big", make([]byte, 512<<10+1), 0, t0); !errors.Is(err, ErrValueTooLarge) {
+		t.Fatalf("large value: %v", err)
+	}
+	ok, _, _ = a.KVCAS("new", []byte("v"), 0, 0, t0)
+	if !ok {
+		t.Fatal("cas=0 on an absent key must succeed")
+	}
+	ok, _, _ = a.KVCAS("new", []byte("v"), 0, 0, t0)
+	if ok {
+		t.Fatal("cas=0 on a present key must fail")
+	}
+}

@@ -1,0 +1,143 @@
+package crdt
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+)
+
+// stateVersion is the version of the snapshot format.
+const stateVersion = 1
+
+// MaxStateBytes bounds a snapshot accepted by LoadState.
+const MaxStateBytes = 1 << 30
+
+type pendingKillRec struct {
+	_    struct{} `cbor:",toarray"`
+	Dot  Dot
+	Kind Kind
+	Key  string
+}
+
+// snapshot is the whole replica as a durable store keeps it.
+type snapshot struct {
+	V           uint8             `cbor:"1,keyasint"`
+	Origin      string            `cbor:"2,keyasint"`
+	Counter     uint64            `cbor:"3,keyasint"`
+	HLC         HLC               `cbor:"4,keyasint"`
+	Heads       map[string]uint64 `cbor:"5,keyasint"`
+	Cloud       []Dot             `cbor:"6,keyasint"`
+	Horizon     map[string]uint64 `cbor:"7,keyasint"`
+	Entries     []Entry           `cbor:"8,keyasint"`
+	PendingKill []pendingKillRec  `cbor:"9,keyasint"`
+	Index       uint64            `cbor:"10,keyasint"`
+}
+
+// MarshalState encodes the whole replica: every retained record version
+// (live with its body, dead as a stub), the causal context, the GC horizon,
+// the own counter and clock, and the local index.
+func (r *Replica) MarshalState() ([]byte, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := snapshot{V: stateVersion, Origin: r.origin, Counter: r.counter, HLC: r.clk.last,
+		Heads: r.cc.vv, Cloud: r.cc.sortedCloud(), Horizon: r.horizon, Index: r.index}
+	for _, o := range slices.Sorted(maps.Keys(r.byOrigin)) {
+		vs := r.byOrigin[o]
+		for _, c := range slices.Sorted(maps.Keys(vs)) {
+			s.Entries = append(s.Entries, vs[c].e)
+		}
+	}
+	for d, k := range r.pendingKill {
+		s.PendingKill = append(s.PendingKill, pendingKillRec{Dot: d, Kind: k.kind, Key: k.key})
+	}
+	slices.SortFunc(s.PendingKill, func(a, b pendingKillRec) int { return compareDots(a.Dot, b.Dot) })
+	b, err := marshal(&s)
+	if err != nil {
+		return nil, fmt.Errorf("crdt: encode state: %w", err)
+	}
+	return b, nil
+}
+
+// LoadState replaces the replica's content with a snapshot from
+// MarshalState of the same origin. The snapshot is trusted (it comes from
+// the local store); auth only decodes intention documents. Deltas written
+// after the snapshot can then be replayed with Apply, in any order.
+func (r *Replica) LoadState(b []byte, auth Authorizer) error {
+	if len(b) > MaxStateBytes {
+		return fmt.Errorf("%w: state of %d bytes", ErrMalformed, len(b))
+	}
+	var s snapshot
+	if err := unmarshal(b, &s); err != nil {
+		return fmt.Errorf("crdt: decode state: %w", err)
+	}
+	if s.V != stateVersion {
+		return fmt.Errorf("%w: state version %d (want %d)", ErrMalformed, s.V, stateVersion)
+	}
+	if s.Origin != r.origin {
+		return fmt.Errorf("crdt: state belongs to origin %q, not %q", s.Origin, r.origin)
+	}
+	fresh, err := NewReplica(r.origin, r.signer, r.opts)
+	if err != nil {
+		return err
+	}
+	for _, e := range s.Entries {
+		if err := fresh.applyTrustedLocked(e, auth); err != nil {
+			return fmt.Errorf("crdt: load state: %w", err)
+		}
+	}
+	for o, n := range s.Heads {
+		fresh.cc.raise(o, n)
+	}
+	for _, d := range s.Cloud {
+		fresh.cc.add(d)
+	}
+	for o, n := range s.Horizon {
+		fresh.horizon[o] = n
+	}
+	for _, p := range s.PendingKill {
+		if !fresh.cc.has(p.Dot) {
+			fresh.pendingKill[p.Dot] = recKey{p.Kind, p.Key}
+		}
+	}
+	fresh.counter = max(fresh.counter, s.Counter)
+	fresh.clk.observe(s.HLC)
+
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	base := max(r.index, s.Index, fresh.index)
+	r.clk = fresh.clk
+	r.counter = fresh.counter
+	r.cc = fresh.cc
+	r.byOrigin = fresh.byOrigin
+	r.keys = fresh.keys
+	r.pendingKill = fresh.pendingKill
+	r.horizon = fresh.horizon
+	r.svcByName = fresh.svcByName
+	r.svcByOrigin = fresh.svcByOrigin
+	r.kvTomb = map[string]uint64{}
+	// Every read may have changed: move every index past what a client may
+	// hold and wake every watcher.
+	r.index = base + 1
+	for _, ks := range r.keys {
+		ks.modifyIndex = r.index
+		if len(ks.live) > 0 {
+			ks.createIndex = r.index
+		}
+	}
+	r.kvFloor = r.index
+	for s := range fresh.scopes {
+		r.scopes[s] = r.index
+	}
+	for s := range r.scopes {
+		r.scopes[s] = r.index
+	}
+	for k, ch := range r.watch {
+		close(ch)
+		delete(r.watch, k)
+	}
+	for k, ch := range r.kvWatch {
+		close(ch)
+		delete(r.kvWatch, k)
+	}
+	return nil
+}

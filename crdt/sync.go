@@ -1,0 +1,215 @@
+package crdt
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"slices"
+)
+
+const digestDomain = "peerd/crdt/digest/v1\x00"
+
+// Digest is one hash of everything this replica has seen (its causal
+// context: heads and out-of-order dots). Two replicas with the same digest
+// hold the same set of record versions; anti-entropy compares digests
+// first and exchanges Heads only when they differ.
+func (r *Replica) Digest() [32]byte {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	h := sha256.New()
+	h.Write([]byte(digestDomain))
+	var buf [8]byte
+	writeStr := func(s string) {
+		binary.BigEndian.PutUint64(buf[:], uint64(len(s)))
+		h.Write(buf[:])
+		h.Write([]byte(s))
+	}
+	writeU := func(n uint64) {
+		binary.BigEndian.PutUint64(buf[:], n)
+		h.Write(buf[:])
+	}
+	origins := make([]string, 0, len(r.cc.vv))
+	for o, n := range r.cc.vv {
+		if n > 0 {
+			origins = append(origins, o)
+		}
+	}
+	slices.Sort(origins)
+	writeU(uint64(len(origins)))
+	for _, o := range origins {
+		writeStr(o)
+		writeU(r.cc.vv[o])
+	}
+	cloud := r.cc.sortedCloud()
+	writeU(uint64(len(cloud)))
+	for _, d := range cloud {
+		writeStr(d.Origin)
+		writeU(d.Counter)
+	}
+	var out [32]byte
+	h.Sum(out[:0])
+	return out
+}
+
+// Heads returns the version vector: per origin, the counter up to which
+// this replica holds every dot. A peer answers it with DeltaSince.
+func (r *Replica) Heads() VersionVector {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.cc.vv.Clone()
+}
+
+const defaultChunkBytes = 1 << 20
+
+// DeltaSince returns what a replica with heads h is missing, as deltas of
+// at most about maxBytes encoded bytes each (one oversized entry travels
+// alone; maxBytes <= 0 means 1 MiB). Entries are ordered by origin and
+// counter so the receiver's heads advance as chunks arrive. When the
+// requester is behind this replica's GC horizon, the last chunk carries
+// the horizon. It returns nil when nothing is missing.
+func (r *Replica) DeltaSince(h VersionVector, maxBytes int) []*Delta {
+	if maxBytes <= 0 {
+		maxBytes = defaultChunkBytes
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	origins := make([]string, 0, len(r.byOrigin))
+	for o := range r.byOrigin {
+		origins = append(origins, o)
+	}
+	slices.Sort(origins)
+	var out []*Delta
+	cur := &Delta{}
+	size := 0
+	for _, o := range origins {
+		have := h[o]
+		if r.cc.max(o) <= have {
+			continue
+		}
+		vs := r.byOrigin[o]
+		counters := make([]uint64, 0, 16)
+		for c := range vs {
+			if c > have {
+				counters = append(counters, c)
+			}
+		}
+		slices.Sort(counters)
+		for _, c := range counters {
+			e := vs[c].e
+			n := len(e.Header) + len(e.Sig) + len(e.Body) + 16
+			if size > 0 && size+n > maxBytes {
+				out = append(out, cur)
+				cur, size = &Delta{}, 0
+			}
+			cur.Entries = append(cur.Entries, e)
+			size += n
+		}
+	}
+	for o, n := range r.horizon {
+		if h[o] < n {
+			if cur.Horizon == nil {
+				cur.Horizon = VersionVector{}
+			}
+			cur.Horizon[o] = n
+		}
+	}
+	if len(cur.Entries) > 0 || cur.Horizon != nil {
+		out = append(out, cur)
+	}
+	return out
+}
+
+// CollectGarbage drops dead record versions (superseded writes, deletes,
+// rejected stubs) that are causally stable: every live member's heads,
+// passed in liveHeads (this replica's own heads are included
+// automatically), have passed both the version's dot and, for a delete,
+// every dot it removed. Such a dot can no longer arrive at any live member,
+// so nothing it removed can be resurrected. It returns the number dropped.
+func (r *Replica) CollectGarbage(liveHeads []VersionVector) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	stable := r.cc.vv.Clone()
+	for _, h := range liveHeads {
+		for o, n := range stable {
+			if h[o] < n {
+				stable[o] = h[o]
+			}
+		}
+	}
+	dropped := 0
+	for o, vs := range r.byOrigin {
+		for c, v := range vs {
+			if v.live || c > stable[o] {
+				continue
+			}
+			ok := true
+			for _, d := range v.h.Context {
+				if !stable.Covers(d) {
+					ok = false
+					break
+				}
+			}
+			if !ok {
+				continue
+			}
+			delete(vs, c)
+			dropped++
+			if v.h.Counter > r.horizon[o] {
+				r.horizon[o] = v.h.Counter
+			}
+		}
+		if len(vs) == 0 {
+			delete(r.byOrigin, o)
+		}
+	}
+	for k, ks := range r.keys {
+		if len(ks.live) == 0 && (k.kind != KindKV || ks.createIndex == 0) {
+			delete(r.keys, k)
+		}
+	}
+	// Local KV deletion markers only feed prefix indexes; fold them into
+	// one floor so they do not accumulate.
+	for k, i := range r.kvTomb {
+		r.kvFloor = max(r.kvFloor, i)
+		delete(r.kvTomb, k)
+	}
+	return dropped
+}
+
+// ForgetOrigin removes a reaped member: its node record, services and
+// checks, and every dead version (delete metadata) it wrote. Its KV writes,
+// and the intentions and revocations it relayed, stay. Its dots stay
+// counted as seen, so stale copies from other replicas are ignored.
+func (r *Replica) ForgetOrigin(origin string) {
+	if origin == r.origin {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	vs := r.byOrigin[origin]
+	for c, v := range vs {
+		if v.live && !v.h.Kind.singleWriter() {
+			continue
+		}
+		if v.live {
+			k := recKey{v.h.Kind, v.h.Key}
+			ks := r.keys[k]
+			old := []any{v.val}
+			r.killLocked(ks, v)
+			r.changedLocked(k, ks, old)
+		}
+		delete(vs, c)
+	}
+	if len(vs) == 0 {
+		delete(r.byOrigin, origin)
+	}
+	for d := range r.pendingKill {
+		if d.Origin == origin {
+			delete(r.pendingKill, d)
+		}
+	}
+	m := r.cc.max(origin)
+	r.cc.raise(origin, m)
+	if m > r.horizon[origin] {
+		r.horizon[origin] = m
+	}
+}
