@@ -58,6 +58,9 @@ func validType(t string) error {
 }
 
 func envelopeMsg(typ string, payload []byte, signer ed25519.PublicKey, chainHash [32]byte) ([]byte, error) {
+	if payload == nil {
+		payload = []byte{} // a byte string on the wire, never null
+	}
 	b, err := encode(envelopeTBS{Version: wireVersion, Type: typ, Payload: payload, Signer: signer, ChainHash: chainHash[:]})
 	if err != nil {
 		return nil, err
@@ -152,6 +155,9 @@ func UnmarshalEnvelope(b []byte) (*Envelope, error) {
 	}
 	if err := validType(w.Type); err != nil {
 		return nil, errorf(ErrMalformed, "%v", err)
+	}
+	if w.Payload == nil {
+		return nil, errorf(ErrMalformed, "envelope payload is missing or null")
 	}
 	if len(w.Payload) > MaxPayloadSize {
 		return nil, errorf(ErrMalformed, "envelope payload is %d bytes, more than %d", len(w.Payload), MaxPayloadSize)
