@@ -96,7 +96,7 @@ func chainFromRaw(raws []cbor.RawMessage, whole []byte) (Chain, error) {
 	for i, r := range raws {
 		cert, err := UnmarshalCertificate(r)
 		if err != nil {
-			return nil, fmt.Errorf("identity: chain link %d: %w", i, err)
+			return nil, wrap(err, "chain link %d", i)
 		}
 		c[i] = cert
 	}
@@ -169,7 +169,7 @@ func ReadChainFile(path string) (Chain, error) {
 	}
 	c, err := ParseChainText(text)
 	if err != nil {
-		return nil, fmt.Errorf("identity: %s: %w", path, err)
+		return nil, wrap(err, "%s", path)
 	}
 	return c, nil
 }

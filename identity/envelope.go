@@ -122,7 +122,7 @@ func (v *Verifier) Open(e *Envelope, now time.Time) (Capabilities, error) {
 	}
 	caps, err := v.Verify(e.Signer, e.Chain, now)
 	if err != nil {
-		return Capabilities{}, fmt.Errorf("identity: envelope %q from %s: %w", e.Type, NodeID(e.Signer), err)
+		return Capabilities{}, wrap(err, "envelope %q from %s", e.Type, NodeID(e.Signer))
 	}
 	return caps, nil
 }
@@ -167,7 +167,7 @@ func UnmarshalEnvelope(b []byte) (*Envelope, error) {
 	}
 	chain, err := chainFromRaw(w.Chain, nil)
 	if err != nil {
-		return nil, fmt.Errorf("identity: envelope chain: %w", err)
+		return nil, wrap(err, "envelope chain")
 	}
 	return &Envelope{Type: w.Type, Payload: w.Payload, Signer: w.Signer, Chain: chain, Signature: w.Signature}, nil
 }

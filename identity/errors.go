@@ -3,6 +3,7 @@ package identity
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Sentinel errors callers branch on with errors.Is. Every error this package
@@ -70,4 +71,20 @@ func linkErr(i int, c *Certificate, sentinel error, format string, args ...any) 
 // errorf returns "identity: <detail>: <sentinel>"-style errors that wrap sentinel.
 func errorf(sentinel error, format string, args ...any) error {
 	return fmt.Errorf("identity: %s: %w", fmt.Sprintf(format, args...), sentinel)
+}
+
+// wrapError adds context in front of an error from this package without
+// repeating the "identity: " prefix; errors.Is and errors.As see through it.
+type wrapError struct {
+	msg string
+	err error
+}
+
+func (e *wrapError) Error() string { return e.msg }
+func (e *wrapError) Unwrap() error { return e.err }
+
+// wrap returns "identity: <context>: <err without its identity: prefix>".
+func wrap(err error, format string, args ...any) error {
+	inner := strings.TrimPrefix(err.Error(), "identity: ")
+	return &wrapError{msg: "identity: " + fmt.Sprintf(format, args...) + ": " + inner, err: err}
 }

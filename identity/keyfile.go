@@ -118,7 +118,7 @@ func ReadPrivateKeyFile(path string) (ed25519.PrivateKey, error) {
 	}
 	priv, err := ParsePrivateKey(text)
 	if err != nil {
-		return nil, fmt.Errorf("identity: %s: %w", path, err)
+		return nil, wrap(err, "%s", path)
 	}
 	return priv, nil
 }
@@ -132,7 +132,7 @@ func ReadPublicKeyFile(path string) (ed25519.PublicKey, error) {
 	}
 	pub, err := ParsePublicKey(text)
 	if err != nil {
-		return nil, fmt.Errorf("identity: %s: %w", path, err)
+		return nil, wrap(err, "%s", path)
 	}
 	return pub, nil
 }

@@ -3,7 +3,6 @@ package identity
 import (
 	"bytes"
 	"crypto/ed25519"
-	"fmt"
 	"time"
 
 	"github.com/fxamacker/cbor/v2"
@@ -111,7 +110,7 @@ func UnmarshalRevocation(b []byte) (*Revocation, error) {
 	}
 	chain, err := chainFromRaw(w.IssuerChain, nil)
 	if err != nil {
-		return nil, fmt.Errorf("identity: revocation issuer chain: %w", err)
+		return nil, wrap(err, "revocation issuer chain")
 	}
 	switch {
 	case len(w.Issuer) != ed25519.PublicKeySize:
@@ -159,7 +158,7 @@ func (v *Verifier) AddRevocation(r *Revocation, now time.Time) error {
 		}
 		caps, err := v.Verify(r.Issuer, r.IssuerChain, now)
 		if err != nil {
-			return fmt.Errorf("identity: revocation of %s: issuer chain: %w", NodeID(r.Subject), err)
+			return wrap(err, "revocation of %s: issuer chain", NodeID(r.Subject))
 		}
 		if caps.DelegateDepth < 1 {
 			return errorf(ErrNotAncestor, "revocation of %s: issuer %s may not delegate, so it is nobody's ancestor", NodeID(r.Subject), NodeID(r.Issuer))
