@@ -50,7 +50,8 @@ type Config struct {
 
 	// VerifyPeer decides whether a peer presenting pub and chain may connect.
 	// It is called during every TLS handshake, on both the dialing and the
-	// accepting side, from quic-go's handshake goroutine; it must be safe for
+	// accepting side, from quic-go's handshake goroutine, and once more when
+	// the connection is put to use (see ClosePeer); it must be safe for
 	// concurrent use and should not block for long (it delays the handshake).
 	// A non-nil error fails the handshake. It must check that chain binds
 	// pub (transport only guarantees that the peer holds pub's private key).

@@ -2,10 +2,13 @@ package transport
 
 import (
 	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"io"
 	"testing"
+	"time"
 )
 
 // FuzzDecodeHeader feeds arbitrary bytes to the stream header reader: it
@@ -72,6 +75,28 @@ func FuzzReadMsg(f *testing.F) {
 				t.Fatalf("message at %d does not match its frame", off)
 			}
 			off += 4 + len(m)
+		}
+	})
+}
+
+// FuzzParsePeerCertificate feeds arbitrary DER to the certificate check:
+// no panic, and anything accepted has an Ed25519 key and a bounded chain.
+func FuzzParsePeerCertificate(f *testing.F) {
+	now := time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC)
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	cert, err := newCertificate(priv, []byte{0x82, 0x01, 0x02}, now)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(cert.Certificate[0])
+	f.Add([]byte{0x30, 0x03, 0x02, 0x01, 0x01})
+	f.Fuzz(func(t *testing.T, der []byte) {
+		pub, chain, err := parsePeerCertificate([][]byte{der}, now)
+		if err != nil {
+			return
+		}
+		if len(pub) != ed25519.PublicKeySize || len(chain) > maxChainSize {
+			t.Fatalf("accepted key of %d bytes, chain of %d", len(pub), len(chain))
 		}
 	})
 }

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -57,6 +58,10 @@ type Transport struct {
 	byKey   map[string]*peerConn         // preferred connection per peer key
 	byAddr  map[netip.AddrPort]*peerConn // preferred connection per peer address
 	dials   map[dialKey]*dialCall        // dials in flight
+
+	// closeSeq counts ClosePeer calls (changed under mu) so that register
+	// can tell whether a ClosePeer ran while it re-verified a peer.
+	closeSeq atomic.Uint64
 
 	closeOnce sync.Once
 	closeErr  error
@@ -220,6 +225,9 @@ func (t *Transport) verifyConnection(cs tls.ConnectionState, expect ed25519.Publ
 	if err != nil {
 		return err
 	}
+	if bytes.Equal(pub, t.self) {
+		return errors.New("transport: peer presented this node's own key")
+	}
 	if expect != nil && !bytes.Equal(pub, expect) {
 		return ErrKeyMismatch
 	}
@@ -266,6 +274,11 @@ func (t *Transport) acceptLoop() {
 
 // register records an established connection, picks the preferred one per
 // peer and starts serving its incoming streams.
+//
+// The peer is verified once more here, after the handshake: a ClosePeer
+// (say, on revocation) that ran while the handshake was in flight must not
+// let the connection in. The loop re-verifies if a ClosePeer ran between
+// that verification and the registration.
 func (t *Transport) register(qc *quic.Conn, dialed bool) (*peerConn, error) {
 	info, err := t.peerInfo(qc)
 	if err != nil {
@@ -273,11 +286,23 @@ func (t *Transport) register(qc *quic.Conn, dialed bool) (*peerConn, error) {
 		return nil, err
 	}
 	pc := newPeerConn(qc, info, dialed, t.cfg.now())
-	t.mu.Lock()
-	if t.closed {
+	for {
+		seq := t.closeSeq.Load()
+		if err := t.cfg.VerifyPeer(info.Key, info.Chain); err != nil {
+			t.stats.handshakeFailures.Add(1)
+			qc.CloseWithError(CodeConnClosePeer, "peer rejected")
+			return nil, fmt.Errorf("transport: peer rejected: %w", err)
+		}
+		t.mu.Lock()
+		if t.closed {
+			t.mu.Unlock()
+			qc.CloseWithError(CodeConnShutdown, "transport closed")
+			return nil, ErrClosed
+		}
+		if t.closeSeq.Load() == seq {
+			break // still holding mu
+		}
 		t.mu.Unlock()
-		qc.CloseWithError(CodeConnShutdown, "transport closed")
-		return nil, ErrClosed
 	}
 	t.conns[pc] = struct{}{}
 	k := string(info.Key)
@@ -525,9 +550,13 @@ func (t *Transport) dial(dk dialKey, dc *dialCall, addr netip.AddrPort, expect e
 
 // ClosePeer closes every connection to the peer with key pub at once,
 // failing its open streams (for example when pub is revoked). Later
-// OpenStream calls dial anew, which Config.VerifyPeer then decides.
+// OpenStream calls dial anew, which Config.VerifyPeer then decides. A
+// connection whose handshake was in flight during ClosePeer is verified
+// again before use, so once VerifyPeer rejects pub, ClosePeer leaves no
+// connection to pub behind.
 func (t *Transport) ClosePeer(pub ed25519.PublicKey) {
 	t.mu.Lock()
+	t.closeSeq.Add(1)
 	var victims []*peerConn
 	for pc := range t.conns {
 		if bytes.Equal(pc.info.Key, pub) {
@@ -569,6 +598,18 @@ func (t *Transport) idleLoop() {
 			pc.qc.CloseWithError(CodeConnIdle, "idle")
 		}
 	}
+}
+
+// Peers returns the peers with an open connection, one entry per
+// connection (two during a simultaneous dial), in no particular order.
+func (t *Transport) Peers() []PeerInfo {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]PeerInfo, 0, len(t.conns))
+	for pc := range t.conns {
+		out = append(out, pc.info)
+	}
+	return out
 }
 
 // Stats returns a snapshot of the counters.
