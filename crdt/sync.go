@@ -123,7 +123,8 @@ func (r *Replica) DeltaSince(h VersionVector, maxBytes int) []*Delta {
 // passed in liveHeads (this replica's own heads are included
 // automatically), have passed both the version's dot and, for a delete,
 // every dot it removed. Such a dot can no longer arrive at any live member,
-// so nothing it removed can be resurrected. It returns the number dropped.
+// so nothing it removed can be resurrected. The newest version of each
+// origin is always kept. It returns the number of versions dropped.
 func (r *Replica) CollectGarbage(liveHeads []VersionVector) int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -137,8 +138,12 @@ func (r *Replica) CollectGarbage(liveHeads []VersionVector) int {
 	}
 	dropped := 0
 	for o, vs := range r.byOrigin {
+		// The newest version of each origin is kept even when dead: its
+		// signature proves how far the origin got, which bounds the horizon
+		// a new member accepts from this replica.
+		newest := r.cc.max(o)
 		for c, v := range vs {
-			if v.live || c > stable[o] {
+			if v.live || c > stable[o] || c == newest {
 				continue
 			}
 			ok := true
