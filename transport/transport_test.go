@@ -289,6 +289,21 @@ func TestSimultaneousDials(t *testing.T) {
 	if da, db := a.Stats().Dials, b.Stats().Dials; da > 1 || db > 1 {
 		t.Fatalf("dials a=%d b=%d, want at most one each", da, db)
 	}
+	// If the first round really raced, both prefer the connection dialed by
+	// the smaller key.
+	minKey := a.pub
+	if bytes.Compare(b.pub, a.pub) < 0 {
+		minKey = b.pub
+	}
+	for name, n := range map[string]*node{"a": a, "b": b} {
+		n.mu.Lock()
+		pc, all := n.byKey[string(map[string]*node{"a": b, "b": a}[name].pub)], len(n.conns)
+		n.mu.Unlock()
+		if all == 2 && !bytes.Equal(pc.dialerKey(n.pub), minKey) {
+			t.Errorf("%s prefers the connection dialed by the larger key", name)
+		}
+		t.Logf("%s: %d connections", name, all)
+	}
 }
 
 func TestOpenStreamErrors(t *testing.T) {
