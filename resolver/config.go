@@ -93,6 +93,7 @@ type settings struct {
 	udpLimit     int
 	recursors    []string
 	recurseAvail bool
+	miekgUDP     bool // tests: serve UDP with miekg's server even on a specific address
 }
 
 // validate fills defaults and rejects nonsense.

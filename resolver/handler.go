@@ -22,6 +22,15 @@ const (
 // by any miekg/dns server or called directly with a response recorder.
 // It never panics on a malformed message.
 func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
+	s.serveDNS(w, r, nil)
+}
+
+// asyncFunc runs f(w) on another goroutine, or returns false when it
+// cannot; the UDP path passes one so that forwarding does not hold a reader.
+type asyncFunc func(f func(w dns.ResponseWriter), w dns.ResponseWriter) bool
+
+// serveDNS is ServeDNS with an optional asyncFunc for the slow path.
+func (s *Server) serveDNS(w dns.ResponseWriter, r *dns.Msg, async asyncFunc) {
 	s.stats.queries.Add(1)
 	if r == nil || r.Response {
 		return // not a query: stay silent rather than answer an answer
@@ -61,7 +70,11 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	lname := strings.ToLower(question.Name)
 	q, inDomain := s.cfg.parseName(lname)
 	if !inDomain {
-		s.recurse(w, r, reqOpt)
+		if async == nil || !s.cfg.recurseAvail {
+			s.recurse(w, r, reqOpt)
+		} else if !async(func(w dns.ResponseWriter) { s.recurse(w, r, reqOpt) }, w) {
+			s.fail(sc, w, r, reqOpt, dns.RcodeServerFailure) // overloaded
+		}
 		return
 	}
 	if question.Qclass != dns.ClassINET && question.Qclass != dns.ClassANY {
@@ -88,6 +101,9 @@ func (s *Server) fail(sc *scratch, w dns.ResponseWriter, r *dns.Msg, reqOpt *dns
 
 // isTCP reports whether the client asked over TCP.
 func isTCP(w dns.ResponseWriter) bool {
+	if _, ok := w.(*udpWriter); ok {
+		return false
+	}
 	_, ok := w.RemoteAddr().(*net.TCPAddr)
 	return ok
 }

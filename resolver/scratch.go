@@ -60,30 +60,23 @@ func putScratch(sc *scratch) {
 	if cap(sc.inst) > maxPooledInstances || cap(sc.buf) > maxPooledBuf {
 		return
 	}
-	clear(sc.inst) // drop references into the Source's data
+	// The arrays are truncated, not cleared: clearing pointer-holding
+	// memory costs write barriers on every query, and what they still
+	// reference (names, tags) is small and bounded by the pool, which the
+	// GC empties anyway.
 	sc.inst = sc.inst[:0]
 	sc.keep = sc.keep[:0]
-	clear(sc.a)
 	sc.a = sc.a[:0]
-	clear(sc.aaaa)
 	sc.aaaa = sc.aaaa[:0]
-	clear(sc.srv)
 	sc.srv = sc.srv[:0]
-	clear(sc.txt)
 	sc.txt = sc.txt[:0]
 	sc.ips = sc.ips[:0]
-	clear(sc.answer)
 	sc.answer = sc.answer[:0]
-	clear(sc.extra)
 	sc.extra = sc.extra[:0]
 	sc.extraAt = sc.extraAt[:0]
-	clear(sc.ns)
-	clear(sc.out)
-	sc.out = sc.out[:0]
 	sc.ns = sc.ns[:0]
-	clear(sc.dedup)
-	sc.dedup = sc.dedup[:0]
-	clear(sc.seen)
+	sc.out = sc.out[:0]
+	sc.resetDedup()
 	sc.msg = dns.Msg{}
 	sc.opt = dns.OPT{}
 	sc.q[0] = dns.Question{}
@@ -168,9 +161,10 @@ func (sc *scratch) seenKey(k dedupKey) bool {
 
 // resetDedup forgets the keys recorded by seenKey.
 func (sc *scratch) resetDedup() {
-	clear(sc.dedup)
 	sc.dedup = sc.dedup[:0]
-	clear(sc.seen)
+	if len(sc.seen) > 0 {
+		clear(sc.seen)
+	}
 }
 
 // addExtra adds an additional record needed by answer number at (and by

@@ -32,7 +32,8 @@ type Server struct {
 	mu      sync.Mutex // guards the fields below
 	started bool
 	closed  bool
-	udp     *dns.Server
+	udp     *dns.Server // miekg's UDP server, on wildcard addresses only
+	udpFast *udpServer  // the UDP path on a specific address (udp.go)
 	tcp     *dns.Server
 	addr    netip.AddrPort
 	wg      sync.WaitGroup // serve goroutines
@@ -78,20 +79,35 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.started = true
 	s.addr = pc.LocalAddr().(*net.UDPAddr).AddrPort()
-	udpUp := make(chan struct{})
-	tcpUp := make(chan struct{})
-	s.udp = &dns.Server{
-		PacketConn:        pc,
-		Handler:           s,
-		UDPSize:           4096, // queries are small; this bounds the read buffer pool
-		NotifyStartedFunc: func() { close(udpUp) },
+	var up []chan struct{}
+	servers := []*dns.Server{}
+	if uc, ok := pc.(*net.UDPConn); ok && !s.addr.Addr().IsUnspecified() && !s.cfg.miekgUDP {
+		s.udpFast = &udpServer{s: s, conn: uc, sem: make(chan struct{}, maxAsyncRecursions)}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.udpFast.serve()
+		}()
+	} else {
+		c := make(chan struct{})
+		up = append(up, c)
+		s.udp = &dns.Server{
+			PacketConn:        pc,
+			Handler:           s,
+			UDPSize:           udpReadBuffer,
+			NotifyStartedFunc: func() { close(c) },
+		}
+		servers = append(servers, s.udp)
 	}
+	c := make(chan struct{})
+	up = append(up, c)
 	s.tcp = &dns.Server{
 		Listener:          ln,
 		Handler:           s,
-		NotifyStartedFunc: func() { close(tcpUp) },
+		NotifyStartedFunc: func() { close(c) },
 	}
-	for _, srv := range []*dns.Server{s.udp, s.tcp} {
+	servers = append(servers, s.tcp)
+	for _, srv := range servers {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
@@ -100,9 +116,10 @@ func (s *Server) Start(ctx context.Context) error {
 			}
 		}()
 	}
-	// Wait until both loops run, so that Close can shut them down.
-	<-udpUp
-	<-tcpUp
+	// Wait until miekg's loops run, so that Close can shut them down.
+	for _, c := range up {
+		<-c
+	}
 	return nil
 }
 
@@ -152,11 +169,16 @@ func (s *Server) Close() error {
 		return nil
 	}
 	s.closed = true
-	udp, tcp := s.udp, s.tcp
+	udp, tcp, fast := s.udp, s.tcp, s.udpFast
 	s.mu.Unlock()
 
 	s.cancel()
 	var errs []error
+	if fast != nil {
+		if err := fast.conn.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	for _, srv := range []*dns.Server{udp, tcp} {
 		if srv == nil {
 			continue
