@@ -109,9 +109,6 @@ func ReadPrivateKeyFile(path string) (ed25519.PrivateKey, error) {
 	if st.IsDir() {
 		return nil, fmt.Errorf("identity: %s is a directory, not a key file", path)
 	}
-	if perm := st.Mode().Perm(); perm&0o077 != 0 {
-		return nil, fmt.Errorf("identity: %s has mode %#o; run 'chmod 600 %s': %w", path, perm, path, ErrKeyPermissions)
-	}
 	text, err := readBounded(path, maxKeyFileSize)
 	if err != nil {
 		return nil, err
@@ -119,6 +116,11 @@ func ReadPrivateKeyFile(path string) (ed25519.PrivateKey, error) {
 	priv, err := ParsePrivateKey(text)
 	if err != nil {
 		return nil, wrap(err, "%s", path)
+	}
+	// Checked after parsing so that a wrong file (a public key, a chain) is
+	// reported as such rather than as a permission problem.
+	if perm := st.Mode().Perm(); perm&0o077 != 0 {
+		return nil, fmt.Errorf("identity: %s is a private key with mode %#o, readable by others; run 'chmod 600 %s': %w", path, perm, path, ErrKeyPermissions)
 	}
 	return priv, nil
 }
