@@ -49,12 +49,12 @@ func TestRevokeThenClosePeer(t *testing.T) {
 }
 
 func TestRegisterVerifiesAgain(t *testing.T) {
-	// b accepts a during the handshake but rejects it when the connection
-	// is registered, as if a revocation landed in between.
+	// b accepts a during the first handshake but rejects it from the
+	// registration on, as if a revocation landed in between.
 	var calls atomic.Int32
 	a := newNode(t, nodeOpts{})
 	b := newNode(t, nodeOpts{reject: func(p []byte) bool {
-		return bytes.Equal(p, a.pub) && calls.Add(1) == 2
+		return bytes.Equal(p, a.pub) && calls.Add(1) >= 2
 	}})
 	var rb handlerRecorder
 	b.Handle(KindSync, rb.wrap(echoHandler))
@@ -64,7 +64,7 @@ func TestRegisterVerifiesAgain(t *testing.T) {
 	if rb.count() != 0 || calls.Load() < 2 {
 		t.Fatalf("handler ran %d times, VerifyPeer %d times", rb.count(), calls.Load())
 	}
-	if st := b.Stats(); st.ConnectionsTotal != 0 || st.HandshakeFailures != 1 {
+	if st := b.Stats(); st.ConnectionsTotal != 0 || st.HandshakeFailures == 0 {
 		t.Fatalf("b stats = %+v", st)
 	}
 }

@@ -422,10 +422,8 @@ func (t *Transport) serveStream(pc *peerConn, qs *quic.Stream) {
 // that Config.VerifyPeer accepts. Concurrent calls for the same peer share
 // one dial and one connection. The caller must Close the stream.
 //
-// When the peer rejects this node during the handshake, the dial may still
-// succeed locally (TLS 1.3 verifies the client's certificate after the
-// client finished): the rejection then shows as an error on the stream's
-// first Read or Write.
+// A new connection is used only once both sides verified each other: a
+// peer that rejects this node makes OpenStream fail.
 func (t *Transport) OpenStream(ctx context.Context, addr netip.AddrPort, expect ed25519.PublicKey, hdr Header) (*Stream, PeerInfo, error) {
 	if expect != nil && len(expect) != ed25519.PublicKeySize {
 		return nil, PeerInfo{}, errors.New("transport: expected key is not an Ed25519 public key")
@@ -539,7 +537,7 @@ func (t *Transport) dial(dk dialKey, dc *dialCall, addr netip.AddrPort, expect e
 	t.stats.dials.Add(1)
 	ctx, cancel := context.WithTimeout(t.ctx, t.cfg.HandshakeTimeout)
 	defer cancel()
-	qc, err := t.qt.Dial(ctx, net.UDPAddrFromAddrPort(addr), t.tlsConfig(expect, false), t.quicConf)
+	qc, err := t.dialConfirmed(ctx, addr, expect)
 	if err != nil {
 		t.stats.handshakeFailures.Add(1)
 		dc.err = fmt.Errorf("transport: dial %v: %w", addr, err)
@@ -547,6 +545,45 @@ func (t *Transport) dial(dk dialKey, dc *dialCall, addr netip.AddrPort, expect e
 	}
 	dc.pc, dc.err = t.register(qc, true)
 }
+
+// dialConfirmed dials addr and waits until the acceptor has verified this
+// node too. In TLS 1.3 the client finishes before the server has checked
+// the client's certificate, so quic-go's Dial returns before the acceptor
+// has decided; the acceptor's first post-handshake frames (HANDSHAKE_DONE
+// and NEW_TOKEN, sent only once it accepted us) are the confirmation. A
+// per-dial TokenStore observes NEW_TOKEN; it never hands out tokens (Pop
+// returns nil), so no address-validation token is ever reused. Waiting
+// costs half a round trip and turns a rejection into a dial error instead
+// of a stream that dies on first use.
+func (t *Transport) dialConfirmed(ctx context.Context, addr netip.AddrPort, expect ed25519.PublicKey) (*quic.Conn, error) {
+	confirm := &confirmStore{ch: make(chan struct{})}
+	qconf := t.quicConf.Clone()
+	qconf.TokenStore = confirm
+	qc, err := t.qt.Dial(ctx, net.UDPAddrFromAddrPort(addr), t.tlsConfig(expect, false), qconf)
+	if err != nil {
+		return nil, err
+	}
+	select {
+	case <-confirm.ch:
+		return qc, nil
+	case <-qc.Context().Done():
+		return nil, fmt.Errorf("peer refused the connection: %w", context.Cause(qc.Context()))
+	case <-ctx.Done():
+		_ = qc.CloseWithError(CodeConnShutdown, "handshake not confirmed")
+		return nil, fmt.Errorf("handshake not confirmed: %w", ctx.Err())
+	}
+}
+
+// confirmStore is the quic.TokenStore of one dial: Put (called by quic-go's
+// connection goroutine when NEW_TOKEN arrives) signals ch and never blocks.
+type confirmStore struct {
+	once sync.Once
+	ch   chan struct{}
+}
+
+func (s *confirmStore) Pop(string) *quic.ClientToken { return nil }
+
+func (s *confirmStore) Put(string, *quic.ClientToken) { s.once.Do(func() { close(s.ch) }) }
 
 // ClosePeer closes every connection to the peer with key pub at once,
 // failing its open streams (for example when pub is revoked). Later

@@ -105,12 +105,15 @@ func TestVerifyPeerRejection(t *testing.T) {
 			a.Handle(KindSync, ra.wrap(echoHandler))
 			b.Handle(KindSync, rb.wrap(echoHandler))
 			ctx := testCtx(t)
-			if _, err := echoOnce(t, ctx, a, b, []byte("x")); err == nil {
-				t.Fatal("echo through a rejected handshake succeeded")
+			if _, _, err := a.OpenStream(ctx, b.Addr(), b.pub, Header{Kind: KindSync}); err == nil {
+				t.Fatal("OpenStream through a rejected handshake succeeded")
 			}
-			// And the other way round, on whatever the first attempt left.
-			if _, err := echoOnce(t, ctx, b, a, []byte("y")); err == nil {
-				t.Fatal("echo back through a rejected handshake succeeded")
+			if st := a.Stats(); st.HandshakeFailures != 1 || st.ConnectionsTotal != 0 {
+				t.Fatalf("dialer stats = %+v, want 1 handshake failure and no connection", st)
+			}
+			// And the other way round.
+			if _, _, err := b.OpenStream(ctx, a.Addr(), a.pub, Header{Kind: KindSync}); err == nil {
+				t.Fatal("OpenStream back through a rejected handshake succeeded")
 			}
 			if ra.count() != 0 || rb.count() != 0 {
 				t.Fatalf("handlers ran %d and %d times, want 0", ra.count(), rb.count())
