@@ -88,3 +88,32 @@ func TestPeers(t *testing.T) {
 	}
 	waitFor(t, 5e9, "b sees a", func() bool { return len(b.Peers()) == 1 })
 }
+
+func TestSetChain(t *testing.T) {
+	a, b := newNode(t, nodeOpts{}), newNode(t, nodeOpts{})
+	var rb handlerRecorder
+	b.Handle(KindSync, rb.wrap(echoHandler))
+	ctx := testCtx(t)
+	// A chain that does not bind a's key: b's VerifyPeer refuses it.
+	if err := a.SetChain([]byte("bogus")); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := a.OpenStream(ctx, b.Addr(), b.pub, Header{Kind: KindSync}); err == nil {
+		t.Fatal("peer accepted a chain its VerifyPeer refuses")
+	}
+	if err := a.SetChain(a.chain); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := echoOnce(t, ctx, a, b, []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if rb.count() != 1 || !bytes.Equal(rb.peers[0].Chain, a.chain) {
+		t.Fatalf("b saw %+v", rb.peers)
+	}
+	if !bytes.Equal(a.PublicKey(), a.pub) {
+		t.Fatal("PublicKey differs from the configured key")
+	}
+	if err := a.SetChain(make([]byte, maxChainSize+1)); err == nil {
+		t.Fatal("oversized chain accepted")
+	}
+}

@@ -37,7 +37,7 @@ type Transport struct {
 	cfg      Config
 	log      *slog.Logger
 	self     ed25519.PublicKey
-	cert     tls.Certificate
+	cert     atomic.Pointer[tls.Certificate] // current node certificate, see SetChain
 	quicConf *quic.Config
 
 	ctx    context.Context // cancelled by Close
@@ -96,7 +96,6 @@ func New(cfg Config) (*Transport, error) {
 		cfg:      cfg,
 		log:      cfg.Logger,
 		self:     cfg.Key.Public().(ed25519.PublicKey),
-		cert:     cert,
 		ctx:      ctx,
 		cancel:   cancel,
 		handlers: make(map[Kind]Handler),
@@ -105,6 +104,7 @@ func New(cfg Config) (*Transport, error) {
 		byAddr:   make(map[netip.AddrPort]*peerConn),
 		dials:    make(map[dialKey]*dialCall),
 	}
+	t.cert.Store(&cert)
 	t.quicConf = &quic.Config{
 		HandshakeIdleTimeout:           cfg.HandshakeTimeout,
 		MaxIdleTimeout:                 cfg.DeadPeerTimeout,
@@ -162,6 +162,21 @@ func (t *Transport) Start(ctx context.Context) error {
 	return nil
 }
 
+// SetChain replaces the delegation chain presented to peers (for example
+// after the node certificate was renewed). New connections present the new
+// chain; open connections keep the one their peer verified.
+func (t *Transport) SetChain(chain []byte) error {
+	cert, err := newCertificate(t.cfg.Key, chain, t.cfg.now())
+	if err != nil {
+		return err
+	}
+	t.cert.Store(&cert)
+	return nil
+}
+
+// PublicKey returns this node's public key, as peers see it.
+func (t *Transport) PublicKey() ed25519.PublicKey { return t.self }
+
 // Addr returns the bound UDP address (valid after Start).
 func (t *Transport) Addr() netip.AddrPort {
 	t.mu.Lock()
@@ -193,8 +208,15 @@ func (t *Transport) handler(kind Kind) Handler {
 // certificates again, so every connection runs the full verification.
 func (t *Transport) tlsConfig(expect ed25519.PublicKey, server bool) *tls.Config {
 	return &tls.Config{
-		MinVersion:             tls.VersionTLS13,
-		Certificates:           []tls.Certificate{t.cert},
+		MinVersion: tls.VersionTLS13,
+		// The certificate is looked up per handshake so SetChain takes
+		// effect for new connections without a restart.
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			return t.cert.Load(), nil
+		},
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			return t.cert.Load(), nil
+		},
 		NextProtos:             []string{ALPN},
 		SessionTicketsDisabled: true,
 		ClientAuth:             tls.RequireAnyClientCert,
