@@ -1,6 +1,7 @@
 package resolver
 
 import (
+	"errors"
 	"net"
 	"strings"
 
@@ -137,7 +138,7 @@ func (s *Server) write(sc *scratch, w dns.ResponseWriter, reqOpt *dns.OPT) {
 		truncated = true
 	}
 	b, err := s.pack(sc, reqOpt, n)
-	if err == nil && len(b) > maxSize {
+	if (err == nil && len(b) > maxSize) || errors.Is(err, errTooBig) {
 		// Too big: binary-search the largest answer prefix that fits.
 		// Authority records only matter with no answer; drop them first.
 		sc.ns = sc.ns[:0]
@@ -194,12 +195,5 @@ func (s *Server) pack(sc *scratch, reqOpt *dns.OPT, n int) ([]byte, error) {
 		sc.out = append(sc.out, &sc.opt)
 	}
 	m.Extra = sc.out
-	b, err := m.PackBuffer(sc.buf[:cap(sc.buf)])
-	if err != nil {
-		return nil, err
-	}
-	if cap(b) > cap(sc.buf) {
-		sc.buf = b[:0]
-	}
-	return b, nil
+	return sc.packMsg(m)
 }

@@ -34,6 +34,7 @@ type scratch struct {
 	soa     dns.SOA
 	nsRR    dns.NS
 	buf     []byte
+	comp    map[string]int // name compression offsets, reused per pack
 }
 
 // dedupKey identifies an answer for de-duplication in large answers.
