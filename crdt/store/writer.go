@@ -2,7 +2,10 @@ package store
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
+	"slices"
+	"sync"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -12,13 +15,17 @@ import (
 const maxRecordSize = bolt.MaxValueSize - maxFrameHeader
 
 // appendReq is one Append or AppendBatch call waiting for the writer.
+// Requests are pooled: the caller owns one until it has read done.
 type appendReq struct {
 	ctx  context.Context
 	recs [][]byte
+	one  [1][]byte  // backing array of recs for Append, saves an allocation
 	size int        // total bytes of recs
 	last Seq        // set by the writer before done is signalled
-	done chan error // buffered(1); the writer sends exactly once
+	done chan error // buffered(1); the writer sends exactly once per use
 }
+
+var reqPool = sync.Pool{New: func() any { return &appendReq{done: make(chan error, 1)} }}
 
 // Append writes rec to the log and returns its Seq once the record is
 // durable: committed and, unless Options.NoSync, fsync'd. rec is not
@@ -37,7 +44,10 @@ type appendReq struct {
 // record may still turn up after a restart: an error means "not known to be
 // durable", never "known absent".
 func (s *Store) Append(ctx context.Context, rec []byte) (Seq, error) {
-	return s.AppendBatch(ctx, [][]byte{rec})
+	req := reqPool.Get().(*appendReq)
+	req.one[0] = rec
+	req.recs = req.one[:]
+	return s.append(ctx, req)
 }
 
 // AppendBatch writes recs atomically, in one transaction, in order; they get
@@ -47,8 +57,20 @@ func (s *Store) AppendBatch(ctx context.Context, recs [][]byte) (last Seq, err e
 	if len(recs) == 0 {
 		return 0, nil
 	}
+	req := reqPool.Get().(*appendReq)
+	req.recs = recs
+	return s.append(ctx, req)
+}
+
+// append validates req, queues it and waits for the writer's answer. It
+// returns req to the pool.
+func (s *Store) append(ctx context.Context, req *appendReq) (Seq, error) {
+	defer func() {
+		req.ctx, req.recs, req.one[0], req.last = nil, nil, nil, 0
+		reqPool.Put(req)
+	}()
 	size := 0
-	for i, r := range recs {
+	for i, r := range req.recs {
 		if len(r) > maxRecordSize {
 			return 0, fmt.Errorf("store: record %d of %d bytes exceeds the %d-byte limit", i, len(r), maxRecordSize)
 		}
@@ -57,7 +79,7 @@ func (s *Store) AppendBatch(ctx context.Context, recs [][]byte) (last Seq, err e
 	if ctx.Err() != nil {
 		return 0, ctxErr(ctx)
 	}
-	req := &appendReq{ctx: ctx, recs: recs, size: size, done: make(chan error, 1)}
+	req.ctx, req.size = ctx, size
 
 	s.mu.RLock()
 	if s.closed {
@@ -85,6 +107,7 @@ func (s *Store) AppendBatch(ctx context.Context, recs [][]byte) (last Seq, err e
 func (s *Store) runWriter() {
 	defer close(s.writerDone)
 	var batch []*appendReq
+	var bufs batchBuffers
 	for {
 		req, ok := <-s.queue
 		if !ok {
@@ -106,15 +129,28 @@ func (s *Store) runWriter() {
 				break gather
 			}
 		}
-		s.commit(batch)
+		s.commit(batch, &bufs)
 		clear(batch) // drop references to answered requests
 	}
 }
 
+// maxKeptBuffer is the largest frame buffer the writer keeps between commits.
+const maxKeptBuffer = 4 << 20
+
+// batchBuffers are the writer's reusable buffers for one group commit's keys
+// and frames. bbolt keeps references to put keys and values until the
+// transaction ends, so they are reused only after the commit returned.
+type batchBuffers struct {
+	keys   []byte
+	values []byte
+	live   []*appendReq
+}
+
 // commit writes one group commit and answers each request in it exactly once.
-func (s *Store) commit(batch []*appendReq) {
-	live := batch[:0:0]
-	records := 0
+func (s *Store) commit(batch []*appendReq, bufs *batchBuffers) {
+	live := bufs.live[:0]
+	defer func() { clear(live); bufs.live = live[:0] }()
+	records, size := 0, 0
 	for _, req := range batch {
 		if req.ctx.Err() != nil {
 			req.done <- ctxErr(req.ctx)
@@ -122,10 +158,20 @@ func (s *Store) commit(batch []*appendReq) {
 		}
 		live = append(live, req)
 		records += len(req.recs)
+		size += req.size
 	}
 	if len(live) == 0 {
 		return
 	}
+	// Size both buffers up front: the slices handed to Put must not move.
+	keys := slices.Grow(bufs.keys[:0], 8*records)
+	values := slices.Grow(bufs.values[:0], records*maxFrameHeader+size)
+	defer func() {
+		if cap(values) > maxKeptBuffer { // don't pin a huge AppendBatch's buffer
+			keys, values = nil, nil
+		}
+		bufs.keys, bufs.values = keys[:0], values[:0]
+	}()
 	var last Seq
 	err := s.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketLog)
@@ -134,7 +180,11 @@ func (s *Store) commit(batch []*appendReq) {
 		for _, req := range live {
 			for _, rec := range req.recs {
 				seq++
-				if err := b.Put(seqKey(seq), encodeRecord(seq, rec)); err != nil {
+				k := len(keys)
+				keys = binary.BigEndian.AppendUint64(keys, uint64(seq))
+				v := len(values)
+				values = appendFrame(values, kindRecord, uint64(seq), rec)
+				if err := b.Put(keys[k:len(keys):len(keys)], values[v:len(values):len(values)]); err != nil {
 					return err
 				}
 			}
