@@ -46,7 +46,27 @@ func BenchmarkVerifyEnvelope(b *testing.B) {
 	}
 }
 
+// BenchmarkVerifyChain3Uncached verifies a 3-link chain from scratch: no
+// cached verdict, no remembered signature (3 Ed25519 verifications).
 func BenchmarkVerifyChain3Uncached(b *testing.B) {
+	v, c, _ := threeLinks(b)
+	leaf := c.Leaf().Subject
+	b.ReportAllocs()
+	for b.Loop() {
+		v.mu.Lock()
+		v.invalidateLocked()
+		v.mu.Unlock()
+		v.sigs.reset()
+		if _, err := v.Verify(leaf, c, t0); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkVerifyChain3Revalidate is the cost after the verdict cache was
+// dropped (any revocation or rotation): every rule is checked again, but
+// the signatures are remembered.
+func BenchmarkVerifyChain3Revalidate(b *testing.B) {
 	v, c, _ := threeLinks(b)
 	leaf := c.Leaf().Subject
 	b.ReportAllocs()

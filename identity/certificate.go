@@ -197,29 +197,23 @@ func UnmarshalCertificate(b []byte) (*Certificate, error) {
 	return c, nil
 }
 
-// verifySignature checks the issuer's signature over the fields, and that
-// the fields still match the encoding the certificate was decoded or signed with.
-func (c *Certificate) verifySignature() error {
+// signedParts returns the certificate's full encoding (from its fields) and
+// the message its issuer signed. It fails when the fields no longer match
+// the encoding the certificate was decoded or signed with.
+func (c *Certificate) signedParts() (full, msg []byte, err error) {
 	if len(c.Issuer) != ed25519.PublicKeySize || len(c.Signature) != ed25519.SignatureSize {
-		return fmt.Errorf("issuer key or signature has the wrong size")
+		return nil, nil, fmt.Errorf("issuer key or signature has the wrong size")
 	}
-	msg, err := c.tbs()
-	if err != nil {
-		return err
+	if msg, err = c.tbs(); err != nil {
+		return nil, nil, err
 	}
-	if c.raw != nil {
-		full, err := encode(c.wire(true))
-		if err != nil {
-			return err
-		}
-		if !bytes.Equal(full, c.raw) {
-			return fmt.Errorf("certificate fields were modified after it was signed or decoded")
-		}
+	if full, err = encode(c.wire(true)); err != nil {
+		return nil, nil, err
 	}
-	if !ed25519.Verify(c.Issuer, msg, c.Signature) {
-		return fmt.Errorf("signature does not verify under issuer %s", NodeID(c.Issuer))
+	if c.raw != nil && !bytes.Equal(full, c.raw) {
+		return nil, nil, fmt.Errorf("certificate fields were modified after it was signed or decoded")
 	}
-	return nil
+	return full, msg, nil
 }
 
 func fmtTime(t time.Time) string { return t.UTC().Format(time.RFC3339) }

@@ -3,6 +3,8 @@ package identity
 import (
 	"bytes"
 	"crypto/ed25519"
+	"crypto/sha256"
+	"fmt"
 	"sync"
 	"time"
 )
@@ -40,6 +42,8 @@ type Verifier struct {
 	// older generation are never used.
 	gen   uint64
 	cache map[[32]byte]cacheEntry
+	// sigs remembers certificates whose signature verified; it has its own lock.
+	sigs sigCache
 }
 
 type cacheEntry struct {
@@ -53,6 +57,7 @@ func NewVerifier(roots ...ed25519.PublicKey) *Verifier {
 		revokedBy: make(map[keyID]map[keyID]bool),
 		absolute:  make(map[keyID]bool),
 		cache:     make(map[[32]byte]cacheEntry),
+		sigs:      sigCache{ok: make(map[[32]byte]struct{})},
 	}
 	for _, r := range roots {
 		if len(r) == ed25519.PublicKeySize && !v.isRootLocked(r) {
@@ -179,7 +184,7 @@ func (v *Verifier) verifyLocked(subject ed25519.PublicKey, chain Chain, now time
 				return Capabilities{}, linkErr(i, c, ErrBrokenChain, "issuer %s is not the subject of link %d (%s)", NodeID(c.Issuer), i-1, NodeID(prev.Subject))
 			}
 		}
-		if err := c.verifySignature(); err != nil {
+		if err := v.sigs.check(c); err != nil {
 			return Capabilities{}, linkErr(i, c, ErrBadSignature, "%v", err)
 		}
 		sk := keyOf(c.Subject)
@@ -256,4 +261,46 @@ func (v *Verifier) revokedInLocked(chain Chain, i int) (string, bool) {
 func (v *Verifier) invalidateLocked() {
 	v.gen++
 	clear(v.cache)
+}
+
+// sigCache remembers the SHA-256 of full certificate encodings (fields and
+// signature) whose signature verified. A signature's validity never changes,
+// so entries need no invalidation; links shared by many chains (the
+// root-issued operator certificate above every node) are checked once.
+type sigCache struct {
+	mu sync.Mutex // guards ok
+	ok map[[32]byte]struct{}
+}
+
+func (s *sigCache) check(c *Certificate) error {
+	full, msg, err := c.signedParts()
+	if err != nil {
+		return err
+	}
+	h := sha256.Sum256(full)
+	s.mu.Lock()
+	_, hit := s.ok[h]
+	s.mu.Unlock()
+	if hit {
+		return nil
+	}
+	if !ed25519.Verify(c.Issuer, msg, c.Signature) {
+		return fmt.Errorf("signature does not verify under issuer %s", NodeID(c.Issuer))
+	}
+	s.mu.Lock()
+	if len(s.ok) >= maxCacheEntries {
+		for k := range s.ok {
+			delete(s.ok, k)
+			break
+		}
+	}
+	s.ok[h] = struct{}{}
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *sigCache) reset() {
+	s.mu.Lock()
+	clear(s.ok)
+	s.mu.Unlock()
 }
