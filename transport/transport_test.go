@@ -105,8 +105,13 @@ func TestVerifyPeerRejection(t *testing.T) {
 			a.Handle(KindSync, ra.wrap(echoHandler))
 			b.Handle(KindSync, rb.wrap(echoHandler))
 			ctx := testCtx(t)
-			if _, _, err := a.OpenStream(ctx, b.Addr(), b.pub, Header{Kind: KindSync}); err == nil {
-				t.Fatal("OpenStream through a rejected handshake succeeded")
+			_, _, err := a.OpenStream(ctx, b.Addr(), b.pub, Header{Kind: KindSync})
+			wantErr := ErrRefused
+			if tc.dialerRejects {
+				wantErr = ErrRejected
+			}
+			if !errors.Is(err, wantErr) {
+				t.Fatalf("OpenStream through a rejected handshake: err = %v, want %v", err, wantErr)
 			}
 			if st := a.Stats(); st.HandshakeFailures != 1 || st.ConnectionsTotal != 0 {
 				t.Fatalf("dialer stats = %+v, want 1 handshake failure and no connection", st)
@@ -138,8 +143,8 @@ func TestExpectedKeyMismatch(t *testing.T) {
 	other, _ := newKey(t)
 	ctx := testCtx(t)
 	_, _, err := a.OpenStream(ctx, b.Addr(), other, Header{Kind: KindSync})
-	if err == nil {
-		t.Fatal("OpenStream with the wrong expected key succeeded")
+	if !errors.Is(err, ErrKeyMismatch) {
+		t.Fatalf("OpenStream with the wrong expected key: err = %v, want ErrKeyMismatch", err)
 	}
 	if st := a.Stats(); st.HandshakeFailures != 1 || st.Connections != 0 {
 		t.Fatalf("a stats = %+v", st)
