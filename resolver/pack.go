@@ -18,9 +18,8 @@ const (
 	flagCD = 1 << 4
 )
 
-// maxPackBuf bounds the pack buffer growth: a DNS message is at most
-// 64 KiB, so a message that does not fit is too big for any transport.
-const maxPackBuf = 1 << 16
+// maxMsgSize is the largest DNS message (its TCP length prefix is 16 bits).
+const maxMsgSize = 65535
 
 // errTooBig reports a message larger than any DNS message can be.
 var errTooBig = errors.New("resolver: message larger than 64 KiB")
@@ -34,17 +33,20 @@ func (sc *scratch) packMsg(m *dns.Msg) ([]byte, error) {
 	if m.Rcode < 0 || m.Rcode > 0xFFF {
 		return nil, dns.ErrRcode
 	}
-	for {
-		b, err := sc.packInto(m, sc.buf[:cap(sc.buf)])
-		if !errors.Is(err, dns.ErrBuf) {
-			return b, err
-		}
-		if cap(sc.buf) >= maxPackBuf {
-			return nil, errTooBig
-		}
-		// Rare: large answers over TCP or large EDNS0 buffers.
-		sc.buf = make([]byte, 0, min(2*max(cap(sc.buf), 1024), maxPackBuf))
+	// As miekg does, size the buffer for the uncompressed message (cheap to
+	// compute: no compression map), so that packing never runs out of room.
+	compress := m.Compress
+	m.Compress = false
+	need := m.Len() + 1
+	m.Compress = compress
+	if cap(sc.buf) < need {
+		sc.buf = make([]byte, 0, need)
 	}
+	b, err := sc.packInto(m, sc.buf[:cap(sc.buf)])
+	if err == nil && len(b) > maxMsgSize {
+		return nil, errTooBig
+	}
+	return b, err
 }
 
 func (sc *scratch) packInto(m *dns.Msg, buf []byte) ([]byte, error) {
