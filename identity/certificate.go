@@ -3,6 +3,7 @@ package identity
 import (
 	"bytes"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"fmt"
 	"time"
 	"unicode"
@@ -26,7 +27,8 @@ type Certificate struct {
 	NotAfter    time.Time         // end of validity, exclusive (whole seconds, UTC)
 	Signature   []byte            // Ed25519 signature by Issuer
 
-	raw []byte // full canonical encoding, set by Sign and decodeCertificate
+	raw    []byte   // full canonical encoding, set by Sign and UnmarshalCertificate
+	rawSum [32]byte // SHA-256 of raw, valid when raw != nil
 }
 
 // wireCertificate is the CBOR form of a certificate (integer map keys).
@@ -141,7 +143,7 @@ func (c *Certificate) Sign(issuer ed25519.PrivateKey) error {
 	if err != nil {
 		return err
 	}
-	c.raw = raw
+	c.raw, c.rawSum = raw, sha256.Sum256(raw)
 	return nil
 }
 
@@ -159,6 +161,18 @@ func (c *Certificate) encoding() ([]byte, error) {
 		return c.raw, nil
 	}
 	return encode(c.wire(true))
+}
+
+// sum returns SHA-256 of the certificate's canonical encoding.
+func (c *Certificate) sum() ([32]byte, error) {
+	if c.raw != nil {
+		return c.rawSum, nil
+	}
+	b, err := encode(c.wire(true))
+	if err != nil {
+		return [32]byte{}, err
+	}
+	return sha256.Sum256(b), nil
 }
 
 // UnmarshalCertificate decodes one certificate. It checks the syntax of
@@ -187,6 +201,7 @@ func UnmarshalCertificate(b []byte) (*Certificate, error) {
 		NotAfter:  time.Unix(w.NotAfter, 0).UTC(),
 		Signature: w.Signature,
 		raw:       bytes.Clone(b),
+		rawSum:    sha256.Sum256(b),
 	}
 	if err := c.check(); err != nil {
 		return nil, errorf(ErrMalformed, "certificate: %v", err)

@@ -45,32 +45,34 @@ func (c Chain) Marshal() ([]byte, error) {
 	return encode(raws)
 }
 
-// Hash returns SHA-256 of the chain's encoding. Verdicts are cached by it.
-// A chain that cannot be encoded hashes like the empty input.
+// Hash identifies the chain's exact bytes: SHA-256 over the byte "chain"
+// length n followed by the SHA-256 of each certificate's canonical encoding,
+// in order. Two chains have the same hash only if their encodings are
+// identical. Verdicts are cached by it; it is cheap because each decoded or
+// signed certificate keeps its own digest. A chain that cannot be encoded
+// (nil link, too long) hashes to the zero value.
 func (c Chain) Hash() [32]byte {
 	h, _ := c.hash()
 	return h
 }
 
 func (c Chain) hash() ([32]byte, error) {
-	var out [32]byte
+	var buf [1 + MaxChainDepth*sha256.Size]byte
 	if len(c) > MaxChainDepth {
-		return out, errorf(ErrChainTooLong, "chain has %d links, at most %d allowed", len(c), MaxChainDepth)
+		return [32]byte{}, errorf(ErrChainTooLong, "chain has %d links, at most %d allowed", len(c), MaxChainDepth)
 	}
-	h := sha256.New()
-	h.Write([]byte{0x80 | byte(len(c))}) // CBOR array header (len < 24)
+	buf[0] = byte(len(c))
 	for i, cert := range c {
 		if cert == nil {
-			return out, errorf(ErrInvalid, "chain link %d is nil", i)
+			return [32]byte{}, errorf(ErrInvalid, "chain link %d is nil", i)
 		}
-		b, err := cert.encoding()
+		s, err := cert.sum()
 		if err != nil {
-			return out, err
+			return [32]byte{}, err
 		}
-		h.Write(b)
+		copy(buf[1+i*sha256.Size:], s[:])
 	}
-	h.Sum(out[:0])
-	return out, nil
+	return sha256.Sum256(buf[:1+len(c)*sha256.Size]), nil
 }
 
 // UnmarshalChain decodes a chain encoded by Marshal. It checks syntax, not
