@@ -126,9 +126,15 @@ func BenchmarkEcho1KB(b *testing.B) {
 }
 
 // BenchmarkBulkThroughput pushes data one way over a single stream; the
-// acceptor discards it and confirms the byte count at the end.
+// acceptor discards it and confirms the byte count at the end. The
+// sub-benchmarks compare peerd's flow-control windows with quic-go's.
 func BenchmarkBulkThroughput(b *testing.B) {
-	a, c := newNode(b, nodeOpts{}), newNode(b, nodeOpts{})
+	b.Run("peerd-windows", func(b *testing.B) { benchBulk(b, nodeOpts{}) })
+	b.Run("quic-go-default-windows", func(b *testing.B) { benchBulk(b, nodeOpts{quicWindows: true}) })
+}
+
+func benchBulk(b *testing.B, o nodeOpts) {
+	a, c := newNode(b, o), newNode(b, o)
 	c.Handle(KindProxy, func(ctx context.Context, _ PeerInfo, _ Header, s *Stream) {
 		n, _ := io.Copy(io.Discard, s)
 		_ = WriteMsg(s, []byte{byte(n), byte(n >> 8), byte(n >> 16), byte(n >> 24)})

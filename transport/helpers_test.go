@@ -24,6 +24,7 @@ type nodeOpts struct {
 	reject      func(pub []byte) bool // VerifyPeer refuses these keys
 	idleTimeout time.Duration
 	maxHeader   int
+	quicWindows bool // use quic-go's default flow-control windows instead of peerd's
 }
 
 func newKey(tb testing.TB) (ed25519.PublicKey, ed25519.PrivateKey) {
@@ -42,7 +43,7 @@ func newNode(tb testing.TB, o nodeOpts) *node {
 	tb.Helper()
 	pub, priv := newKey(tb)
 	chain := append([]byte("chain:"), pub...)
-	tr, err := New(Config{
+	cfg := Config{
 		Key:        priv,
 		Chain:      chain,
 		ListenAddr: "127.0.0.1:0",
@@ -57,7 +58,12 @@ func newNode(tb testing.TB, o nodeOpts) *node {
 		},
 		IdleTimeout:   o.idleTimeout,
 		MaxHeaderSize: o.maxHeader,
-	})
+	}
+	if o.quicWindows {
+		cfg.InitialStreamWindow, cfg.MaxStreamWindow = 512<<10, 6<<20
+		cfg.InitialConnectionWindow, cfg.MaxConnectionWindow = 512<<10, 15<<20
+	}
+	tr, err := New(cfg)
 	if err != nil {
 		tb.Fatal(err)
 	}
