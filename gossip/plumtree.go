@@ -1,6 +1,7 @@
 package gossip
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -15,25 +16,30 @@ type PlumtreeConfig struct {
 	Self string
 	// Fanout is how many neighbours a node keeps at least; it picks
 	// random members to reach it, and accepts neighbours that pick it.
-	// All neighbours start eager; PRUNE turns the redundant ones lazy.
 	// 0 means 4.
 	Fanout int
-	// MaxPeers bounds the view (eager + lazy); a NEIGHBOR beyond it is
-	// refused with DISCONNECT. 0 means 3·Fanout.
+	// MaxPeers bounds the view; a NEIGHBOR beyond it is refused with
+	// DISCONNECT. 0 means 3·Fanout.
 	MaxPeers int
 	// GraftTimeout is how many ticks a node waits, after the first IHAVE
 	// for a message it lacks, before it GRAFTs the announcer. 0 means 3.
 	GraftTimeout int
 	// GraftRetry is how many ticks it waits before grafting the next
-	// announcer when the first graft did not bring the message. 0 means 2.
+	// announcer when a graft did not bring the message. 0 means 2.
 	GraftRetry int
-	// OptimizeThreshold: when an IHAVE shows a path at least this many
-	// hops shorter than the eager one, the lazy link is grafted and the
-	// eager one pruned (Plumtree's optimisation). 0 means 4; negative
-	// disables it.
-	OptimizeThreshold int
-	// MaxLazyQueue bounds the IDs waiting to be announced to one lazy
-	// peer; beyond it the oldest are dropped (anti-entropy repairs).
+	// GraftAttempts is how many GRAFTs are sent for one missing message
+	// (rotating over its announcers) before giving up on it; anti-entropy
+	// repairs what is given up. 0 means 6.
+	GraftAttempts int
+	// MaxTrees bounds the per-origin trees remembered; beyond it the least
+	// recently used is forgotten (its next message starts again from the
+	// shared tree). 0 means 4096.
+	MaxTrees int
+	// TreeTicks forgets a tree unused for that long. 0 means 6000
+	// (10 min at 100 ms ticks).
+	TreeTicks int
+	// MaxLazyQueue bounds the IDs waiting to be announced to one peer;
+	// beyond it the oldest are dropped (anti-entropy repairs).
 	// 0 means 4096.
 	MaxLazyQueue int
 	// CacheBytes bounds the payloads kept to answer GRAFTs. 0 means 32 MiB.
@@ -52,10 +58,6 @@ type PlumtreeConfig struct {
 	// MaxAnnouncers bounds the peers remembered per missing message.
 	// 0 means 8.
 	MaxAnnouncers int
-	// GraftAttempts is how many GRAFTs are sent for one missing message
-	// (rotating over its announcers) before giving up on it; anti-entropy
-	// repairs what is given up. 0 means 6.
-	GraftAttempts int
 	// MaxPending bounds payloads delivered but not yet Validated.
 	// 0 means 1024.
 	MaxPending int
@@ -80,9 +82,9 @@ func (c *PlumtreeConfig) setDefaults() error {
 	}
 	def(&c.GraftTimeout, 3)
 	def(&c.GraftRetry, 2)
-	if c.OptimizeThreshold == 0 {
-		c.OptimizeThreshold = 4
-	}
+	def(&c.GraftAttempts, 6)
+	def(&c.MaxTrees, 4096)
+	def(&c.TreeTicks, 6000)
 	def(&c.MaxLazyQueue, 4096)
 	def(&c.CacheBytes, 32<<20)
 	def(&c.CacheTicks, 600)
@@ -90,7 +92,6 @@ func (c *PlumtreeConfig) setDefaults() error {
 	def(&c.MaxSeen, 65536)
 	def(&c.MaxMissing, 4096)
 	def(&c.MaxAnnouncers, 8)
-	def(&c.GraftAttempts, 6)
 	def(&c.MaxPending, 1024)
 	return nil
 }
@@ -127,7 +128,9 @@ type PlumtreeStats struct {
 	GraftsServed     uint64 // payloads sent in answer to a GRAFT
 	MissingGivenUp   uint64 // announced messages never obtained by graft
 	Dropped          uint64 // announcements or payloads dropped by a bound
-	Eager, Lazy      int    // current view
+	Neighbors        int    // current view size
+	Trees            int    // per-origin trees remembered
+	SharedEager      int    // eager links of the shared (template) tree
 	Cached           int    // payloads in the graft cache
 	CachedBytes      int
 }
@@ -143,13 +146,12 @@ const (
 type seenEntry struct {
 	tick  int64
 	state seenState
-	from  string // who sent us the first copy ("" when originated here)
-	round uint32 // hops of that copy
 }
 
 type cacheEntry struct {
 	payload []byte
 	round   uint32 // round to send: received round + 1
+	tree    TreeKey
 	tick    int64
 }
 
@@ -161,9 +163,11 @@ type announcer struct {
 type ihaveEntry struct {
 	id    MessageID
 	round uint32
+	tree  TreeKey
 }
 
 type missingEntry struct {
+	tree       TreeKey
 	deadline   int64
 	attempts   int
 	announcers []announcer
@@ -172,7 +176,15 @@ type missingEntry struct {
 type pendingEntry struct {
 	from    string
 	round   uint32
+	tree    TreeKey
 	payload []byte
+}
+
+// tree is the per-origin state: which neighbours are lazy for messages of
+// that origin (every other neighbour is eager).
+type tree struct {
+	lazy map[string]struct{}
+	used int64 // tick of last use
 }
 
 // Plumtree is the epidemic broadcast tree protocol (Leitão, Pereira,
@@ -181,6 +193,13 @@ type pendingEntry struct {
 // Broadcast, Receive, Validated and Tick; outputs are Deliveries (returned
 // by Receive) and Envelopes (collected with Outbox). It is not safe for
 // concurrent use; the Driver serialises access.
+//
+// Unlike the paper's single shared tree, eager/lazy links are kept per
+// origin (TreeKey): with one shared tree, concurrent broadcasts from
+// different origins prune each other's tree links and the tree never
+// settles (see docs/GOSSIP.md). A shared tree, updated by every PRUNE and
+// GRAFT as in the paper, is kept as the template a new origin's tree
+// starts from.
 type Plumtree struct {
 	cfg  PlumtreeConfig
 	rng  *rand.Rand
@@ -188,9 +207,10 @@ type Plumtree struct {
 
 	members    map[string]struct{} // peers membership allows
 	memberList []string            // sorted members, for random picks
-	eager      map[string]struct{}
-	lazy       map[string]struct{}
-	cooldown   map[string]int64        // peer -> tick before which we will not pick it
+	view       map[string]struct{} // neighbours
+	cooldown   map[string]int64    // peer -> tick before which we will not pick it
+	shared     *tree               // template for new trees
+	trees      map[TreeKey]*tree
 	lazyQueue  map[string][]ihaveEntry // announcements waiting for the next Tick
 
 	seen      map[MessageID]*seenEntry
@@ -232,9 +252,10 @@ func NewPlumtree(cfg PlumtreeConfig) (*Plumtree, error) {
 		cfg:       cfg,
 		rng:       rand.New(rand.NewPCG(cfg.Seed, 0x706c756d74726565)),
 		members:   map[string]struct{}{},
-		eager:     map[string]struct{}{},
-		lazy:      map[string]struct{}{},
+		view:      map[string]struct{}{},
 		cooldown:  map[string]int64{},
+		shared:    &tree{lazy: map[string]struct{}{}},
+		trees:     map[TreeKey]*tree{},
 		lazyQueue: map[string][]ihaveEntry{},
 		seen:      map[MessageID]*seenEntry{},
 		cache:     map[MessageID]*cacheEntry{},
@@ -253,14 +274,29 @@ func (p *Plumtree) Outbox() []Envelope {
 // Stats returns the counters.
 func (p *Plumtree) Stats() PlumtreeStats {
 	s := p.stats
-	s.Eager, s.Lazy = len(p.eager), len(p.lazy)
+	s.Neighbors, s.Trees = len(p.view), len(p.trees)
+	s.SharedEager = len(p.view) - len(p.shared.lazy)
 	s.Cached, s.CachedBytes = len(p.cache), p.cacheSize
 	return s
 }
 
-// Peers returns the current eager and lazy peers, sorted.
-func (p *Plumtree) Peers() (eager, lazy []string) {
-	return sortedKeys(p.eager), sortedKeys(p.lazy)
+// Neighbors returns the current view, sorted.
+func (p *Plumtree) Neighbors() []string { return sortedKeys(p.view) }
+
+// Peers returns the eager and lazy neighbours of origin's tree, sorted.
+func (p *Plumtree) Peers(origin string) (eager, lazy []string) {
+	t := p.trees[TreeOf(origin)]
+	if t == nil {
+		t = p.shared
+	}
+	for _, id := range sortedKeys(p.view) {
+		if _, ok := t.lazy[id]; ok {
+			lazy = append(lazy, id)
+		} else {
+			eager = append(eager, id)
+		}
+	}
+	return eager, lazy
 }
 
 func sortedKeys[V any](m map[string]V) []string {
@@ -301,11 +337,9 @@ func (p *Plumtree) SetPeers(peers []string) {
 		}
 	}
 	p.memberList = sortedKeys(p.members)
-	for _, view := range []map[string]struct{}{p.eager, p.lazy} {
-		for id := range view {
-			if _, ok := p.members[id]; !ok {
-				p.dropPeer(id)
-			}
+	for id := range p.view {
+		if _, ok := p.members[id]; !ok {
+			p.dropPeer(id)
 		}
 	}
 	for id := range p.cooldown {
@@ -317,28 +351,31 @@ func (p *Plumtree) SetPeers(peers []string) {
 }
 
 func (p *Plumtree) dropPeer(id string) {
-	delete(p.eager, id)
-	delete(p.lazy, id)
+	if _, ok := p.view[id]; !ok {
+		return
+	}
+	delete(p.view, id)
 	delete(p.lazyQueue, id)
+	delete(p.shared.lazy, id)
+	for _, t := range p.trees {
+		delete(t.lazy, id)
+	}
 }
 
-func (p *Plumtree) inView(id string) bool {
-	_, e := p.eager[id]
-	_, l := p.lazy[id]
-	return e || l
+// addPeer puts id in the view; it is eager in every tree.
+func (p *Plumtree) addPeer(id string) {
+	p.view[id] = struct{}{}
 }
-
-func (p *Plumtree) viewSize() int { return len(p.eager) + len(p.lazy) }
 
 // fill picks random members until the view holds Fanout peers.
 func (p *Plumtree) fill() {
-	need := p.cfg.Fanout - p.viewSize()
+	need := p.cfg.Fanout - len(p.view)
 	if need <= 0 {
 		return
 	}
 	var cand []string
 	for _, id := range p.memberList {
-		if p.inView(id) || p.cooldown[id] > p.tick {
+		if _, in := p.view[id]; in || p.cooldown[id] > p.tick {
 			continue
 		}
 		cand = append(cand, id)
@@ -346,46 +383,81 @@ func (p *Plumtree) fill() {
 	for i := 0; i < need && i < len(cand); i++ {
 		j := i + p.rng.IntN(len(cand)-i)
 		cand[i], cand[j] = cand[j], cand[i]
-		p.eager[cand[i]] = struct{}{}
+		p.addPeer(cand[i])
 		p.send(cand[i], Message{Type: MsgNeighbor})
 	}
 }
 
-// admitPeer makes sure from is in the view (as eager or lazy when it is
-// new). It refuses peers that membership does not allow and peers beyond
-// MaxPeers, telling them with DISCONNECT.
-func (p *Plumtree) admitPeer(from string, eager bool) bool {
-	if p.inView(from) {
+// admitPeer makes sure from is in the view. It refuses peers that
+// membership does not allow and peers beyond MaxPeers, telling them with
+// DISCONNECT.
+func (p *Plumtree) admitPeer(from string) bool {
+	if _, ok := p.view[from]; ok {
 		return true
 	}
-	if _, ok := p.members[from]; !ok || p.viewSize() >= p.cfg.MaxPeers {
+	if _, ok := p.members[from]; !ok || len(p.view) >= p.cfg.MaxPeers {
 		p.send(from, Message{Type: MsgDisconnect})
 		return false
 	}
-	if eager {
-		p.eager[from] = struct{}{}
-	} else {
-		p.lazy[from] = struct{}{}
-	}
+	p.addPeer(from)
 	return true
 }
 
-func (p *Plumtree) makeEager(id string) {
-	delete(p.lazy, id)
-	p.eager[id] = struct{}{}
+// treeFor returns the tree of key, creating it from the shared template.
+func (p *Plumtree) treeFor(key TreeKey) *tree {
+	t := p.trees[key]
+	if t == nil {
+		if len(p.trees) >= p.cfg.MaxTrees {
+			p.evictTree()
+		}
+		t = &tree{lazy: make(map[string]struct{}, len(p.shared.lazy))}
+		for id := range p.shared.lazy {
+			t.lazy[id] = struct{}{}
+		}
+		p.trees[key] = t
+	}
+	t.used = p.tick
+	return t
 }
 
-func (p *Plumtree) makeLazy(id string) {
-	if _, ok := p.eager[id]; ok {
-		delete(p.eager, id)
-		p.lazy[id] = struct{}{}
+// evictTree forgets the least recently used eighth of the trees (at
+// least one), so that the sort is paid once per MaxTrees/8 new trees.
+func (p *Plumtree) evictTree() {
+	type kt struct {
+		key  TreeKey
+		used int64
+	}
+	all := make([]kt, 0, len(p.trees))
+	for k, t := range p.trees {
+		all = append(all, kt{k, t.used})
+	}
+	slices.SortFunc(all, func(a, b kt) int {
+		return cmp.Or(cmp.Compare(a.used, b.used), cmp.Compare(a.key, b.key))
+	})
+	for _, e := range all[:max(1, len(all)/8)] {
+		delete(p.trees, e.key)
 	}
 }
 
-// Broadcast originates payload: it is pushed to the eager peers now and
-// announced to the lazy ones at the next Tick. The caller has already
-// applied it locally; it is not delivered back. Broadcasting a payload
-// already seen does nothing.
+// setEager makes peer eager in tree t and in the shared template.
+func (p *Plumtree) setEager(t *tree, peer string) {
+	delete(t.lazy, peer)
+	delete(p.shared.lazy, peer)
+}
+
+// setLazy makes peer lazy in tree t and in the shared template.
+func (p *Plumtree) setLazy(t *tree, peer string) {
+	if _, ok := p.view[peer]; !ok {
+		return
+	}
+	t.lazy[peer] = struct{}{}
+	p.shared.lazy[peer] = struct{}{}
+}
+
+// Broadcast originates payload on this node's tree: it is pushed to the
+// eager peers now and announced to the lazy ones at the next Tick. The
+// caller has already applied it locally; it is not delivered back.
+// Broadcasting a payload already seen does nothing.
 func (p *Plumtree) Broadcast(payload []byte) (MessageID, error) {
 	if len(payload) == 0 || len(payload) > MaxPayloadSize {
 		return MessageID{}, fmt.Errorf("gossip: broadcast: payload of %d bytes (allowed 1..%d)", len(payload), MaxPayloadSize)
@@ -395,23 +467,23 @@ func (p *Plumtree) Broadcast(payload []byte) (MessageID, error) {
 		return id, nil
 	}
 	p.stats.Broadcasts++
-	p.remember(id, &seenEntry{tick: p.tick, state: seenAccepted})
-	p.forward(id, payload, 0, "")
+	p.remember(id, seenAccepted)
+	p.forward(id, payload, 0, TreeOf(p.cfg.Self), "")
 	return id, nil
 }
 
 // forward caches payload and pushes it (with the given round) to every
-// eager peer but from, and queues an announcement for every lazy peer but
-// from.
-func (p *Plumtree) forward(id MessageID, payload []byte, round uint32, from string) {
-	p.cachePut(id, payload, round)
-	for _, to := range sortedKeys(p.eager) {
-		if to != from {
-			p.send(to, Message{Type: MsgGossip, Payload: payload, Round: round})
-		}
-	}
-	for to := range p.lazy {
+// eager peer of its tree but from, and queues an announcement for every
+// lazy peer but from.
+func (p *Plumtree) forward(id MessageID, payload []byte, round uint32, key TreeKey, from string) {
+	p.cachePut(id, payload, round, key)
+	t := p.treeFor(key)
+	for _, to := range sortedKeys(p.view) {
 		if to == from {
+			continue
+		}
+		if _, lazy := t.lazy[to]; !lazy {
+			p.send(to, Message{Type: MsgGossip, Payload: payload, Round: round, Tree: key})
 			continue
 		}
 		q := p.lazyQueue[to]
@@ -419,7 +491,7 @@ func (p *Plumtree) forward(id MessageID, payload []byte, round uint32, from stri
 			q = q[1:]
 			p.stats.Dropped++
 		}
-		p.lazyQueue[to] = append(q, ihaveEntry{id: id, round: round})
+		p.lazyQueue[to] = append(q, ihaveEntry{id: id, round: round, tree: key})
 	}
 }
 
@@ -438,9 +510,13 @@ func (p *Plumtree) Receive(from string, m Message) (Delivery, bool) {
 	case MsgGraft:
 		p.onGraft(from, m)
 	case MsgPrune:
-		p.makeLazy(from)
+		if _, ok := p.view[from]; ok {
+			for _, key := range m.Trees {
+				p.setLazy(p.treeFor(key), from)
+			}
+		}
 	case MsgNeighbor:
-		p.admitPeer(from, true)
+		p.admitPeer(from)
 	case MsgDisconnect:
 		p.dropPeer(from)
 		p.cooldown[from] = p.tick + int64(50*p.cfg.GraftTimeout)
@@ -456,9 +532,12 @@ func (p *Plumtree) onGossip(from string, m Message) (Delivery, bool) {
 	if s, ok := p.seen[id]; ok {
 		p.stats.Duplicates++
 		if s.state != seenRejected {
-			if _, isEager := p.eager[from]; isEager {
-				p.makeLazy(from)
-				p.send(from, Message{Type: MsgPrune})
+			if _, inView := p.view[from]; inView {
+				// Prune even when from is already lazy here: it pushed,
+				// so it still holds us eager (trees start from templates
+				// that need not agree on both sides).
+				p.setLazy(p.treeFor(m.Tree), from)
+				p.send(from, Message{Type: MsgPrune, Trees: []TreeKey{m.Tree}})
 			}
 		}
 		return Delivery{}, false
@@ -467,19 +546,20 @@ func (p *Plumtree) onGossip(from string, m Message) (Delivery, bool) {
 		p.stats.Dropped++
 		return Delivery{}, false
 	}
-	if p.admitPeer(from, true) {
-		p.makeEager(from) // the link that delivered first belongs to the tree
+	if p.admitPeer(from) {
+		// The link that delivered first belongs to the origin's tree.
+		p.setEager(p.treeFor(m.Tree), from)
 	}
-	p.remember(id, &seenEntry{tick: p.tick, state: seenPending, from: from, round: m.Round})
-	p.pending[id] = pendingEntry{from: from, round: m.Round, payload: m.Payload}
+	p.remember(id, seenPending)
+	p.pending[id] = pendingEntry{from: from, round: m.Round, tree: m.Tree, payload: m.Payload}
 	p.forgetMissing(id)
 	p.stats.Delivered++
 	return Delivery{ID: id, From: from, Payload: m.Payload}, true
 }
 
 // Validated reports the application's verdict on a Delivery. A valid
-// payload is forwarded along the tree; an invalid one is remembered as
-// bad and never forwarded.
+// payload is forwarded along its tree; an invalid one is remembered as bad
+// and never forwarded.
 func (p *Plumtree) Validated(id MessageID, valid bool) {
 	pe, ok := p.pending[id]
 	if !ok {
@@ -498,22 +578,21 @@ func (p *Plumtree) Validated(id MessageID, valid bool) {
 	if s != nil {
 		s.state = seenAccepted
 	}
-	p.forward(id, pe.payload, pe.round+1, pe.from)
+	p.forward(id, pe.payload, pe.round+1, pe.tree, pe.from)
 }
 
 func (p *Plumtree) onIHave(from string, m Message) {
-	if len(m.IDs) != len(m.Rounds) {
+	if len(m.IDs) != len(m.Rounds) || len(m.IDs) != len(m.Trees) {
 		return
 	}
-	if !p.admitPeer(from, false) {
+	if !p.admitPeer(from) {
 		return
 	}
 	for i, id := range m.IDs {
-		round := m.Rounds[i]
-		if s, ok := p.seen[id]; ok {
-			p.maybeOptimize(from, s, round)
+		if _, ok := p.seen[id]; ok {
 			continue
 		}
+		round, key := m.Rounds[i], m.Trees[i]
 		if e, ok := p.missing[id]; ok {
 			if len(e.announcers) < p.cfg.MaxAnnouncers && !slices.ContainsFunc(e.announcers, func(a announcer) bool { return a.peer == from }) {
 				e.announcers = append(e.announcers, announcer{peer: from, round: round})
@@ -525,6 +604,7 @@ func (p *Plumtree) onIHave(from string, m Message) {
 			continue
 		}
 		p.missing[id] = &missingEntry{
+			tree:       key,
 			deadline:   p.tick + int64(p.cfg.GraftTimeout),
 			announcers: []announcer{{peer: from, round: round}},
 		}
@@ -532,36 +612,15 @@ func (p *Plumtree) onIHave(from string, m Message) {
 	}
 }
 
-// maybeOptimize swaps a long eager path for a short lazy one.
-func (p *Plumtree) maybeOptimize(from string, s *seenEntry, round uint32) {
-	if p.cfg.OptimizeThreshold < 0 || s.state != seenAccepted || s.from == "" || s.from == from {
-		return
-	}
-	if _, ok := p.eager[s.from]; !ok {
-		return
-	}
-	if _, ok := p.lazy[from]; !ok {
-		return
-	}
-	if int64(s.round)-int64(round) < int64(p.cfg.OptimizeThreshold) {
-		return
-	}
-	p.makeEager(from)
-	p.send(from, Message{Type: MsgGraft})
-	p.makeLazy(s.from)
-	p.send(s.from, Message{Type: MsgPrune})
-	s.from, s.round = from, round
-}
-
 func (p *Plumtree) onGraft(from string, m Message) {
-	if !p.admitPeer(from, true) {
+	if len(m.IDs) != len(m.Trees) || !p.admitPeer(from) {
 		return
 	}
-	p.makeEager(from)
-	for _, id := range m.IDs {
+	for i, id := range m.IDs {
+		p.setEager(p.treeFor(m.Trees[i]), from)
 		if c, ok := p.cache[id]; ok {
 			p.stats.GraftsServed++
-			p.send(from, Message{Type: MsgGossip, Payload: c.payload, Round: c.round})
+			p.send(from, Message{Type: MsgGossip, Payload: c.payload, Round: c.round, Tree: c.tree})
 		}
 	}
 }
@@ -582,7 +641,11 @@ func (p *Plumtree) Tick() {
 }
 
 func (p *Plumtree) graftMissing() {
-	grafts := map[string][]MessageID{}
+	type graft struct {
+		ids   []MessageID
+		trees []TreeKey
+	}
+	grafts := map[string]*graft{}
 	keep := p.missOrder[:0]
 	for _, id := range p.missOrder {
 		e, ok := p.missing[id]
@@ -602,20 +665,24 @@ func (p *Plumtree) graftMissing() {
 		e.attempts++
 		e.deadline = p.tick + int64(p.cfg.GraftRetry)
 		keep = append(keep, id)
-		if !p.inView(a.peer) {
-			if _, ok := p.members[a.peer]; !ok {
-				continue
-			}
+		if _, ok := p.view[a.peer]; !ok {
+			continue // it left the view; try the next announcer later
 		}
-		p.makeEager(a.peer)
-		if len(grafts[a.peer]) < MaxIDsPerMessage {
-			grafts[a.peer] = append(grafts[a.peer], id)
+		p.setEager(p.treeFor(e.tree), a.peer)
+		g := grafts[a.peer]
+		if g == nil {
+			g = &graft{}
+			grafts[a.peer] = g
+		}
+		if len(g.ids) < MaxIDsPerMessage {
+			g.ids = append(g.ids, id)
+			g.trees = append(g.trees, e.tree)
 		}
 	}
 	clear(p.missOrder[len(keep):])
 	p.missOrder = keep
 	for _, to := range sortedKeys(grafts) {
-		p.send(to, Message{Type: MsgGraft, IDs: grafts[to]})
+		p.send(to, Message{Type: MsgGraft, IDs: grafts[to].ids, Trees: grafts[to].trees})
 	}
 }
 
@@ -625,9 +692,9 @@ func (p *Plumtree) flushLazy() {
 		delete(p.lazyQueue, to)
 		for len(q) > 0 {
 			n := min(len(q), MaxIDsPerMessage)
-			m := Message{Type: MsgIHave, IDs: make([]MessageID, n), Rounds: make([]uint32, n)}
+			m := Message{Type: MsgIHave, IDs: make([]MessageID, n), Rounds: make([]uint32, n), Trees: make([]TreeKey, n)}
 			for i, e := range q[:n] {
-				m.IDs[i], m.Rounds[i] = e.id, e.round
+				m.IDs[i], m.Rounds[i], m.Trees[i] = e.id, e.round, e.tree
 			}
 			p.send(to, m)
 			q = q[n:]
@@ -635,11 +702,11 @@ func (p *Plumtree) flushLazy() {
 	}
 }
 
-func (p *Plumtree) remember(id MessageID, s *seenEntry) {
+func (p *Plumtree) remember(id MessageID, state seenState) {
 	for p.seenOrder.len() >= p.cfg.MaxSeen {
 		p.forgetOldestSeen()
 	}
-	p.seen[id] = s
+	p.seen[id] = &seenEntry{tick: p.tick, state: state}
 	p.seenOrder.push(id)
 }
 
@@ -652,14 +719,14 @@ func (p *Plumtree) forgetOldestSeen() {
 	delete(p.seen, id)
 }
 
-func (p *Plumtree) cachePut(id MessageID, payload []byte, round uint32) {
+func (p *Plumtree) cachePut(id MessageID, payload []byte, round uint32, key TreeKey) {
 	if _, ok := p.cache[id]; ok || len(payload) > p.cfg.CacheBytes {
 		return
 	}
 	for p.cacheSize+len(payload) > p.cfg.CacheBytes && p.cacheFIFO.len() > 0 {
 		p.evictOldestCached()
 	}
-	p.cache[id] = &cacheEntry{payload: payload, round: round, tick: p.tick}
+	p.cache[id] = &cacheEntry{payload: payload, round: round, tree: key, tick: p.tick}
 	p.cacheSize += len(payload)
 	p.cacheFIFO.push(id)
 }
@@ -691,6 +758,13 @@ func (p *Plumtree) expire() {
 	for id, until := range p.cooldown {
 		if until <= p.tick {
 			delete(p.cooldown, id)
+		}
+	}
+	if p.tick%64 == 0 {
+		for k, t := range p.trees {
+			if p.tick-t.used > int64(p.cfg.TreeTicks) {
+				delete(p.trees, k)
+			}
 		}
 	}
 }

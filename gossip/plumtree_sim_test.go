@@ -172,8 +172,9 @@ func (s *ptSim) totals() (st PlumtreeStats) {
 		st.PrunesSent += x.PrunesSent
 		st.ControlSent += x.ControlSent
 		st.Duplicates += x.Duplicates
-		st.Eager += x.Eager
-		st.Lazy += x.Lazy
+		st.Neighbors += x.Neighbors
+		st.SharedEager += x.SharedEager
+		st.GraftsServed += x.GraftsServed
 	}
 	return st
 }
@@ -292,8 +293,8 @@ func BenchmarkPlumtree(b *testing.B) {
 			b.ReportMetric(bytesPer, "bytes/update")
 			b.ReportMetric(bytesPer/float64(n), "bytes/node/update")
 			b.ReportMetric(float64(after.IHaveIDsSent-before.IHaveIDsSent)/float64(b.N)/float64(n), "ihaveIDs/node/update")
-			b.ReportMetric(float64(after.Eager)/float64(n), "eager/node")
-			b.ReportMetric(float64(after.Lazy)/float64(n), "lazy/node")
+			b.ReportMetric(float64(after.Neighbors)/float64(n), "neighbors/node")
+			b.ReportMetric(float64(after.GraftsSent-before.GraftsSent)/float64(b.N)/float64(n), "grafts/node/update")
 		})
 	}
 }

@@ -41,9 +41,10 @@ func assertSent(tb testing.TB, p *Plumtree, want ...string) {
 	}
 }
 
-func assertView(tb testing.TB, p *Plumtree, eager, lazy []string) {
+// assertView checks origin's tree.
+func assertView(tb testing.TB, p *Plumtree, origin string, eager, lazy []string) {
 	tb.Helper()
-	e, l := p.Peers()
+	e, l := p.Peers(origin)
 	if !slices.Equal(e, eager) || !slices.Equal(l, lazy) {
 		tb.Fatalf("view eager=%v lazy=%v, want eager=%v lazy=%v", e, l, eager, lazy)
 	}
@@ -61,7 +62,7 @@ func TestPlumtreeSetPeersFillsViewWithNeighbors(t *testing.T) {
 			t.Fatalf("sent %v", msgs)
 		}
 	}
-	e, _ := p.Peers()
+	e := p.Neighbors()
 	if len(e) != 2 || slices.Contains(e, "self") {
 		t.Fatalf("eager %v", e)
 	}
@@ -74,7 +75,7 @@ func TestPlumtreeSetPeersFillsViewWithNeighbors(t *testing.T) {
 		}
 	}
 	p.SetPeers(rest)
-	e, _ = p.Peers()
+	e = p.Neighbors()
 	if slices.Contains(e, gone) || len(e) != 2 {
 		t.Fatalf("eager after removal of %s: %v", gone, e)
 	}
@@ -82,8 +83,8 @@ func TestPlumtreeSetPeersFillsViewWithNeighbors(t *testing.T) {
 
 func TestPlumtreeEagerPushAndLazyAnnounce(t *testing.T) {
 	p := newTestTree(t, PlumtreeConfig{}, []string{"a", "b", "c"})
-	p.Receive("c", Message{Type: MsgPrune})
-	assertView(t, p, []string{"a", "b"}, []string{"c"})
+	p.Receive("c", Message{Type: MsgPrune, Trees: []TreeKey{TreeOf("self")}})
+	assertView(t, p, "self", []string{"a", "b"}, []string{"c"})
 	id, err := p.Broadcast([]byte("hello"))
 	if err != nil {
 		t.Fatal(err)
@@ -92,7 +93,7 @@ func TestPlumtreeEagerPushAndLazyAnnounce(t *testing.T) {
 	// The IHAVE waits for the tick (batching).
 	p.Tick()
 	out := p.Outbox()
-	if len(out) != 1 || out[0].To != "c" || out[0].Msg.Type != MsgIHave || out[0].Msg.IDs[0] != id {
+	if len(out) != 1 || out[0].To != "c" || out[0].Msg.Type != MsgIHave || out[0].Msg.IDs[0] != id || out[0].Msg.Trees[0] != TreeOf("self") {
 		t.Fatalf("tick sent %+v", out)
 	}
 	// Two more broadcasts before the next tick: one IHAVE with two IDs.
@@ -111,7 +112,10 @@ func TestPlumtreeEagerPushAndLazyAnnounce(t *testing.T) {
 
 func TestPlumtreeDuplicatePrunes(t *testing.T) {
 	p := newTestTree(t, PlumtreeConfig{}, []string{"a", "b", "c"})
-	d, ok := p.Receive("a", Message{Type: MsgGossip, Payload: []byte("m1"), Round: 2})
+	p.Broadcast([]byte("own")) // creates self's tree, all eager
+	p.Outbox()
+	o := TreeOf("o")
+	d, ok := p.Receive("a", Message{Type: MsgGossip, Payload: []byte("m1"), Round: 2, Tree: o})
 	if !ok || d.From != "a" || string(d.Payload) != "m1" {
 		t.Fatalf("delivery %+v %v", d, ok)
 	}
@@ -123,25 +127,35 @@ func TestPlumtreeDuplicatePrunes(t *testing.T) {
 		t.Fatalf("forwarded %+v", out)
 	}
 	for _, e := range out {
-		if e.To == "a" || e.Msg.Type != MsgGossip || e.Msg.Round != 3 {
+		if e.To == "a" || e.Msg.Type != MsgGossip || e.Msg.Round != 3 || e.Msg.Tree != o {
 			t.Fatalf("forward %+v", e)
 		}
 	}
-	// The same payload from b: duplicate, b is pruned.
-	if _, ok := p.Receive("b", Message{Type: MsgGossip, Payload: []byte("m1"), Round: 1}); ok {
+	// The same payload from b: duplicate, b is pruned from o's tree.
+	if _, ok := p.Receive("b", Message{Type: MsgGossip, Payload: []byte("m1"), Round: 1, Tree: o}); ok {
 		t.Fatal("duplicate delivered")
 	}
+	out = p.Outbox()
+	if len(out) != 1 || out[0].To != "b" || out[0].Msg.Type != MsgPrune || !slices.Equal(out[0].Msg.Trees, []TreeKey{o}) {
+		t.Fatalf("prune %+v", out)
+	}
+	assertView(t, p, "o", []string{"a", "c"}, []string{"b"})
+	// Another duplicate from the now-lazy b: b still holds us eager (its
+	// PRUNE was lost or its tree started from another template), so it is
+	// pruned again.
+	p.Receive("b", Message{Type: MsgGossip, Payload: []byte("m1"), Tree: o})
 	assertSent(t, p, "b:prune")
-	assertView(t, p, []string{"a", "c"}, []string{"b"})
-	// Another duplicate from the now-lazy b: no second PRUNE.
-	p.Receive("b", Message{Type: MsgGossip, Payload: []byte("m1")})
-	assertSent(t, p)
-	if st := p.Stats(); st.Duplicates != 2 || st.PrunesSent != 1 {
+	if st := p.Stats(); st.Duplicates != 2 || st.PrunesSent != 2 {
 		t.Fatalf("stats %+v", st)
 	}
-	// A PRUNE from c makes c lazy on our side.
-	p.Receive("c", Message{Type: MsgPrune})
-	assertView(t, p, []string{"a"}, []string{"b", "c"})
+	// A PRUNE from c makes c lazy in o's tree.
+	p.Receive("c", Message{Type: MsgPrune, Trees: []TreeKey{o}})
+	assertView(t, p, "o", []string{"a"}, []string{"b", "c"})
+	// Other origins' existing trees are not affected; a new origin's tree
+	// starts from the shared template (every prune applies to it).
+	assertView(t, p, "self", []string{"a", "b", "c"}, nil)
+	p.Receive("a", Message{Type: MsgGossip, Payload: []byte("from x"), Tree: TreeOf("x")})
+	assertView(t, p, "x", []string{"a"}, []string{"b", "c"})
 }
 
 func TestPlumtreeInvalidPayloadNotForwarded(t *testing.T) {
@@ -166,21 +180,22 @@ func TestPlumtreeInvalidPayloadNotForwarded(t *testing.T) {
 
 func TestPlumtreeGraftAfterTimeout(t *testing.T) {
 	p := newTestTree(t, PlumtreeConfig{GraftTimeout: 3, GraftRetry: 2}, []string{"a", "b", "c"})
-	p.Receive("b", Message{Type: MsgPrune})
-	p.Receive("c", Message{Type: MsgPrune})
+	o := TreeOf("o")
+	p.Receive("b", Message{Type: MsgPrune, Trees: []TreeKey{o}})
+	p.Receive("c", Message{Type: MsgPrune, Trees: []TreeKey{o}})
 	id := IDOf([]byte("late"))
-	p.Receive("b", Message{Type: MsgIHave, IDs: []MessageID{id}, Rounds: []uint32{1}})
-	p.Receive("c", Message{Type: MsgIHave, IDs: []MessageID{id}, Rounds: []uint32{2}})
+	p.Receive("b", Message{Type: MsgIHave, IDs: []MessageID{id}, Rounds: []uint32{1}, Trees: []TreeKey{o}})
+	p.Receive("c", Message{Type: MsgIHave, IDs: []MessageID{id}, Rounds: []uint32{2}, Trees: []TreeKey{o}})
 	for range 2 {
 		p.Tick()
 		assertSent(t, p)
 	}
 	p.Tick() // third tick: deadline reached, graft the first announcer
 	out := p.Outbox()
-	if len(out) != 1 || out[0].To != "b" || out[0].Msg.Type != MsgGraft || out[0].Msg.IDs[0] != id {
+	if len(out) != 1 || out[0].To != "b" || out[0].Msg.Type != MsgGraft || out[0].Msg.IDs[0] != id || out[0].Msg.Trees[0] != o {
 		t.Fatalf("graft %+v", out)
 	}
-	assertView(t, p, []string{"a", "b"}, []string{"c"})
+	assertView(t, p, "o", []string{"a", "b"}, []string{"c"})
 	p.Tick()
 	assertSent(t, p)
 	p.Tick() // retry: the next announcer
@@ -189,7 +204,7 @@ func TestPlumtreeGraftAfterTimeout(t *testing.T) {
 		t.Fatalf("retry %+v", out)
 	}
 	// The payload arrives: no more grafts.
-	d, ok := p.Receive("c", Message{Type: MsgGossip, Payload: []byte("late"), Round: 3})
+	d, ok := p.Receive("c", Message{Type: MsgGossip, Payload: []byte("late"), Round: 3, Tree: o})
 	if !ok || d.ID != id {
 		t.Fatal("not delivered")
 	}
@@ -207,7 +222,7 @@ func TestPlumtreeGraftAfterTimeout(t *testing.T) {
 
 func TestPlumtreeGivesUpAfterAttempts(t *testing.T) {
 	p := newTestTree(t, PlumtreeConfig{GraftTimeout: 1, GraftRetry: 1, GraftAttempts: 3}, []string{"a"})
-	p.Receive("a", Message{Type: MsgIHave, IDs: []MessageID{{1}}, Rounds: []uint32{0}})
+	p.Receive("a", Message{Type: MsgIHave, IDs: []MessageID{{1}}, Rounds: []uint32{0}, Trees: []TreeKey{1}})
 	grafts := 0
 	for range 20 {
 		p.Tick()
@@ -224,22 +239,23 @@ func TestPlumtreeGivesUpAfterAttempts(t *testing.T) {
 
 func TestPlumtreeServesGraft(t *testing.T) {
 	p := newTestTree(t, PlumtreeConfig{}, []string{"a", "b"})
-	p.Receive("b", Message{Type: MsgPrune})
+	self := TreeOf("self")
+	p.Receive("b", Message{Type: MsgPrune, Trees: []TreeKey{self}})
 	id, _ := p.Broadcast([]byte("cached"))
 	p.Outbox()
-	p.Receive("b", Message{Type: MsgGraft, IDs: []MessageID{id, {9}}})
+	p.Receive("b", Message{Type: MsgGraft, IDs: []MessageID{id, {9}}, Trees: []TreeKey{self, self}})
 	out := p.Outbox()
-	if len(out) != 1 || out[0].To != "b" || string(out[0].Msg.Payload) != "cached" {
+	if len(out) != 1 || out[0].To != "b" || string(out[0].Msg.Payload) != "cached" || out[0].Msg.Tree != self {
 		t.Fatalf("graft answer %+v", out)
 	}
-	assertView(t, p, []string{"a", "b"}, nil)
+	assertView(t, p, "self", []string{"a", "b"}, nil)
 }
 
 func TestPlumtreeViewBounds(t *testing.T) {
 	p := newTestTree(t, PlumtreeConfig{Fanout: 1, MaxPeers: 2}, []string{"a", "b", "c", "d"})
-	e, _ := p.Peers()
+	e := p.Neighbors()
 	if len(e) != 1 {
-		t.Fatalf("eager %v", e)
+		t.Fatalf("view %v", e)
 	}
 	var others []string
 	for _, id := range []string{"a", "b", "c", "d"} {
@@ -259,8 +275,8 @@ func TestPlumtreeViewBounds(t *testing.T) {
 	if _, ok := p.Receive("stranger", Message{Type: MsgGossip, Payload: []byte("p")}); !ok {
 		t.Fatal("payload from stranger not delivered")
 	}
-	if e, l := p.Peers(); len(e)+len(l) != 2 || slices.Contains(e, "stranger") {
-		t.Fatalf("view %v %v", e, l)
+	if v := p.Neighbors(); len(v) != 2 || slices.Contains(v, "stranger") {
+		t.Fatalf("view %v", v)
 	}
 	// DISCONNECT removes the peer; it is not picked again at once.
 	p.Outbox()
@@ -273,16 +289,20 @@ func TestPlumtreeViewBounds(t *testing.T) {
 	}
 }
 
-func TestPlumtreeOptimization(t *testing.T) {
-	p := newTestTree(t, PlumtreeConfig{OptimizeThreshold: 2}, []string{"a", "b"})
-	p.Receive("b", Message{Type: MsgPrune})
-	d, _ := p.Receive("a", Message{Type: MsgGossip, Payload: []byte("far"), Round: 9})
-	p.Validated(d.ID, true)
-	p.Outbox()
-	// b announces the same message 3 hops closer to the origin.
-	p.Receive("b", Message{Type: MsgIHave, IDs: []MessageID{d.ID}, Rounds: []uint32{6}})
-	assertSent(t, p, "b:graft", "a:prune")
-	assertView(t, p, []string{"b"}, []string{"a"})
+func TestPlumtreeTreesBounded(t *testing.T) {
+	p := newTestTree(t, PlumtreeConfig{MaxTrees: 16, TreeTicks: 100}, []string{"a"})
+	for i := range 100 {
+		p.Receive("a", Message{Type: MsgPrune, Trees: []TreeKey{TreeKey(i)}})
+	}
+	if n := p.Stats().Trees; n > 16 {
+		t.Fatalf("%d trees kept, want <= 16", n)
+	}
+	for range 200 {
+		p.Tick()
+	}
+	if n := p.Stats().Trees; n != 0 {
+		t.Fatalf("%d trees kept after expiry", n)
+	}
 }
 
 func TestPlumtreeBoundedMemory(t *testing.T) {

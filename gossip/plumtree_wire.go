@@ -2,6 +2,7 @@ package gossip
 
 import (
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -23,6 +24,18 @@ func IDOf(payload []byte) MessageID {
 }
 
 func (id MessageID) String() string { return hex.EncodeToString(id[:]) }
+
+// TreeKey names the broadcast tree a message travels on: one tree per
+// origin (TreeOf(origin)). Two origins that collide on a key simply share a
+// tree.
+type TreeKey uint64
+
+// TreeOf returns the tree key of an origin peer ID: the first 8 bytes of
+// its SHA-256, big-endian.
+func TreeOf(origin string) TreeKey {
+	sum := sha256.Sum256([]byte(origin))
+	return TreeKey(binary.BigEndian.Uint64(sum[:8]))
+}
 
 // MsgType is the kind of a Plumtree message.
 type MsgType uint8
@@ -72,16 +85,19 @@ const (
 // Message is one Plumtree message, as the state machine emits and accepts
 // it. Which fields are set depends on Type:
 //
-//	Gossip:     Payload, Round (hops from the origin)
-//	IHave:      IDs, Rounds (same length)
-//	Graft:      IDs (may be empty: "make me eager" only)
-//	Prune, Neighbor, Disconnect: nothing
+//	Gossip:     Payload, Round (hops from the origin), Tree
+//	IHave:      IDs, Rounds, Trees (same length)
+//	Graft:      IDs, Trees (same length)
+//	Prune:      Trees (at least one)
+//	Neighbor, Disconnect: nothing
 type Message struct {
 	Type    MsgType
 	Payload []byte
 	Round   uint32
+	Tree    TreeKey
 	IDs     []MessageID
 	Rounds  []uint32
+	Trees   []TreeKey
 }
 
 // wireMessage is the CBOR form (integer keys, see docs/GOSSIP.md).
@@ -92,6 +108,8 @@ type wireMessage struct {
 	Round   uint32   `cbor:"4,keyasint,omitempty"`
 	IDs     [][]byte `cbor:"5,keyasint,omitempty"`
 	Rounds  []uint32 `cbor:"6,keyasint,omitempty"`
+	Tree    uint64   `cbor:"7,keyasint,omitempty"`
+	Trees   []uint64 `cbor:"8,keyasint,omitempty"`
 }
 
 var (
@@ -127,7 +145,13 @@ func EncodeMessage(m Message) ([]byte, error) {
 	if err := m.validate(); err != nil {
 		return nil, err
 	}
-	w := wireMessage{V: WireVersion, T: uint8(m.Type), Payload: m.Payload, Round: m.Round, Rounds: m.Rounds}
+	w := wireMessage{V: WireVersion, T: uint8(m.Type), Payload: m.Payload, Round: m.Round, Rounds: m.Rounds, Tree: uint64(m.Tree)}
+	if len(m.Trees) > 0 {
+		w.Trees = make([]uint64, len(m.Trees))
+		for i, t := range m.Trees {
+			w.Trees[i] = uint64(t)
+		}
+	}
 	if len(m.IDs) > 0 {
 		w.IDs = make([][]byte, len(m.IDs))
 		for i := range m.IDs {
@@ -153,7 +177,13 @@ func DecodeMessage(b []byte) (Message, error) {
 	if w.V != WireVersion {
 		return Message{}, fmt.Errorf("%w: unsupported version %d", errWire, w.V)
 	}
-	m := Message{Type: MsgType(w.T), Payload: w.Payload, Round: w.Round, Rounds: w.Rounds}
+	m := Message{Type: MsgType(w.T), Payload: w.Payload, Round: w.Round, Rounds: w.Rounds, Tree: TreeKey(w.Tree)}
+	if len(w.Trees) > 0 {
+		m.Trees = make([]TreeKey, len(w.Trees))
+		for i, t := range w.Trees {
+			m.Trees[i] = TreeKey(t)
+		}
+	}
 	if len(w.IDs) > 0 {
 		m.IDs = make([]MessageID, len(w.IDs))
 		for i, raw := range w.IDs {
@@ -180,22 +210,32 @@ func (m Message) validate() error {
 		if len(m.Payload) == 0 || len(m.Payload) > MaxPayloadSize {
 			return bad("payload of %d bytes", len(m.Payload))
 		}
-		if len(m.IDs) != 0 || len(m.Rounds) != 0 {
-			return bad("unexpected IDs")
+		if len(m.IDs) != 0 || len(m.Rounds) != 0 || len(m.Trees) != 0 {
+			return bad("unexpected lists")
 		}
 	case MsgIHave:
-		if len(m.IDs) == 0 || len(m.IDs) > MaxIDsPerMessage || len(m.Rounds) != len(m.IDs) {
-			return bad("%d IDs, %d rounds", len(m.IDs), len(m.Rounds))
+		if len(m.IDs) == 0 || len(m.IDs) > MaxIDsPerMessage || len(m.Rounds) != len(m.IDs) || len(m.Trees) != len(m.IDs) {
+			return bad("%d IDs, %d rounds, %d trees", len(m.IDs), len(m.Rounds), len(m.Trees))
 		}
-		if len(m.Payload) != 0 || m.Round != 0 {
-			return bad("unexpected payload")
+		if len(m.Payload) != 0 || m.Round != 0 || m.Tree != 0 {
+			return bad("unexpected fields")
 		}
 	case MsgGraft:
-		if len(m.IDs) > MaxIDsPerMessage || len(m.Rounds) != 0 || len(m.Payload) != 0 || m.Round != 0 {
-			return bad("malformed")
+		if len(m.IDs) == 0 || len(m.IDs) > MaxIDsPerMessage || len(m.Trees) != len(m.IDs) {
+			return bad("%d IDs, %d trees", len(m.IDs), len(m.Trees))
 		}
-	case MsgPrune, MsgNeighbor, MsgDisconnect:
-		if len(m.IDs) != 0 || len(m.Rounds) != 0 || len(m.Payload) != 0 || m.Round != 0 {
+		if len(m.Rounds) != 0 || len(m.Payload) != 0 || m.Round != 0 || m.Tree != 0 {
+			return bad("unexpected fields")
+		}
+	case MsgPrune:
+		if len(m.Trees) == 0 || len(m.Trees) > MaxIDsPerMessage {
+			return bad("%d trees", len(m.Trees))
+		}
+		if len(m.IDs) != 0 || len(m.Rounds) != 0 || len(m.Payload) != 0 || m.Round != 0 || m.Tree != 0 {
+			return bad("unexpected fields")
+		}
+	case MsgNeighbor, MsgDisconnect:
+		if len(m.IDs) != 0 || len(m.Rounds) != 0 || len(m.Trees) != 0 || len(m.Payload) != 0 || m.Round != 0 || m.Tree != 0 {
 			return bad("unexpected fields")
 		}
 	default:

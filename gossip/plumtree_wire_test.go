@@ -12,12 +12,11 @@ func TestMessageRoundTrip(t *testing.T) {
 		name string
 		msg  Message
 	}{
-		{"gossip", Message{Type: MsgGossip, Payload: []byte("batch"), Round: 7}},
-		{"gossip round 0", Message{Type: MsgGossip, Payload: []byte{0}}},
-		{"ihave", Message{Type: MsgIHave, IDs: []MessageID{{1}, {2}}, Rounds: []uint32{0, 5}}},
-		{"graft", Message{Type: MsgGraft, IDs: []MessageID{{3}}}},
-		{"graft empty", Message{Type: MsgGraft}},
-		{"prune", Message{Type: MsgPrune}},
+		{"gossip", Message{Type: MsgGossip, Payload: []byte("batch"), Round: 7, Tree: TreeOf("o")}},
+		{"gossip round 0 tree 0", Message{Type: MsgGossip, Payload: []byte{0}}},
+		{"ihave", Message{Type: MsgIHave, IDs: []MessageID{{1}, {2}}, Rounds: []uint32{0, 5}, Trees: []TreeKey{1, 1 << 63}}},
+		{"graft", Message{Type: MsgGraft, IDs: []MessageID{{3}}, Trees: []TreeKey{7}}},
+		{"prune", Message{Type: MsgPrune, Trees: []TreeKey{TreeOf("o")}}},
 		{"neighbor", Message{Type: MsgNeighbor}},
 		{"disconnect", Message{Type: MsgDisconnect}},
 	}
@@ -52,13 +51,17 @@ func TestDecodeMessageRejects(t *testing.T) {
 	}{
 		{"empty", nil},
 		{"garbage", []byte{0xff, 0x00}},
-		{"version 2", enc(wireMessage{V: 2, T: uint8(MsgPrune)})},
-		{"version 0", enc(wireMessage{T: uint8(MsgPrune)})},
+		{"version 2", enc(wireMessage{V: 2, T: uint8(MsgNeighbor)})},
+		{"version 0", enc(wireMessage{T: uint8(MsgNeighbor)})},
+		{"prune without trees", enc(wireMessage{V: 1, T: uint8(MsgPrune)})},
+		{"graft without trees", enc(wireMessage{V: 1, T: uint8(MsgGraft), IDs: [][]byte{make([]byte, 16)}})},
+		{"empty graft", enc(wireMessage{V: 1, T: uint8(MsgGraft)})},
 		{"unknown type", enc(wireMessage{V: 1, T: 99})},
 		{"gossip without payload", enc(wireMessage{V: 1, T: uint8(MsgGossip)})},
-		{"ihave without rounds", enc(wireMessage{V: 1, T: uint8(MsgIHave), IDs: [][]byte{make([]byte, 16)}})},
-		{"short id", enc(wireMessage{V: 1, T: uint8(MsgGraft), IDs: [][]byte{{1, 2}}})},
-		{"prune with payload", enc(wireMessage{V: 1, T: uint8(MsgPrune), Payload: []byte{1}})},
+		{"ihave without rounds", enc(wireMessage{V: 1, T: uint8(MsgIHave), IDs: [][]byte{make([]byte, 16)}, Trees: []uint64{1}})},
+		{"short id", enc(wireMessage{V: 1, T: uint8(MsgGraft), IDs: [][]byte{{1, 2}}, Trees: []uint64{1}})},
+		{"prune with payload", enc(wireMessage{V: 1, T: uint8(MsgPrune), Payload: []byte{1}, Trees: []uint64{1}})},
+		{"neighbor with tree", enc(wireMessage{V: 1, T: uint8(MsgNeighbor), Tree: 3})},
 		{"unknown field", []byte{0xa3, 0x01, 0x01, 0x02, 0x04, 0x18, 0x63, 0x00}},
 		{"oversized", make([]byte, maxWireSize+1)},
 	}
@@ -73,10 +76,10 @@ func TestDecodeMessageRejects(t *testing.T) {
 
 func FuzzDecodeMessage(f *testing.F) {
 	for _, m := range []Message{
-		{Type: MsgGossip, Payload: []byte("batch"), Round: 7},
-		{Type: MsgIHave, IDs: []MessageID{{1}, {2}}, Rounds: []uint32{0, 5}},
-		{Type: MsgGraft, IDs: []MessageID{{3}}},
-		{Type: MsgPrune},
+		{Type: MsgGossip, Payload: []byte("batch"), Round: 7, Tree: 5},
+		{Type: MsgIHave, IDs: []MessageID{{1}, {2}}, Rounds: []uint32{0, 5}, Trees: []TreeKey{5, 6}},
+		{Type: MsgGraft, IDs: []MessageID{{3}}, Trees: []TreeKey{5}},
+		{Type: MsgPrune, Trees: []TreeKey{5}},
 		{Type: MsgNeighbor},
 		{Type: MsgDisconnect},
 	} {
