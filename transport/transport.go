@@ -215,6 +215,9 @@ func (t *Transport) handler(kind Kind) Handler {
 // A new connection is used only once both sides verified each other: a
 // peer that rejects this node makes OpenStream fail.
 func (t *Transport) OpenStream(ctx context.Context, addr netip.AddrPort, expect ed25519.PublicKey, hdr Header) (*Stream, PeerInfo, error) {
+	if !addr.IsValid() || addr.Port() == 0 {
+		return nil, PeerInfo{}, fmt.Errorf("transport: invalid peer address %v", addr)
+	}
 	if expect != nil && len(expect) != ed25519.PublicKeySize {
 		return nil, PeerInfo{}, errors.New("transport: expected key is not an Ed25519 public key")
 	}
