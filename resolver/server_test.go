@@ -153,3 +153,70 @@ func TestLifecycle(t *testing.T) {
 	}
 	s2.Close()
 }
+
+// startServerMiekgUDP starts a Server whose UDP side is miekg's server (the
+// path used on wildcard addresses), on 127.0.0.1.
+func startServerMiekgUDP(t testing.TB, cfg Config, src Source) *Server {
+	t.Helper()
+	cfg.Addr = "127.0.0.1:0"
+	s := newTestServer(t, cfg, src)
+	s.cfg.miekgUDP = true
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	if s.udp == nil || s.udpFast != nil {
+		t.Fatalf("not on miekg's UDP server")
+	}
+	return s
+}
+
+func TestBothUDPPaths(t *testing.T) {
+	up := upstream(t)
+	for _, tc := range []struct {
+		name  string
+		start func(testing.TB, Config, Source) *Server
+	}{{"own loop", startServer}, {"miekg server", startServerMiekgUDP}} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := testSource()
+			src.services["big"] = bigSource(40).services["big"]
+			s := tc.start(t, Config{Recursors: []string{up}}, src)
+			resp := exchange(t, s, "udp", question("_web._tcp.service.consul.", dns.TypeSRV, 4096))
+			if resp.Rcode != dns.RcodeSuccess || len(resp.Answer) != 10 {
+				t.Fatalf("SRV: %v", resp)
+			}
+			resp = exchange(t, s, "udp", question("big.service.consul.", dns.TypeA, 0))
+			if !resp.Truncated || len(resp.Answer) != 3 {
+				t.Fatalf("truncation: TC %v, %d answers", resp.Truncated, len(resp.Answer))
+			}
+			// Forwarded over UDP (asynchronously on the own loop).
+			resp = exchange(t, s, "udp", question("example.com.", dns.TypeA, 0))
+			if resp.Rcode != dns.RcodeSuccess || len(resp.Answer) != 1 || !resp.RecursionAvailable {
+				t.Fatalf("recursion: %v", resp)
+			}
+			// A datagram that does not parse gets FORMERR when its header
+			// is a query's.
+			conn, err := net.Dial("udp", s.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			bad := []byte{0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 0xc0, 0x0c, 0, 1, 0, 1}
+			if _, err := conn.Write(bad); err != nil {
+				t.Fatal(err)
+			}
+			conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+			buf := make([]byte, 512)
+			n, err := conn.Read(buf)
+			if err != nil {
+				t.Fatalf("no FORMERR for a bad query: %v", err)
+			}
+			m := new(dns.Msg)
+			if err := m.Unpack(buf[:n]); err != nil || m.Id != 0x1234 || m.Rcode != dns.RcodeFormatError {
+				t.Fatalf("bad query answer %v (%v)", m, err)
+			}
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
