@@ -82,6 +82,8 @@ func (c *Certificate) check() error {
 		return fmt.Errorf("issuer key has %d bytes, want %d", len(c.Issuer), ed25519.PublicKeySize)
 	case len(c.Subject) != ed25519.PublicKeySize:
 		return fmt.Errorf("subject key has %d bytes, want %d", len(c.Subject), ed25519.PublicKeySize)
+	case c.NotBefore.Unix() < 0 || c.NotAfter.Unix() > maxUnixTime:
+		return fmt.Errorf("validity times must lie between 1970 and 9999")
 	case !c.NotBefore.Before(c.NotAfter):
 		return fmt.Errorf("not-before %s is not before not-after %s", fmtTime(c.NotBefore), fmtTime(c.NotAfter))
 	case !c.NotBefore.Equal(c.NotBefore.Truncate(time.Second)) || !c.NotAfter.Equal(c.NotAfter.Truncate(time.Second)):
@@ -92,6 +94,9 @@ func (c *Certificate) check() error {
 	}
 	return c.Constraints.validate()
 }
+
+// maxUnixTime is 9999-12-31T23:59:59Z; later times do not round-trip through time.Time arithmetic safely.
+const maxUnixTime = 253402300799
 
 func validName(n string) error {
 	if n == "" {
@@ -104,8 +109,8 @@ func validName(n string) error {
 		return fmt.Errorf("subject name is not valid UTF-8")
 	}
 	for _, r := range n {
-		if unicode.IsControl(r) || unicode.IsSpace(r) {
-			return fmt.Errorf("subject name %q contains a space or control character", n)
+		if unicode.IsControl(r) || unicode.IsSpace(r) || unicode.Is(unicode.Cf, r) {
+			return fmt.Errorf("subject name %q contains a space, control or format character", n)
 		}
 	}
 	return nil

@@ -52,6 +52,12 @@ func TestIssueRefuses(t *testing.T) {
 		{"name with space", func() (Chain, error) {
 			return Issue(f.root, nil, node, "a b", Constraints{}, nb, na, 1)
 		}, ErrInvalid, "space"},
+		{"bidi override in name", func() (Chain, error) {
+			return Issue(f.root, nil, node, "web\u202e10", Constraints{}, nb, na, 1)
+		}, ErrInvalid, "format character"},
+		{"year 10000", func() (Chain, error) {
+			return Issue(f.root, nil, node, "n", Constraints{}, nb, time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC), 1)
+		}, ErrInvalid, "between 1970 and 9999"},
 		{"bad subject", func() (Chain, error) {
 			return Issue(f.root, nil, node[:5], "n", Constraints{}, nb, na, 1)
 		}, ErrInvalid, "subject key has 5 bytes"},
