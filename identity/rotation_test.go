@@ -39,6 +39,14 @@ func TestRotation(t *testing.T) {
 	if err := f.v.Rotate(stmt, t0); err != nil {
 		t.Fatalf("re-applying the same statement: %v", err)
 	}
+	// Chains reissued under the new root verify.
+	reissued, err := Issue(newRoot, nil, pubOf(f.node), "web-01", Constraints{Services: []string{"web"}}, t0.Add(-time.Hour), t0.Add(time.Hour), 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.v.Verify(pubOf(f.node), reissued, t0); err != nil {
+		t.Fatalf("chain from the new root: %v", err)
+	}
 	// Rotating back, then replaying the first statement, must not roll back.
 	back, _ := NewRotation(newRoot, f.root, t0.Add(time.Hour))
 	if err := f.v.Rotate(back, t0.Add(time.Hour)); err != nil {
