@@ -13,6 +13,7 @@ func (s *Server) recurse(w dns.ResponseWriter, r *dns.Msg, reqOpt *dns.OPT) {
 	if !s.cfg.recurseAvail {
 		m := new(dns.Msg)
 		m.SetRcode(r, dns.RcodeRefused)
+		withEDNS(m, reqOpt)
 		s.writeMsg(w, m, reqOpt)
 		return
 	}
@@ -39,7 +40,16 @@ func (s *Server) recurse(w dns.ResponseWriter, r *dns.Msg, reqOpt *dns.OPT) {
 	m := new(dns.Msg)
 	m.SetRcode(r, dns.RcodeServerFailure)
 	m.RecursionAvailable = true
+	withEDNS(m, reqOpt)
 	s.writeMsg(w, m, reqOpt)
+}
+
+// withEDNS adds an OPT record to a response of ours when the query had one
+// (RFC 6891 6.1.1), echoing the client's buffer size.
+func withEDNS(m *dns.Msg, reqOpt *dns.OPT) {
+	if reqOpt != nil {
+		m.SetEdns0(max(reqOpt.UDPSize(), minUDPSize), false)
+	}
 }
 
 // exchange asks one recursor over UDP, and again over TCP when the UDP

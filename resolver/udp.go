@@ -58,6 +58,7 @@ func (u *udpServer) serve() {
 func (u *udpServer) read() {
 	buf := make([]byte, udpReadBuffer)
 	w := &udpWriter{conn: u.conn}
+	async := asyncFunc(u.async) // one method value per reader, not per query
 	for {
 		n, from, err := u.conn.ReadFromUDPAddrPort(buf)
 		if err != nil {
@@ -76,7 +77,7 @@ func (u *udpServer) read() {
 			continue
 		}
 		w.to = from
-		u.s.serveDNS(w, req, u.async)
+		u.s.serveDNS(w, req, async)
 	}
 }
 
