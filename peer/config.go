@@ -60,6 +60,11 @@ type Config struct {
 	// encrypted (peer-to-peer QUIC always is).
 	EncryptKey []byte
 
+	// DevRootKey is the ephemeral root key of a -dev agent, used to sign
+	// intentions written through the API without a signature. Zero: unsigned
+	// intention writes are refused.
+	DevRootKey ed25519.PrivateKey
+
 	// Dev runs a single node with everything on 127.0.0.1; cmd/peerd
 	// generates an ephemeral root and node key for it. It also makes the
 	// default intention policy allow.

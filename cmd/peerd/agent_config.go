@@ -71,6 +71,7 @@ type agentSettings struct {
 	encrypt       string
 	logLevel      string
 	logJSON       bool
+	fastGossip    bool
 	trust         []string
 	nodeKeyFile   string
 	nodeCertFile  string

@@ -48,6 +48,8 @@ func commands() []command {
 		{name: "version", synopsis: "print the peerd version", run: runVersion},
 	}
 	cmds = append(cmds, identityCommands()...)
+	cmds = append(cmds, agentCommands()...)
+	cmds = append(cmds, operatorCommands()...)
 	sort.Slice(cmds, func(i, j int) bool { return cmds[i].name < cmds[j].name })
 	return cmds
 }

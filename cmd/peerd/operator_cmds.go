@@ -1,0 +1,323 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// operatorCommands talk to the local agent over its HTTP API, like the
+// consul CLI does.
+func operatorCommands() []command {
+	return []command{
+		{name: "members", synopsis: "list the mesh members the local agent sees", run: runMembers},
+		{name: "info", synopsis: "show the local agent's replica, gossip and anti-entropy counters", run: runInfo},
+		{name: "join", synopsis: "ask the local agent to join a member: join ADDR...", run: runJoin},
+		{name: "leave", synopsis: "make the local agent leave the mesh gracefully and exit", run: runLeave},
+		{name: "kv", synopsis: "read and write the KV store: kv get|put|delete", run: runKV},
+	}
+}
+
+// apiClient is a tiny client for the local agent's HTTP API.
+type apiClient struct {
+	base string
+	hc   *http.Client
+}
+
+// defaultHTTPAddr is the agent address from the environment
+// (PEERD_HTTP_ADDR, then CONSUL_HTTP_ADDR), else Consul's default.
+func defaultHTTPAddr(c *cli) string {
+	for _, env := range []string{"PEERD_HTTP_ADDR", "CONSUL_HTTP_ADDR"} {
+		if v := c.getenv(env); v != "" {
+			return v
+		}
+	}
+	return "127.0.0.1:8500"
+}
+
+func newAPIClient(addr string) (*apiClient, error) {
+	if !strings.Contains(addr, "://") {
+		addr = "http://" + addr
+	}
+	u, err := url.Parse(addr)
+	if err != nil || u.Host == "" {
+		return nil, fmt.Errorf("bad HTTP address %q", addr)
+	}
+	return &apiClient{base: strings.TrimRight(u.String(), "/"), hc: &http.Client{Timeout: 30 * time.Second}}, nil
+}
+
+// do sends a request and returns the body of a 2xx answer, or an error
+// carrying the agent's message.
+func (a *apiClient) do(ctx context.Context, method, path string, body []byte) ([]byte, int, error) {
+	req, err := http.NewRequestWithContext(ctx, method, a.base+path, bytes.NewReader(body))
+	if err != nil {
+		return nil, 0, err
+	}
+	resp, err := a.hc.Do(req)
+	if err != nil {
+		return nil, 0, fmt.Errorf("cannot reach the agent at %s: %w", a.base, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return nil, resp.StatusCode, err
+	}
+	if resp.StatusCode/100 != 2 {
+		msg := strings.TrimSpace(string(b))
+		if msg == "" {
+			msg = resp.Status
+		}
+		return b, resp.StatusCode, fmt.Errorf("agent: %s", msg)
+	}
+	return b, resp.StatusCode, nil
+}
+
+func (a *apiClient) getJSON(ctx context.Context, path string, v any) error {
+	b, _, err := a.do(ctx, http.MethodGet, path, nil)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, v)
+}
+
+// clientFlags parses the common -http-addr flag of operator commands.
+func clientFlags(c *cli, name, synopsis string, args []string) (*apiClient, []string, error) {
+	fs := newFlagSet(c, name, synopsis)
+	addr := fs.String("http-addr", defaultHTTPAddr(c), "agent HTTP address (env PEERD_HTTP_ADDR or CONSUL_HTTP_ADDR)")
+	if err := parseFlags(fs, args); err != nil {
+		return nil, nil, err
+	}
+	cl, err := newAPIClient(*addr)
+	if err != nil {
+		return nil, nil, usageErrorf("%v", err)
+	}
+	return cl, fs.Args(), nil
+}
+
+var memberStatusNames = map[int]string{0: "none", 1: "alive", 2: "leaving", 3: "left", 4: "failed"}
+
+func runMembers(ctx context.Context, c *cli, args []string) error {
+	cl, _, err := clientFlags(c, "members", "members [-http-addr ADDR]", args)
+	if err != nil {
+		return err
+	}
+	var ms []struct {
+		Name   string
+		Addr   string
+		Port   int
+		Status int
+		Tags   map[string]string
+	}
+	if err := cl.getJSON(ctx, "/v1/agent/members", &ms); err != nil {
+		return err
+	}
+	sort.Slice(ms, func(i, j int) bool { return ms[i].Name < ms[j].Name })
+	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "Node\tAddress\tStatus\tType\tBuild\tProtocol\tDC\tPartition\tSegment")
+	for _, m := range ms {
+		status := memberStatusNames[m.Status]
+		if m.Tags["peerd_trust"] == "unverified" {
+			status = "untrusted"
+		}
+		fmt.Fprintf(tw, "%s\t%s:%d\t%s\tnode\t%s\t2\t%s\tdefault\t<default>\n", m.Name, m.Addr, m.Port, status, m.Tags["build"], m.Tags["dc"])
+	}
+	return tw.Flush()
+}
+
+func runInfo(ctx context.Context, c *cli, args []string) error {
+	cl, _, err := clientFlags(c, "info", "info [-http-addr ADDR]", args)
+	if err != nil {
+		return err
+	}
+	var st map[string]map[string]string
+	if err := cl.getJSON(ctx, "/v1/agent/peerd/info", &st); err != nil {
+		return err
+	}
+	sections := make([]string, 0, len(st))
+	for s := range st {
+		sections = append(sections, s)
+	}
+	sort.Strings(sections)
+	for _, s := range sections {
+		fmt.Fprintf(c.stdout, "%s:\n", s)
+		keys := make([]string, 0, len(st[s]))
+		for k := range st[s] {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			fmt.Fprintf(c.stdout, "\t%s = %s\n", k, st[s][k])
+		}
+	}
+	return nil
+}
+
+func runJoin(ctx context.Context, c *cli, args []string) error {
+	cl, rest, err := clientFlags(c, "join", "join [-http-addr ADDR] ADDR...", args)
+	if err != nil {
+		return err
+	}
+	if len(rest) == 0 {
+		return usageErrorf("join: at least one address is required")
+	}
+	joined := 0
+	var lastErr error
+	for _, addr := range rest {
+		if _, _, err := cl.do(ctx, http.MethodPut, "/v1/agent/join/"+url.PathEscape(addr), nil); err != nil {
+			lastErr = err
+			continue
+		}
+		joined++
+	}
+	if joined == 0 {
+		return lastErr
+	}
+	fmt.Fprintf(c.stdout, "Successfully joined cluster by contacting %d nodes.\n", joined)
+	return nil
+}
+
+func runLeave(ctx context.Context, c *cli, args []string) error {
+	cl, _, err := clientFlags(c, "leave", "leave [-http-addr ADDR]", args)
+	if err != nil {
+		return err
+	}
+	if _, _, err := cl.do(ctx, http.MethodPut, "/v1/agent/leave", nil); err != nil {
+		return err
+	}
+	fmt.Fprintln(c.stdout, "Graceful leave complete")
+	return nil
+}
+
+func runKV(ctx context.Context, c *cli, args []string) error {
+	if len(args) == 0 {
+		return usageErrorf("kv: want get, put or delete")
+	}
+	sub, args := args[0], args[1:]
+	switch sub {
+	case "get":
+		return runKVGet(ctx, c, args)
+	case "put":
+		return runKVPut(ctx, c, args)
+	case "delete":
+		return runKVDelete(ctx, c, args)
+	}
+	return usageErrorf("kv: unknown subcommand %q (want get, put or delete)", sub)
+}
+
+func kvPath(key string) string {
+	return "/v1/kv/" + strings.TrimPrefix(key, "/")
+}
+
+func runKVGet(ctx context.Context, c *cli, args []string) error {
+	var recurse *string
+	cl, rest, err := clientFlags(c, "kv get", "kv get [-recurse] KEY", reorderBoolFlag(args, "-recurse", &recurse))
+	if err != nil {
+		return err
+	}
+	if len(rest) != 1 {
+		return usageErrorf("kv get: exactly one key is required")
+	}
+	key := rest[0]
+	if recurse != nil {
+		var pairs []struct {
+			Key   string
+			Value []byte
+		}
+		if err := cl.getJSON(ctx, kvPath(key)+"?recurse", &pairs); err != nil {
+			if strings.Contains(err.Error(), "404") {
+				return nil
+			}
+			return err
+		}
+		for _, p := range pairs {
+			fmt.Fprintf(c.stdout, "%s:%s\n", p.Key, p.Value)
+		}
+		return nil
+	}
+	b, code, err := cl.do(ctx, http.MethodGet, kvPath(key)+"?raw", nil)
+	if code == http.StatusNotFound {
+		return fmt.Errorf("no key exists at: %s", key)
+	}
+	if err != nil {
+		return err
+	}
+	c.stdout.Write(b)
+	if len(b) > 0 && b[len(b)-1] != '\n' {
+		fmt.Fprintln(c.stdout)
+	}
+	return nil
+}
+
+func runKVPut(ctx context.Context, c *cli, args []string) error {
+	cl, rest, err := clientFlags(c, "kv put", "kv put KEY [VALUE|-]", args)
+	if err != nil {
+		return err
+	}
+	if len(rest) < 1 || len(rest) > 2 {
+		return usageErrorf("kv put: want KEY and VALUE (or - to read stdin)")
+	}
+	var value []byte
+	if len(rest) == 2 {
+		if rest[1] == "-" {
+			value, err = io.ReadAll(os.Stdin)
+			if err != nil {
+				return err
+			}
+		} else {
+			value = []byte(rest[1])
+		}
+	}
+	b, _, err := cl.do(ctx, http.MethodPut, kvPath(rest[0]), value)
+	if err != nil {
+		return err
+	}
+	if strings.TrimSpace(string(b)) != "true" {
+		return fmt.Errorf("failed to write %s", rest[0])
+	}
+	fmt.Fprintf(c.stdout, "Success! Data written to: %s\n", rest[0])
+	return nil
+}
+
+func runKVDelete(ctx context.Context, c *cli, args []string) error {
+	var recurse *string
+	cl, rest, err := clientFlags(c, "kv delete", "kv delete [-recurse] KEY", reorderBoolFlag(args, "-recurse", &recurse))
+	if err != nil {
+		return err
+	}
+	if len(rest) != 1 {
+		return usageErrorf("kv delete: exactly one key is required")
+	}
+	path := kvPath(rest[0])
+	if recurse != nil {
+		path += "?recurse"
+	}
+	if _, _, err := cl.do(ctx, http.MethodDelete, path, nil); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "Success! Deleted key: %s\n", rest[0])
+	return nil
+}
+
+// reorderBoolFlag removes a boolean flag from anywhere in args (the flag
+// package stops at the first positional argument) and records its presence.
+func reorderBoolFlag(args []string, name string, seen **string) []string {
+	out := make([]string, 0, len(args))
+	for _, a := range args {
+		if a == name || a == "-"+name {
+			v := "true"
+			*seen = &v
+			continue
+		}
+		out = append(out, a)
+	}
+	return out
+}

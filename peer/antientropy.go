@@ -1,0 +1,110 @@
+package peer
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/fxamacker/cbor/v2"
+
+	"github.com/peerd/peerd/crdt"
+	"github.com/peerd/peerd/gossip"
+)
+
+// replicaSync adapts the replica to gossip.Replica: heads travel as a CBOR
+// version vector, missing state as encoded crdt deltas.
+type replicaSync struct{ a *Agent }
+
+var _ gossip.Replica = replicaSync{}
+
+func (r replicaSync) Digest() []byte {
+	d := r.a.replica.Digest()
+	return d[:]
+}
+
+func (r replicaSync) Heads() []byte {
+	b, err := cbor.Marshal(r.a.replica.Heads())
+	if err != nil {
+		// A map of strings to integers always encodes.
+		panic(fmt.Sprintf("peer: encoding heads: %v", err))
+	}
+	return b
+}
+
+func (r replicaSync) Missing(remoteHeads []byte, maxBytes int) ([][]byte, error) {
+	var vv crdt.VersionVector
+	if err := cbor.Unmarshal(remoteHeads, &vv); err != nil {
+		return nil, fmt.Errorf("peer: remote heads: %w", err)
+	}
+	var out [][]byte
+	for _, d := range r.a.replica.DeltaSince(vv, maxBytes) {
+		b, err := crdt.EncodeDelta(d)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, b)
+	}
+	return out, nil
+}
+
+func (r replicaSync) Apply(from string, batch []byte) error {
+	_, err := r.a.mergeRemote(batch)
+	return err
+}
+
+func (a *Agent) startAntiEntropy() error {
+	ae, err := gossip.NewAntiEntropy(gossip.AntiEntropyConfig{
+		Replica:  replicaSync{a},
+		Dialer:   gossip.DialerFunc(func(ctx context.Context, to string, req []byte) ([]byte, error) { return a.roundTrip(ctx, to, syncExchange, req) }),
+		Peers:    a.currentPeers,
+		Distance: a.distance,
+		Interval: a.cfg.AntiEntropyInterval,
+		Logger:   a.log.With("component", "anti-entropy"),
+	})
+	if err != nil {
+		return fmt.Errorf("peer: %w", err)
+	}
+	a.ae = ae
+	ae.Start()
+	return nil
+}
+
+// peerSet holds the admitted, alive peers' node IDs.
+type peerSet struct{ v atomic.Pointer[[]string] }
+
+func (a *Agent) currentPeers() []string {
+	p := a.peers.v.Load()
+	if p == nil {
+		return nil
+	}
+	return *p
+}
+
+func (a *Agent) distance(id string) (d0 time.Duration, ok bool) {
+	if a.members == nil {
+		return 0, false
+	}
+	name, ok := a.nameOf(id)
+	if !ok {
+		return 0, false
+	}
+	return a.members.Distance(name)
+}
+
+func (a *Agent) antiEntropyStats() map[string]string {
+	s := a.ae.Stats()
+	return map[string]string{
+		"rounds":          fmt.Sprint(s.Rounds),
+		"exchanges":       fmt.Sprint(s.Exchanges),
+		"digests_equal":   fmt.Sprint(s.DigestsEqual),
+		"digests_differ":  fmt.Sprint(s.DigestsDiffer),
+		"batches_pulled":  fmt.Sprint(s.BatchesPulled),
+		"bytes_pulled":    fmt.Sprint(s.BytesPulled),
+		"batches_pushed":  fmt.Sprint(s.BatchesPushed),
+		"bytes_pushed":    fmt.Sprint(s.BytesPushed),
+		"apply_errors":    fmt.Sprint(s.ApplyErrors),
+		"exchange_errors": fmt.Sprint(s.ExchangeErrors),
+		"served":          fmt.Sprint(s.Served),
+	}
+}

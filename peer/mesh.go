@@ -1,0 +1,348 @@
+package peer
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/peerd/peerd/gossip"
+	"github.com/peerd/peerd/identity"
+	"github.com/peerd/peerd/transport"
+)
+
+// Sync stream operations, the first byte of a KindSync stream's header Meta.
+const (
+	syncGossip   byte = 1 // one Plumtree message, no answer
+	syncExchange byte = 2 // one anti-entropy request, one answer
+	syncHello    byte = 3 // admission: a handshake and an empty round trip
+)
+
+// Serf tags this agent publishes.
+const (
+	tagID   = "id"   // node ID
+	tagPeer = "peer" // QUIC address ip:port
+)
+
+// maxSyncMsg bounds one sync message on the wire.
+const maxSyncMsg = transport.DefaultMaxMsgSize
+
+// memberView maps node IDs to the QUIC addresses their serf tags announce.
+type memberView struct {
+	mu    sync.Mutex
+	peers map[string]netip.AddrPort // node ID → QUIC address; guarded by mu
+	names map[string]string         // node ID → member name; guarded by mu
+	hello map[string]bool           // node IDs with a hello in flight; guarded by mu
+}
+
+func (v *memberView) addr(id string) (netip.AddrPort, bool) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	ap, ok := v.peers[id]
+	return ap, ok
+}
+
+func (a *Agent) startDissemination() error {
+	a.outbox.wake = make(chan struct{}, 1)
+	d, err := gossip.NewDriver(gossip.DriverConfig{
+		Plumtree: gossip.PlumtreeConfig{Self: a.id},
+		Net:      gossip.NetFunc(a.sendGossip),
+		Deliver:  a.deliver,
+		Logger:   a.log.With("component", "plumtree"),
+	})
+	if err != nil {
+		return fmt.Errorf("peer: %w", err)
+	}
+	d.Start()
+	a.driver = d
+	a.wg.Add(1)
+	go func() { defer a.wg.Done(); a.broadcastLoop() }()
+	return a.startAntiEntropy()
+}
+
+func (a *Agent) startMembership() error {
+	if err := os.MkdirAll(filepath.Join(a.cfg.DataDir, "serf"), 0o700); err != nil {
+		return fmt.Errorf("peer: %w", err)
+	}
+	profile := gossip.ProfileLAN
+	if a.cfg.FastGossip {
+		profile = gossip.ProfileLocal
+	}
+	m, err := gossip.New(gossip.Config{
+		NodeName:      a.cfg.NodeName,
+		BindAddr:      a.cfg.BindAddr.String(),
+		BindPort:      a.cfg.SerfPort,
+		AdvertiseAddr: a.cfg.AdvertiseAddr.String(),
+		Tags: map[string]string{
+			tagID:   a.id,
+			tagPeer: netip.AddrPortFrom(a.cfg.AdvertiseAddr, a.tr.Addr().Port()).String(),
+		},
+		SecretKey:    a.cfg.EncryptKey,
+		SnapshotPath: filepath.Join(a.cfg.DataDir, "serf", "local.snapshot"),
+		Profile:      profile,
+		Admit:        a.admit,
+		OnEvent:      a.onMemberEvent,
+		Logger:       a.log.With("component", "serf"),
+	})
+	if err != nil {
+		return fmt.Errorf("peer: %w", err)
+	}
+	a.members = m
+	a.refreshPeers()
+	if len(a.cfg.Join) > 0 {
+		n, err := m.Join(withPort(a.cfg.Join, a.cfg.SerfPort))
+		if err != nil && n == 0 {
+			return fmt.Errorf("peer: join %v: %w", a.cfg.Join, err)
+		}
+		a.log.Info("joined", "contacted", n)
+	}
+	if len(a.cfg.RetryJoin) > 0 {
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			m.RetryJoin(a.ctx, withPort(a.cfg.RetryJoin, a.cfg.SerfPort), time.Second)
+		}()
+	}
+	return nil
+}
+
+// withPort adds the default serf port to seed addresses without one.
+func withPort(addrs []string, port int) []string {
+	out := make([]string, 0, len(addrs))
+	for _, s := range addrs {
+		if _, err := netip.ParseAddrPort(s); err == nil {
+			out = append(out, s)
+			continue
+		}
+		if ip, err := netip.ParseAddr(s); err == nil {
+			out = append(out, netip.AddrPortFrom(ip, uint16(port)).String())
+			continue
+		}
+		if _, _, err := splitHostPort(s); err == nil {
+			out = append(out, s)
+			continue
+		}
+		out = append(out, s+":"+strconv.Itoa(port))
+	}
+	return out
+}
+
+func splitHostPort(s string) (string, int, error) {
+	i := len(s) - 1
+	for i >= 0 && s[i] != ':' {
+		i--
+	}
+	if i <= 0 {
+		return "", 0, errors.New("no port")
+	}
+	p, err := strconv.Atoi(s[i+1:])
+	return s[:i], p, err
+}
+
+// admit is gossip.Config.Admit: a member is used only once its node ID is
+// trusted (its chain verified in a handshake or a signed node record).
+func (a *Agent) admit(m gossip.Member) bool {
+	id := m.Tags[tagID]
+	if id == "" || id == a.id {
+		return id == a.id
+	}
+	return a.trust.admitted(id)
+}
+
+// onMemberEvent runs on membership's event goroutine.
+func (a *Agent) onMemberEvent(e gossip.Event) {
+	for _, m := range e.Members {
+		id := m.Tags[tagID]
+		if id == "" || id == a.id {
+			continue
+		}
+		switch e.Type {
+		case gossip.EventJoin, gossip.EventUpdate:
+			a.noteAddr(m)
+			if !a.trust.admitted(id) {
+				a.startHello(m)
+			}
+		case gossip.EventReap:
+			a.log.Info("member reaped; forgetting its records", "node", m.Name, "id", id)
+			a.replica.ForgetOrigin(id)
+		}
+	}
+	a.refreshPeers()
+}
+
+func (a *Agent) noteAddr(m gossip.Member) {
+	ap, err := netip.ParseAddrPort(m.Tags[tagPeer])
+	if err != nil {
+		return
+	}
+	a.view.mu.Lock()
+	a.view.peers[m.Tags[tagID]] = ap
+	a.view.names[m.Tags[tagID]] = m.Name
+	a.view.mu.Unlock()
+}
+
+// startHello dials a new member so that the QUIC handshake verifies its
+// certificate (and it verifies ours); success admits it.
+func (a *Agent) startHello(m gossip.Member) {
+	id := m.Tags[tagID]
+	a.view.mu.Lock()
+	busy := a.view.hello[id]
+	a.view.hello[id] = true
+	a.view.mu.Unlock()
+	if busy {
+		return
+	}
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		defer func() {
+			a.view.mu.Lock()
+			delete(a.view.hello, id)
+			a.view.mu.Unlock()
+		}()
+		for attempt := 0; attempt < 5; attempt++ {
+			err := a.hello(id)
+			if err == nil {
+				a.log.Info("member admitted", "node", m.Name, "id", id)
+				a.members.Reevaluate()
+				a.refreshPeers()
+				return
+			}
+			a.log.Warn("member not admitted", "node", m.Name, "id", id, "err", err)
+			select {
+			case <-a.ctx.Done():
+				return
+			case <-time.After(time.Duration(attempt+1) * time.Second):
+			}
+		}
+	}()
+}
+
+func (a *Agent) hello(id string) error {
+	ctx, cancel := context.WithTimeout(a.ctx, 5*time.Second)
+	defer cancel()
+	resp, err := a.roundTrip(ctx, id, syncHello, nil)
+	if err != nil {
+		return err
+	}
+	if string(resp) != "ok" {
+		return fmt.Errorf("peer: unexpected hello answer %q", resp)
+	}
+	return nil
+}
+
+// refreshPeers hands the admitted, alive members to dissemination.
+func (a *Agent) refreshPeers() {
+	if a.members == nil {
+		return
+	}
+	var ids []string
+	for _, m := range a.members.Admitted() {
+		id := m.Tags[tagID]
+		if id == "" || id == a.id || m.Status != gossip.StatusAlive {
+			continue
+		}
+		a.noteAddr(m)
+		ids = append(ids, id)
+	}
+	a.peers.v.Store(&ids)
+	a.driver.SetPeers(ids)
+}
+
+// nameOf returns the member name announcing node ID id.
+func (a *Agent) nameOf(id string) (string, bool) {
+	a.view.mu.Lock()
+	defer a.view.mu.Unlock()
+	n, ok := a.view.names[id]
+	return n, ok
+}
+
+// openSync opens a sync stream of one operation to a node.
+func (a *Agent) openSync(ctx context.Context, id string, op byte) (*transport.Stream, error) {
+	ap, ok := a.view.addr(id)
+	if !ok {
+		return nil, fmt.Errorf("peer: no address known for %s", id)
+	}
+	pub, err := identity.ParseNodeID(id)
+	if err != nil {
+		return nil, err
+	}
+	s, _, err := a.tr.OpenStream(ctx, ap, pub, transport.Header{Kind: transport.KindSync, Meta: []byte{op}})
+	return s, err
+}
+
+// sendGossip is the Plumtree driver's Net: one message per stream.
+func (a *Agent) sendGossip(ctx context.Context, to string, msg []byte) error {
+	s, err := a.openSync(ctx, to, syncGossip)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		s.SetDeadline(dl)
+	}
+	return transport.WriteMsg(s, msg)
+}
+
+// roundTrip sends one request and reads one answer.
+func (a *Agent) roundTrip(ctx context.Context, to string, op byte, req []byte) ([]byte, error) {
+	s, err := a.openSync(ctx, to, op)
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		s.SetDeadline(dl)
+	}
+	if err := transport.WriteMsg(s, req); err != nil {
+		return nil, err
+	}
+	if err := s.CloseWrite(); err != nil {
+		return nil, err
+	}
+	return transport.ReadMsg(s, maxSyncMsg)
+}
+
+// serveSync handles incoming KindSync streams.
+func (a *Agent) serveSync(ctx context.Context, p transport.PeerInfo, hdr transport.Header, s *transport.Stream) {
+	if len(hdr.Meta) != 1 {
+		s.Reset(transport.CodeStreamClosed)
+		return
+	}
+	from := identity.NodeID(ed25519.PublicKey(p.Key))
+	s.SetDeadline(time.Now().Add(30 * time.Second))
+	req, err := transport.ReadMsg(s, maxSyncMsg)
+	if err != nil {
+		a.log.Debug("sync stream: reading", "peer", from, "err", err)
+		return
+	}
+	switch hdr.Meta[0] {
+	case syncGossip:
+		if err := a.driver.HandleMessage(from, req); err != nil {
+			a.log.Debug("gossip message refused", "peer", from, "err", err)
+		}
+	case syncHello:
+		transport.WriteMsg(s, []byte("ok"))
+		// The caller is now known to be trusted: use it without waiting for
+		// our own hello to it.
+		if a.members != nil {
+			a.members.Reevaluate()
+			a.refreshPeers()
+		}
+	case syncExchange:
+		resp, err := a.ae.HandleExchange(ctx, from, req)
+		if err != nil {
+			a.log.Debug("anti-entropy request refused", "peer", from, "err", err)
+			return
+		}
+		transport.WriteMsg(s, resp)
+	default:
+		s.Reset(transport.CodeStreamClosed)
+	}
+}

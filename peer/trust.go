@@ -1,0 +1,193 @@
+package peer
+
+import (
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/fxamacker/cbor/v2"
+
+	"github.com/peerd/peerd/crdt"
+	"github.com/peerd/peerd/identity"
+)
+
+// Envelope types this agent signs and opens.
+const envIntention = "peerd/intention/v1"
+
+// trustBook knows, for every node ID it has met, the delegation chain that
+// node presented (in a QUIC handshake or in its replicated node record) and
+// turns it into capabilities through the identity.Verifier. It is the
+// replica's crdt.Authorizer and the transport's VerifyPeer.
+//
+// A chain is a public credential: learning one grants nothing by itself.
+// Rights are exercised only by records signed with the node's private key
+// (checked in VerifyOrigin) or by a TLS handshake proving possession of it.
+type trustBook struct {
+	v   *identity.Verifier
+	now func() time.Time
+
+	mu     sync.Mutex
+	chains map[string]identity.Chain // node ID → chain it presented; guarded by mu
+}
+
+var _ crdt.Authorizer = (*trustBook)(nil)
+
+func newTrustBook(v *identity.Verifier, now func() time.Time) *trustBook {
+	return &trustBook{v: v, now: now, chains: make(map[string]identity.Chain)}
+}
+
+// learn records the chain a node presents, after checking that it verifies
+// for that node's key. A chain that does not verify is refused and not kept.
+func (tb *trustBook) learn(pub ed25519.PublicKey, chainBytes []byte) (identity.Capabilities, error) {
+	var chain identity.Chain
+	if len(chainBytes) > 0 {
+		c, err := identity.UnmarshalChain(chainBytes)
+		if err != nil {
+			return identity.Capabilities{}, err
+		}
+		chain = c
+	}
+	caps, err := tb.v.Verify(pub, chain, tb.now())
+	if err != nil {
+		return identity.Capabilities{}, err
+	}
+	tb.mu.Lock()
+	tb.chains[identity.NodeID(pub)] = chain
+	tb.mu.Unlock()
+	return caps, nil
+}
+
+// verifyPeer is transport.Config.VerifyPeer.
+func (tb *trustBook) verifyPeer(pub ed25519.PublicKey, chain []byte) error {
+	_, err := tb.learn(pub, chain)
+	return err
+}
+
+// capsOf returns the current capabilities of a node ID: its chain is
+// re-verified (a cache hit in the Verifier) so expiry and revocation apply
+// at once.
+func (tb *trustBook) capsOf(origin string) (identity.Capabilities, error) {
+	pub, err := identity.ParseNodeID(origin)
+	if err != nil {
+		return identity.Capabilities{}, err
+	}
+	tb.mu.Lock()
+	chain, ok := tb.chains[origin]
+	tb.mu.Unlock()
+	if !ok && !tb.v.IsRoot(pub) {
+		return identity.Capabilities{}, fmt.Errorf("trust: no certificate known for %s", origin)
+	}
+	return tb.v.Verify(pub, chain, tb.now())
+}
+
+// admitted reports whether a node ID is currently trusted.
+func (tb *trustBook) admitted(origin string) bool {
+	_, err := tb.capsOf(origin)
+	return err == nil
+}
+
+// learnFromDelta learns the chains published in node records of a delta,
+// so that records of nodes this agent never met directly can be checked.
+func (tb *trustBook) learnFromDelta(d *crdt.Delta) {
+	for _, e := range d.Entries {
+		if e.Body == nil {
+			continue
+		}
+		kind, _, dot, err := crdt.DecodeEntryHeader(e.Header)
+		if err != nil || kind != crdt.KindNode {
+			continue
+		}
+		n, err := crdt.DecodeNode(e.Body)
+		if err != nil {
+			continue
+		}
+		pub, err := identity.ParseNodeID(dot.Origin)
+		if err != nil {
+			continue
+		}
+		// A failure here is reported by Merge when the record is refused.
+		tb.learn(pub, n.Cert)
+	}
+}
+
+// VerifyOrigin checks that origin is a trusted node and that its key signed msg.
+func (tb *trustBook) VerifyOrigin(origin string, msg, sig []byte) error {
+	caps, err := tb.capsOf(origin)
+	if err != nil {
+		return err
+	}
+	if !ed25519.Verify(caps.Key, msg, sig) {
+		return errors.New("trust: bad signature")
+	}
+	return nil
+}
+
+func (tb *trustBook) MayPublishService(origin, service string) bool {
+	caps, err := tb.capsOf(origin)
+	return err == nil && caps.MayPublishService(service)
+}
+
+func (tb *trustBook) MayWriteKV(origin, key string) bool {
+	caps, err := tb.capsOf(origin)
+	return err == nil && caps.MayWriteKV(key)
+}
+
+// VerifyIntention opens a signed intention envelope and checks that its
+// signer may sign intentions.
+func (tb *trustBook) VerifyIntention(signed []byte) (crdt.Intention, error) {
+	env, err := identity.UnmarshalEnvelope(signed)
+	if err != nil {
+		return crdt.Intention{}, err
+	}
+	if env.Type != envIntention {
+		return crdt.Intention{}, fmt.Errorf("trust: envelope type %q is not an intention", env.Type)
+	}
+	caps, err := tb.v.Open(env, tb.now())
+	if err != nil {
+		return crdt.Intention{}, err
+	}
+	if !caps.Root && !caps.SignIntentions {
+		return crdt.Intention{}, fmt.Errorf("trust: key %s may not sign intentions", identity.NodeID(caps.Key))
+	}
+	var in crdt.Intention
+	if err := cbor.Unmarshal(env.Payload, &in); err != nil {
+		return crdt.Intention{}, fmt.Errorf("trust: intention payload: %w", err)
+	}
+	if err := in.Validate(); err != nil {
+		return crdt.Intention{}, err
+	}
+	return in, nil
+}
+
+// VerifyRevocation checks a signed revocation and, when valid, applies it to
+// the Verifier at once, so the revoked subtree loses its rights.
+func (tb *trustBook) VerifyRevocation(signed []byte) error {
+	r, err := identity.UnmarshalRevocation(signed)
+	if err != nil {
+		return err
+	}
+	return tb.v.AddRevocation(r, tb.now())
+}
+
+// SignIntention seals an intention document with key and chain.
+func SignIntention(in crdt.Intention, key ed25519.PrivateKey, chain identity.Chain) ([]byte, error) {
+	if err := in.Validate(); err != nil {
+		return nil, err
+	}
+	payload, err := cbor.Marshal(in)
+	if err != nil {
+		return nil, fmt.Errorf("intention: %w", err)
+	}
+	env, err := identity.Seal(envIntention, payload, key, chain)
+	if err != nil {
+		return nil, err
+	}
+	return env.Marshal()
+}
+
+// nodeSigner signs the replica's records with the node key.
+type nodeSigner struct{ key ed25519.PrivateKey }
+
+func (s nodeSigner) Sign(msg []byte) ([]byte, error) { return ed25519.Sign(s.key, msg), nil }
