@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -49,6 +50,7 @@ func benchAppend(b *testing.B, s *Store, goroutines int) {
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	commits0 := s.Stats().Commits
+	cpu0 := processCPU(b)
 	b.SetBytes(int64(len(rec)))
 	b.ResetTimer()
 	start := time.Now()
@@ -69,6 +71,7 @@ func benchAppend(b *testing.B, s *Store, goroutines int) {
 	wg.Wait()
 	elapsed := time.Since(start)
 	b.StopTimer()
+	cpu := processCPU(b) - cpu0
 	all := slices.Concat(lat...)
 	slices.Sort(all)
 	if len(all) == 0 {
@@ -80,6 +83,10 @@ func benchAppend(b *testing.B, s *Store, goroutines int) {
 	b.ReportMetric(float64(len(all))/elapsed.Seconds(), "appends/s")
 	b.ReportMetric(pct(0.50), "p50-µs")
 	b.ReportMetric(pct(0.99), "p99-µs")
+	// CPU time (user+system, whole process) per append: unlike the
+	// latencies it hardly depends on how busy the machine's other
+	// processes keep the cores.
+	b.ReportMetric(float64(cpu.Nanoseconds())/1e3/float64(len(all)), "cpu-µs/op")
 	if commits := s.Stats().Commits - commits0; commits > 0 {
 		b.ReportMetric(float64(len(all))/float64(commits), "recs/commit")
 	}
@@ -155,4 +162,14 @@ func BenchmarkSaveSnapshot(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// processCPU is the user+system CPU time this process has used.
+func processCPU(tb testing.TB) time.Duration {
+	tb.Helper()
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		tb.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
