@@ -1,0 +1,349 @@
+package gossip
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+// aeNode is one replica with its AntiEntropy on a MemNet.
+type aeNode struct {
+	name string
+	rep  *fakeReplica
+	ae   *AntiEntropy
+}
+
+type aeClusterOpts struct {
+	n          int
+	chunkBytes int
+	maxChunks  int
+	net        *MemNet // nil: a new lossless one
+}
+
+func newAECluster(tb testing.TB, o aeClusterOpts) []*aeNode {
+	tb.Helper()
+	net := o.net
+	if net == nil {
+		net = &MemNet{}
+	}
+	var names []string
+	for i := range o.n {
+		names = append(names, fmt.Sprintf("r%d", i))
+	}
+	var nodes []*aeNode
+	for i, name := range names {
+		rep := newFakeReplica()
+		others := slices.DeleteFunc(slices.Clone(names), func(s string) bool { return s == name })
+		ae, err := NewAntiEntropy(AntiEntropyConfig{
+			Replica:    rep,
+			Dialer:     net.Endpoint(name),
+			Peers:      func() []string { return others },
+			ChunkBytes: o.chunkBytes,
+			MaxChunks:  o.maxChunks,
+			Seed:       uint64(i + 1),
+			Logger:     testLogger(tb),
+		})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		net.ListenExchange(name, ae.HandleExchange)
+		tb.Cleanup(func() { ae.Close() })
+		nodes = append(nodes, &aeNode{name: name, rep: rep, ae: ae})
+	}
+	return nodes
+}
+
+func converged(nodes []*aeNode) bool {
+	d := nodes[0].rep.Digest()
+	for _, n := range nodes[1:] {
+		if !bytes.Equal(n.rep.Digest(), d) {
+			return false
+		}
+	}
+	return true
+}
+
+func TestAntiEntropyConverges(t *testing.T) {
+	nodes := newAECluster(t, aeClusterOpts{n: 3})
+	// Different histories: each writes its own batches, and r0 also holds
+	// some of r1's (as if partially gossiped).
+	for i := range 20 {
+		nodes[i%3].rep.write(nodes[i%3].name, fmt.Appendf(nil, "w%d", i))
+	}
+	for _, b := range [][]byte{encodeFakeBatch("r1", 1, []byte("w1")), encodeFakeBatch("r1", 5, []byte("x"))} {
+		if err := nodes[0].rep.Apply("r1", b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx := context.Background()
+	for round := 0; !converged(nodes); round++ {
+		if round > 10 {
+			t.Fatal("not converged after 10 rounds")
+		}
+		for _, n := range nodes {
+			n.ae.RunRound(ctx)
+		}
+	}
+	if got := nodes[2].rep.count(); got != 20 {
+		t.Fatalf("r2 holds %d batches, want 20", got)
+	}
+	// Converged: a session stops at the digest.
+	before := nodes[0].ae.Stats()
+	if err := nodes[0].ae.SyncWith(ctx, "r1"); err != nil {
+		t.Fatal(err)
+	}
+	after := nodes[0].ae.Stats()
+	if after.DigestsEqual != before.DigestsEqual+1 || after.Chunks != before.Chunks {
+		t.Fatalf("equal session did more than a digest: %+v -> %+v", before, after)
+	}
+}
+
+func TestAntiEntropyChunked(t *testing.T) {
+	nodes := newAECluster(t, aeClusterOpts{n: 2, chunkBytes: 4096, maxChunks: 5})
+	a, b := nodes[0], nodes[1]
+	for range 100 {
+		a.rep.write("r0", bytes.Repeat([]byte("x"), 1000))
+	}
+	ctx := context.Background()
+	if err := b.ae.SyncWith(ctx, "r0"); err != nil {
+		t.Fatal(err)
+	}
+	st := b.ae.Stats()
+	// 5 chunks of at most 4096 bytes: 4 batches of ~1005 bytes each.
+	if st.Chunks != 5 || st.BatchesPulled != 20 || b.rep.count() != 20 {
+		t.Fatalf("after one bounded session: stats %+v, held %d", st, b.rep.count())
+	}
+	if st.BytesPulled < 20*1000 || st.BytesPulled > 5*4096 || st.DigestsDiffer != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+	for i := 0; b.rep.count() < 100; i++ {
+		if i > 5 {
+			t.Fatalf("still %d batches after 5 more sessions", b.rep.count())
+		}
+		if err := b.ae.SyncWith(ctx, "r0"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !converged(nodes) {
+		t.Fatal("digests differ")
+	}
+}
+
+func TestAntiEntropyPushesAndRefusesBad(t *testing.T) {
+	nodes := newAECluster(t, aeClusterOpts{n: 2})
+	a, b := nodes[0], nodes[1]
+	a.rep.write("r0", []byte("good"))
+	a.rep.write("r0", []byte("bad forged"))
+	b.rep.write("r1", []byte("theirs"))
+	if err := a.ae.SyncWith(context.Background(), "r1"); err != nil {
+		t.Fatal(err)
+	}
+	// a pushed its good batch to b and pulled b's; b refused the forged one.
+	if a.rep.count() != 3 || b.rep.count() != 2 {
+		t.Fatalf("a holds %d, b holds %d", a.rep.count(), b.rep.count())
+	}
+	if b.ae.Stats().ApplyErrors == 0 {
+		t.Fatal("forged batch not counted")
+	}
+}
+
+func TestAntiEntropyErrors(t *testing.T) {
+	net := &MemNet{}
+	nodes := newAECluster(t, aeClusterOpts{n: 2, net: net})
+	net.SetDown("r1", true)
+	if err := nodes[0].ae.SyncWith(context.Background(), "r1"); err == nil {
+		t.Fatal("sync with a down peer succeeded")
+	}
+	if nodes[0].ae.Stats().ExchangeErrors != 1 {
+		t.Fatalf("stats %+v", nodes[0].ae.Stats())
+	}
+	if _, err := nodes[1].ae.HandleExchange(context.Background(), "r0", []byte{0x01}); err == nil {
+		t.Fatal("garbage request answered")
+	}
+	// A response type as a request is refused.
+	req, _ := encodeAE(aeMessage{T: uint8(aeSyncResp)})
+	if _, err := nodes[1].ae.HandleExchange(context.Background(), "r0", req); err == nil {
+		t.Fatal("response accepted as request")
+	}
+}
+
+func TestAntiEntropyBackground(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		nodes := newAECluster(t, aeClusterOpts{n: 4})
+		for i, n := range nodes {
+			for j := range 5 {
+				n.rep.write(n.name, fmt.Appendf(nil, "%d-%d", i, j))
+			}
+			n.ae.Start()
+		}
+		// Rounds every 1–2 s: bounded virtual time.
+		for i := 0; i < 60 && !converged(nodes); i++ {
+			time.Sleep(time.Second)
+			synctest.Wait()
+		}
+		if !converged(nodes) {
+			t.Fatal("not converged within 60 s of virtual time")
+		}
+		for _, n := range nodes {
+			n.ae.Close()
+			n.ae.Close()
+		}
+	})
+}
+
+func TestChoosePeers(t *testing.T) {
+	peers := []string{"a", "b", "c", "d", "e", "f", "g", "h"}
+	rng := rand.New(rand.NewPCG(1, 2))
+	dist := func(p string) (time.Duration, bool) {
+		if p == "h" {
+			return 0, false
+		}
+		return time.Duration(p[0]-'a'+1) * time.Millisecond, true
+	}
+	counts := map[string]int{}
+	const rounds = 4000
+	for range rounds {
+		got := choosePeers(rng, peers, map[string]bool{"g": true}, dist, 2)
+		if len(got) != 2 || got[0] == got[1] {
+			t.Fatalf("choosePeers = %v", got)
+		}
+		for _, p := range got {
+			counts[p]++
+		}
+	}
+	// g lags: it is chosen in about half of the first picks and more.
+	if counts["g"] < rounds/2 {
+		t.Fatalf("lagging peer chosen %d times of %d rounds", counts["g"], rounds)
+	}
+	// The three nearest (a, b, c) beat the far ones (e, f).
+	if counts["a"] <= 2*counts["e"] || counts["c"] <= 2*counts["f"] {
+		t.Fatalf("no nearness bias: %v", counts)
+	}
+	if got := choosePeers(rng, []string{"x"}, nil, nil, 3); !slices.Equal(got, []string{"x"}) {
+		t.Fatalf("choosePeers with one peer = %v", got)
+	}
+	if got := choosePeers(rng, nil, nil, nil, 1); len(got) != 0 {
+		t.Fatalf("choosePeers with none = %v", got)
+	}
+}
+
+func FuzzAntiEntropyRequest(f *testing.F) {
+	for _, m := range []aeMessage{
+		{T: uint8(aeDigestReq), Digest: []byte{1, 2, 3}},
+		{T: uint8(aeSyncReq), Heads: []byte{0xa0}, Batches: [][]byte{encodeFakeBatch("x", 1, []byte("d"))}, Max: 1000},
+		{T: uint8(aeSyncReq), Max: 10},
+		{T: uint8(aeDigestResp), Equal: true},
+		{T: uint8(aeSyncResp), Heads: []byte{0xa0}},
+	} {
+		b, err := encodeAE(m)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		rep := newFakeReplica()
+		rep.write("self", []byte("data"))
+		ae, err := NewAntiEntropy(AntiEntropyConfig{
+			Replica: rep, Dialer: &MemEndpoint{net: &MemNet{}}, Peers: func() []string { return nil }, Seed: 1,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := ae.HandleExchange(context.Background(), "peer", b)
+		if err != nil {
+			return
+		}
+		if _, err := decodeAE(resp); err != nil {
+			t.Fatalf("answer does not decode: %v", err)
+		}
+		if m, err := decodeAE(b); err == nil {
+			b2, err := encodeAE(m)
+			if err != nil {
+				t.Fatalf("decoded request does not re-encode: %v", err)
+			}
+			if _, err := decodeAE(b2); err != nil {
+				t.Fatalf("re-encoded request does not decode: %v", err)
+			}
+		}
+	})
+}
+
+// TestDriverWithAntiEntropyUnderLoss: Plumtree and anti-entropy together
+// over a network that loses 20% of messages from the start (including
+// NEIGHBOR requests and first pushes). Every replica ends up identical.
+func TestDriverWithAntiEntropyUnderLoss(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const n = 30
+		net := &MemNet{}
+		net.SetLoss(0.2, 5)
+		var names []string
+		for i := range n {
+			names = append(names, fmt.Sprintf("r%d", i))
+		}
+		reps := map[string]*fakeReplica{}
+		drivers := map[string]*Driver{}
+		var nodes []*aeNode
+		for i, name := range names {
+			rep := newFakeReplica()
+			reps[name] = rep
+			d, err := NewDriver(DriverConfig{
+				Plumtree: PlumtreeConfig{Self: name, Seed: uint64(i + 1)},
+				Net:      net.Endpoint(name),
+				Deliver:  func(from string, p []byte) bool { return rep.Apply(from, p) == nil },
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			drivers[name] = d
+			net.Listen(name, func(from string, msg []byte) { _ = d.HandleMessage(from, msg) })
+			others := slices.DeleteFunc(slices.Clone(names), func(s string) bool { return s == name })
+			ae, err := NewAntiEntropy(AntiEntropyConfig{
+				Replica: rep, Dialer: net.Endpoint(name), Peers: func() []string { return others }, Seed: uint64(i + 1),
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			net.ListenExchange(name, ae.HandleExchange)
+			nodes = append(nodes, &aeNode{name: name, rep: rep, ae: ae})
+			t.Cleanup(func() { d.Close(); ae.Close() })
+		}
+		for _, name := range names {
+			drivers[name].SetPeers(names)
+			drivers[name].Start()
+		}
+		for _, node := range nodes {
+			node.ae.Start()
+		}
+		for i := range 60 {
+			origin := names[(i*7)%n]
+			b := reps[origin].write(origin, fmt.Appendf(nil, "update %d", i))
+			if _, err := drivers[origin].Broadcast(b); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		for i := 0; i < 120 && !converged(nodes); i++ {
+			time.Sleep(time.Second)
+			synctest.Wait()
+		}
+		if !converged(nodes) {
+			t.Fatal("replicas differ after 120 s of virtual time")
+		}
+		for _, node := range nodes {
+			if c := node.rep.count(); c != 60 {
+				t.Fatalf("%s holds %d batches, want 60", node.name, c)
+			}
+		}
+		var pulled uint64
+		for _, node := range nodes {
+			pulled += node.ae.Stats().BatchesPulled
+		}
+		t.Logf("anti-entropy moved %d batches", pulled)
+	})
+}
