@@ -175,6 +175,7 @@ func (s *Server) Close() error {
 	s.cancel()
 	var errs []error
 	if fast != nil {
+		fast.closed.Store(true)
 		if err := fast.conn.Close(); err != nil {
 			errs = append(errs, err)
 		}
