@@ -2,6 +2,8 @@ package transport
 
 import (
 	"errors"
+	"fmt"
+	"runtime/debug"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -88,5 +90,16 @@ func (t *Transport) serveStream(pc *peerConn, qs *quic.Stream) {
 	}
 	s := newStream(t, pc, qs, hdr)
 	defer s.Close()
+	// Like net/http, a panicking handler costs its stream, not the process:
+	// handlers parse peer input, and one bad message must not take the
+	// node down.
+	defer func() {
+		if r := recover(); r != nil {
+			t.stats.handlerPanics.Add(1)
+			t.log.Error("transport: stream handler panicked", "peer", pc.info.Addr.String(),
+				"kind", hdr.Kind.String(), "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			s.Reset(CodeHandlerPanic)
+		}
+	}()
 	h(pc.qc.Context(), pc.info, hdr, s)
 }

@@ -2,9 +2,14 @@ package transport
 
 import (
 	"bytes"
+	"context"
+	"errors"
+	"io"
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"github.com/quic-go/quic-go"
 )
 
 // revocable is a VerifyPeer policy whose revoked set changes at run time.
@@ -115,5 +120,28 @@ func TestSetChain(t *testing.T) {
 	}
 	if err := a.SetChain(make([]byte, maxChainSize+1)); err == nil {
 		t.Fatal("oversized chain accepted")
+	}
+}
+
+func TestHandlerPanicResetsStreamOnly(t *testing.T) {
+	a, b := newNode(t, nodeOpts{}), newNode(t, nodeOpts{})
+	b.Handle(KindProxy, func(context.Context, PeerInfo, Header, *Stream) { panic("bad input") })
+	b.Handle(KindSync, echoHandler)
+	ctx := testCtx(t)
+	s, _, err := a.OpenStream(ctx, b.Addr(), b.pub, Header{Kind: KindProxy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	_, err = io.ReadAll(s)
+	var se *quic.StreamError
+	if !errors.As(err, &se) || se.ErrorCode != CodeHandlerPanic {
+		t.Fatalf("read = %v, want reset with CodeHandlerPanic", err)
+	}
+	if got, err := echoOnce(t, ctx, a, b, []byte("alive")); err != nil || string(got) != "alive" {
+		t.Fatalf("echo after panic = %q, %v", got, err)
+	}
+	if st := b.Stats(); st.HandlerPanics != 1 {
+		t.Fatalf("handler panics = %d", st.HandlerPanics)
 	}
 }

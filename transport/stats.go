@@ -14,6 +14,7 @@ type Stats struct {
 	MalformedHeaders  uint64 // incoming headers that did not decode (subset of RejectedStreams)
 	BytesIn           uint64 // stream payload bytes read
 	BytesOut          uint64 // stream payload bytes written
+	HandlerPanics     uint64 // handlers that panicked (recovered, stream reset)
 }
 
 // counters holds the atomic counters behind Stats.
@@ -27,4 +28,5 @@ type counters struct {
 	malformedHeaders  atomic.Uint64
 	bytesIn           atomic.Uint64
 	bytesOut          atomic.Uint64
+	handlerPanics     atomic.Uint64
 }

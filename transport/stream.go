@@ -16,6 +16,7 @@ const (
 	CodeUnknownKind        quic.StreamErrorCode = 0x103 // no handler for the header's kind
 	CodeHeaderTimeout      quic.StreamErrorCode = 0x104 // header not received in time
 	CodeShutdown           quic.StreamErrorCode = 0x105 // transport closing
+	CodeHandlerPanic       quic.StreamErrorCode = 0x106 // the acceptor's handler panicked
 )
 
 // Connection error codes sent in CONNECTION_CLOSE frames.

@@ -33,6 +33,8 @@ var (
 // runs on its own goroutine; ctx is cancelled when the connection closes
 // (ClosePeer, idle peer gone, Transport.Close). The Transport closes s when
 // the handler returns. Handlers must return once ctx is done, or Close waits.
+// A panic in a handler is recovered, logged and counted, and resets the
+// stream with CodeHandlerPanic.
 type Handler func(ctx context.Context, peer PeerInfo, hdr Header, s *Stream)
 
 // Transport owns one UDP socket, listens for peers on it and dials peers
@@ -342,6 +344,7 @@ func (t *Transport) Stats() Stats {
 		MalformedHeaders:  t.stats.malformedHeaders.Load(),
 		BytesIn:           t.stats.bytesIn.Load(),
 		BytesOut:          t.stats.bytesOut.Load(),
+		HandlerPanics:     t.stats.handlerPanics.Load(),
 	}
 }
 
