@@ -17,13 +17,14 @@ import (
 // sets a read deadline per packet and starts a goroutine per query; for a
 // handler that answers from memory in microseconds, that bookkeeping is
 // most of the cost. udpServer instead runs a few reader goroutines on the
-// socket, each answering its queries inline and reusing one buffer, and
-// hands only the slow path (forwarding to a recursor) to a goroutine. It
-// still uses miekg/dns for every message (unpack, pack) and the same
-// handler (ServeDNS). It is used when the listen address is a specific IP;
-// on a wildcard address, replies must leave from the address each query
-// came to, which needs per-packet control messages, so Start uses miekg's
-// server there (see docs/DNS.md).
+// socket; each takes up to udpBatch queries per recvmmsg, answers them
+// inline and sends the answers with one sendmmsg, and hands only the slow
+// path (forwarding to a recursor) to a goroutine. It still uses miekg/dns
+// for every message (unpack, pack) and the same handler (serveDNS). It is
+// used when the listen address is a specific IP; on a wildcard address,
+// replies must leave from the address each query came to, which needs
+// per-packet control messages, so Start uses miekg's server there (see
+// docs/DNS.md).
 
 // maxAsyncRecursions bounds the recursor exchanges in flight from the UDP
 // path; past it, forwarded queries get SERVFAIL at once.
