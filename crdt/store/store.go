@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 
@@ -66,20 +67,30 @@ func Open(opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	db, err := bolt.Open(opts.Path, opts.FileMode, &bolt.Options{
-		Timeout: opts.LockTimeout,
-		NoSync:  opts.NoSync,
-		// Why: etcd runs bbolt this way. Not writing the freelist on every
-		// commit saves a page write per group commit; Open rebuilds it by
-		// scanning, which is cheap at replica sizes.
-		NoFreelistSync: true,
-		FreelistType:   bolt.FreelistMapType,
-		MaxSize:        opts.MaxSize,
+	var db *bolt.DB
+	err = guard(func() (err error) {
+		db, err = bolt.Open(opts.Path, opts.FileMode, &bolt.Options{
+			Timeout: opts.LockTimeout,
+			NoSync:  opts.NoSync,
+			// Why the freelist stays synced (NoFreelistSync false, unlike
+			// etcd): without it Open rebuilds the freelist by walking every
+			// page in a goroutine bbolt owns, and on a damaged page bbolt
+			// panics there, where no recover can reach: the process dies
+			// instead of Open returning an error. The price is one more page
+			// write per commit (same number of fsyncs).
+			FreelistType: bolt.FreelistMapType,
+			MaxSize:      opts.MaxSize,
+		})
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", opts.Path, err)
 	}
-	last, err := initOrCheck(db)
+	var last Seq
+	err = guard(func() (err error) {
+		last, err = initOrCheck(db)
+		return err
+	})
 	if err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("store: open %s: %w", opts.Path, err)
@@ -176,10 +187,32 @@ func (s *Store) Close() error {
 	return s.closeErr
 }
 
-// update and view run a bbolt transaction and turn "database not open"
-// into ErrClosed.
-func (s *Store) update(fn func(*bolt.Tx) error) error { return closedErr(s.db.Update(fn)) }
-func (s *Store) view(fn func(*bolt.Tx) error) error   { return closedErr(s.db.View(fn)) }
+// update and view run a bbolt transaction under guard and turn "database
+// not open" into ErrClosed.
+func (s *Store) update(fn func(*bolt.Tx) error) error {
+	return guard(func() error { return closedErr(s.db.Update(fn)) })
+}
+
+func (s *Store) view(fn func(*bolt.Tx) error) error {
+	return guard(func() error { return closedErr(s.db.View(fn)) })
+}
+
+// guard runs fn and turns a panic into an error wrapping ErrCorrupt. Why:
+// bbolt panics (or faults, reading a page id past the mapping) when it
+// meets a damaged page, and the file is input we must not crash on. bbolt's
+// View and Update roll the transaction back on a panic, releasing its
+// locks, so the store stays usable for whatever is not damaged. Faults are
+// turned into panics for the duration of fn.
+func guard(fn func() error) (err error) {
+	old := debug.SetPanicOnFault(true)
+	defer func() {
+		debug.SetPanicOnFault(old)
+		if r := recover(); r != nil {
+			err = fmt.Errorf("store: %w: bbolt failed on a damaged page: %v", ErrCorrupt, r)
+		}
+	}()
+	return fn()
+}
 
 func closedErr(err error) error {
 	if errors.Is(err, bolterrors.ErrDatabaseNotOpen) || errors.Is(err, bolterrors.ErrTxClosed) {
