@@ -8,7 +8,9 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -39,6 +41,8 @@ type memberView struct {
 	peers map[string]netip.AddrPort // node ID → QUIC address; guarded by mu
 	names map[string]string         // node ID → member name; guarded by mu
 	hello map[string]bool           // node IDs with a hello in flight; guarded by mu
+	// remembered is the member list last written to the store; guarded by mu.
+	remembered string
 }
 
 func (v *memberView) addr(id string) (netip.AddrPort, bool) {
@@ -101,6 +105,9 @@ func (a *Agent) startMembership() error {
 			return fmt.Errorf("peer: join %v: %w", a.cfg.Join, err)
 		}
 		a.log.Info("joined", "contacted", n)
+	}
+	if len(a.cfg.Join) == 0 && len(a.cfg.RetryJoin) == 0 {
+		a.rejoinKnown()
 	}
 	if len(a.cfg.RetryJoin) > 0 {
 		a.wg.Add(1)
@@ -253,6 +260,66 @@ func (a *Agent) refreshPeers() {
 	}
 	a.peers.v.Store(&ids)
 	a.driver.SetPeers(ids)
+	a.rememberMembers()
+}
+
+// metaKnownMembers is the store meta key holding the gossip addresses of the
+// members this node last saw, for rejoining after a restart.
+const metaKnownMembers = "known-members"
+
+// rememberMembers stores the gossip addresses of the admitted members when
+// they changed. serf keeps a snapshot too, but it buffers its writes and a
+// kill -9 can lose them; this list is written through the store.
+func (a *Agent) rememberMembers() {
+	var addrs []string
+	for _, m := range a.members.Admitted() {
+		if m.Tags[tagID] == a.id || m.Status != gossip.StatusAlive {
+			continue
+		}
+		addrs = append(addrs, netip.AddrPortFrom(m.Addr, m.Port).String())
+	}
+	if len(addrs) == 0 {
+		return
+	}
+	sort.Strings(addrs)
+	joined := strings.Join(addrs, ",")
+	a.view.mu.Lock()
+	same := a.view.remembered == joined
+	a.view.remembered = joined
+	a.view.mu.Unlock()
+	if same {
+		return
+	}
+	if err := a.store.PutMeta(metaKnownMembers, []byte(joined)); err != nil {
+		a.log.Warn("remembering members", "err", err)
+	}
+}
+
+// rejoinKnown joins the members remembered before a restart, in the
+// background, when no seed was given.
+func (a *Agent) rejoinKnown() {
+	b, ok, err := a.store.GetMeta(metaKnownMembers)
+	if err != nil || !ok || len(b) == 0 {
+		return
+	}
+	addrs := strings.Split(string(b), ",")
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		for attempt := 0; attempt < 10; attempt++ {
+			if n, err := a.members.Join(addrs); n > 0 {
+				a.log.Info("rejoined members known before the restart", "contacted", n)
+				return
+			} else if err != nil {
+				a.log.Debug("rejoin attempt failed", "err", err)
+			}
+			select {
+			case <-a.ctx.Done():
+				return
+			case <-time.After(time.Duration(attempt+1) * time.Second):
+			}
+		}
+	}()
 }
 
 // nameOf returns the member name announcing node ID id.

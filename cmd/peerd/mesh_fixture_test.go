@@ -134,7 +134,7 @@ func (m *meshFixture) start(name string, o agentOpts) *agentProc {
 	p := &agentProc{
 		m: m, name: name, ip: fmt.Sprintf("%s%d", m.subnet, len(m.agents)+1),
 		dataDir: filepath.Join(m.dir, name+"-data"), key: key, cert: cert,
-		root: m.root + ".pub", extra: o.extra,
+		root: root + ".pub", extra: o.extra,
 	}
 	for _, j := range o.join {
 		p.extra = append(p.extra, "-join", m.agent(j).ip)
