@@ -55,8 +55,10 @@ func (r replicaSync) Apply(from string, batch []byte) error {
 
 func (a *Agent) startAntiEntropy() error {
 	ae, err := gossip.NewAntiEntropy(gossip.AntiEntropyConfig{
-		Replica:  replicaSync{a},
-		Dialer:   gossip.DialerFunc(func(ctx context.Context, to string, req []byte) ([]byte, error) { return a.roundTrip(ctx, to, syncExchange, req) }),
+		Replica: replicaSync{a},
+		Dialer: gossip.DialerFunc(func(ctx context.Context, to string, req []byte) ([]byte, error) {
+			return a.roundTrip(ctx, to, syncExchange, req)
+		}),
 		Peers:    a.currentPeers,
 		Distance: a.distance,
 		Interval: a.cfg.AntiEntropyInterval,
