@@ -42,8 +42,8 @@ func rootCapabilities(key ed25519.PublicKey) Capabilities {
 	return Capabilities{
 		Key:            key,
 		Root:           true,
-		Services:       rootConstraints.Services,
-		KVPrefixes:     rootConstraints.KVPrefixes,
+		Services:       []string{"*"}, // fresh slices: callers may not, but could, modify them
+		KVPrefixes:     []string{"*"},
 		SignIntentions: true,
 		DelegateDepth:  rootConstraints.DelegateDepth,
 	}
