@@ -25,6 +25,7 @@ type nodeOpts struct {
 	idleTimeout time.Duration
 	maxHeader   int
 	quicWindows bool // use quic-go's default flow-control windows instead of peerd's
+	handshake   time.Duration
 }
 
 func newKey(tb testing.TB) (ed25519.PublicKey, ed25519.PrivateKey) {
@@ -56,8 +57,9 @@ func newNode(tb testing.TB, o nodeOpts) *node {
 			}
 			return nil
 		},
-		IdleTimeout:   o.idleTimeout,
-		MaxHeaderSize: o.maxHeader,
+		IdleTimeout:      o.idleTimeout,
+		MaxHeaderSize:    o.maxHeader,
+		HandshakeTimeout: o.handshake,
 	}
 	if o.quicWindows {
 		cfg.InitialStreamWindow, cfg.MaxStreamWindow = 512<<10, 6<<20

@@ -2,7 +2,9 @@ package transport
 
 import (
 	"bytes"
+	"context"
 	"fmt"
+	"net"
 	"net/netip"
 	"sync"
 	"testing"
@@ -73,5 +75,38 @@ func TestOpenStreamInvalidAddr(t *testing.T) {
 		if _, _, err := a.OpenStream(testCtx(t), ap, nil, Header{Kind: KindSync}); err == nil {
 			t.Errorf("OpenStream(%v) succeeded", ap)
 		}
+	}
+}
+
+// TestCloseDuringDial closes a Transport while a dial to a silent address
+// is in flight: the dial and Close both return long before the (one
+// minute) handshake timeout.
+func TestCloseDuringDial(t *testing.T) {
+	silent, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	a := newNode(t, nodeOpts{handshake: time.Minute})
+	errc := make(chan error, 1)
+	go func() {
+		_, _, err := a.OpenStream(context.Background(), silent.LocalAddr().(*net.UDPAddr).AddrPort(), nil, Header{Kind: KindSync})
+		errc <- err
+	}()
+	waitFor(t, 5e9, "dial started", func() bool { return a.Stats().Dials == 1 })
+	closed := make(chan error, 1)
+	go func() { closed <- a.Close() }()
+	select {
+	case err := <-errc:
+		if err == nil {
+			t.Fatal("dial to a silent address succeeded")
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("dial still running after Close")
+	}
+	select {
+	case <-closed:
+	case <-time.After(20 * time.Second):
+		t.Fatal("Close did not return")
 	}
 }
