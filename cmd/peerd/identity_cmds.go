@@ -125,10 +125,8 @@ func runCertIssue(_ context.Context, c *cli, args []string) error {
 	if fs.NArg() != 0 {
 		return usageErrorf("cert issue: unexpected arguments %q", fs.Args())
 	}
-	for flagName, v := range map[string]string{"-ca-key": *caKey, "-subject": *subject, "-name": *name, "-out": *out} {
-		if v == "" {
-			return usageErrorf("cert issue: %s is required", flagName)
-		}
+	if err := requireFlags("cert issue", "-ca-key", *caKey, "-subject", *subject, "-name", *name, "-out", *out); err != nil {
+		return err
 	}
 	if *ttl <= 0 {
 		return usageErrorf("cert issue: -ttl must be positive")
@@ -189,6 +187,16 @@ func runCertIssue(_ context.Context, c *cli, args []string) error {
 	leaf := chain.Leaf()
 	fmt.Fprintf(c.stdout, "issued %q for %s, valid %s to %s, %d link(s), written to %s\n",
 		leaf.Name, identity.NodeID(leaf.Subject), fmtTime(leaf.NotBefore), fmtTime(leaf.NotAfter), len(chain), *out)
+	return nil
+}
+
+// requireFlags takes (flag name, value) pairs and reports the first empty one.
+func requireFlags(cmd string, pairs ...string) error {
+	for i := 0; i+1 < len(pairs); i += 2 {
+		if pairs[i+1] == "" {
+			return usageErrorf("%s: %s is required", cmd, pairs[i])
+		}
+	}
 	return nil
 }
 
@@ -406,10 +414,8 @@ func runRevoke(_ context.Context, c *cli, args []string) error {
 	if fs.NArg() != 0 {
 		return usageErrorf("revoke: unexpected arguments %q", fs.Args())
 	}
-	for flagName, v := range map[string]string{"-ca-key": *caKey, "-subject": *subject, "-out": *out} {
-		if v == "" {
-			return usageErrorf("revoke: %s is required", flagName)
-		}
+	if err := requireFlags("revoke", "-ca-key", *caKey, "-subject", *subject, "-out", *out); err != nil {
+		return err
 	}
 	issuer, err := identity.ReadPrivateKeyFile(*caKey)
 	if err != nil {
