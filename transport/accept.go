@@ -20,9 +20,22 @@ func (t *Transport) acceptLoop() {
 			}
 			return
 		}
-		if _, err := t.register(qc, false); err != nil {
-			t.log.Debug("transport: dropped incoming connection", "err", err)
+		// Registration calls VerifyPeer again; run it aside so that one slow
+		// verification does not hold up other peers' connections.
+		t.mu.Lock()
+		if t.closed {
+			t.mu.Unlock()
+			_ = qc.CloseWithError(CodeConnShutdown, "transport closed")
+			return
 		}
+		t.wg.Add(1)
+		t.mu.Unlock()
+		go func() {
+			defer t.wg.Done()
+			if _, err := t.register(qc, false); err != nil {
+				t.log.Debug("transport: dropped incoming connection", "err", err)
+			}
+		}()
 	}
 }
 

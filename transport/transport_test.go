@@ -343,3 +343,35 @@ func TestOpenStreamErrors(t *testing.T) {
 		t.Errorf("Close of unstarted transport = %v", err)
 	}
 }
+
+func TestOversizedMessageOnStream(t *testing.T) {
+	a, b := newNode(t, nodeOpts{}), newNode(t, nodeOpts{})
+	got := make(chan error, 1)
+	b.Handle(KindSync, func(_ context.Context, _ PeerInfo, _ Header, s *Stream) {
+		_, err := ReadMsg(s, 1024)
+		got <- err
+	})
+	ctx := testCtx(t)
+	s, _, err := a.OpenStream(ctx, b.Addr(), b.pub, Header{Kind: KindSync})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := WriteMsg(s, make([]byte, 2048)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-got:
+		if !errors.Is(err, ErrMsgTooLarge) {
+			t.Fatalf("ReadMsg = %v, want ErrMsgTooLarge", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("handler never read")
+	}
+	// The handler returned, so the stream was closed under the writer:
+	// further writes fail once the STOP_SENDING arrives.
+	waitFor(t, 5e9, "writer stopped", func() bool {
+		_, err := s.Write(make([]byte, 1024))
+		return err != nil
+	})
+}
