@@ -20,9 +20,10 @@ build: deps
 	@mkdir -p bin
 	$(GO) build -o $(BIN) ./cmd/peerd
 
-# Starts a dev agent once the agent exists; until then shows the CLI.
+# A single dev agent: ephemeral root and node key, HTTP on 127.0.0.1:8500,
+# DNS on 127.0.0.1:8600, data in a temp dir removed on exit. Ctrl-C stops it.
 run: build
-	./$(BIN) --help
+	./$(BIN) agent -dev
 
 # The whole suite: vet, unit and integration tests, then each fuzz target briefly.
 test: build

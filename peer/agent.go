@@ -305,6 +305,11 @@ func (a *Agent) Leave(timeout time.Duration) error {
 	if a.members == nil {
 		return nil
 	}
+	// Like serf's snapshot after a leave: a node that left on purpose does
+	// not rejoin by itself when it starts again.
+	if err := a.store.DeleteMeta(metaKnownMembers); err != nil {
+		a.log.Warn("forgetting known members", "err", err)
+	}
 	return a.members.Leave(timeout)
 }
 
