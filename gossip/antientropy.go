@@ -309,14 +309,22 @@ func (a *AntiEntropy) syncWith(ctx context.Context, peer string) error {
 		return nil
 	}
 	remoteHeads := resp.Heads
+	pushDone := false // everything the peer lacked has been pushed
 	for range a.cfg.MaxChunks {
-		push, err := r.Missing(remoteHeads, a.cfg.ChunkBytes)
-		if err != nil {
-			return fmt.Errorf("gossip: anti-entropy: missing for %s: %w", peer, err)
+		var (
+			push     [][]byte
+			pushFull bool
+		)
+		if !pushDone {
+			all, err := r.Missing(remoteHeads, a.cfg.ChunkBytes)
+			if err != nil {
+				return fmt.Errorf("gossip: anti-entropy: missing for %s: %w", peer, err)
+			}
+			push, pushFull = trimChunk(all, a.cfg.ChunkBytes)
+			pushDone = !pushFull
 		}
-		push = trimChunk(push, a.cfg.ChunkBytes)
 		sresp, err := a.exchange(ctx, peer, aeMessage{
-			T: uint8(aeSyncReq), Heads: r.Heads(), Batches: push, Max: uint32(a.cfg.ChunkBytes),
+			T: uint8(aeSyncReq), Heads: r.Heads(), Batches: push, Max: uint32(a.cfg.ChunkBytes), More: pushFull,
 		}, aeSyncResp)
 		if err != nil {
 			return err
@@ -337,10 +345,12 @@ func (a *AntiEntropy) syncWith(ctx context.Context, peer string) error {
 			s.BatchesPushed += uint64(len(push))
 			s.BytesPushed += uint64(chunkSize(push))
 		})
-		if len(push) == 0 && len(sresp.Batches) == 0 {
-			return nil
+		if pushDone && !sresp.More {
+			return nil // both sides sent everything the other lacked
 		}
-		remoteHeads = sresp.Heads
+		if pushFull {
+			remoteHeads = sresp.Heads
+		}
 	}
 	return nil
 }
@@ -354,21 +364,24 @@ func chunkSize(bs [][]byte) int {
 }
 
 // trimChunk keeps the longest prefix of bs within max bytes (at least one
-// batch if it fits MaxChunkBytes), dropping empty batches.
-func trimChunk(bs [][]byte, max int) [][]byte {
-	out := bs[:0:0]
+// batch if it fits MaxChunkBytes), dropping empty batches. full reports
+// that the chunk is at the limit or was cut, so more may remain.
+func trimChunk(bs [][]byte, max int) (out [][]byte, full bool) {
 	total := 0
-	for _, b := range bs {
+	for i, b := range bs {
 		if len(b) == 0 {
 			continue
 		}
 		if (total+len(b) > max && len(out) > 0) || total+len(b) > MaxChunkBytes {
-			break
+			return out, true
 		}
 		out = append(out, b)
 		total += len(b)
+		if total >= max && i < len(bs)-1 {
+			return out, true
+		}
 	}
-	return out
+	return out, total >= max
 }
 
 // HandleExchange answers an anti-entropy request from peer from (its
@@ -404,8 +417,12 @@ func (a *AntiEntropy) HandleExchange(ctx context.Context, from string, req []byt
 		if err != nil {
 			return nil, fmt.Errorf("gossip: anti-entropy: missing for %s: %w", from, err)
 		}
-		out = trimChunk(out, limit)
-		resp = aeMessage{T: uint8(aeSyncResp), Batches: out, Heads: r.Heads()}
+		out, full := trimChunk(out, limit)
+		resp = aeMessage{T: uint8(aeSyncResp), Batches: out, More: full}
+		if m.More {
+			// The requester has more to push and needs our new heads.
+			resp.Heads = r.Heads()
+		}
 		a.count(func(s *AntiEntropyStats) {
 			s.BatchesPulled += uint64(len(m.Batches))
 			s.BytesPulled += uint64(applied)

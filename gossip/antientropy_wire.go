@@ -14,7 +14,7 @@ const (
 	aeDigestReq  aeType = 1 // "my digest is D"
 	aeDigestResp aeType = 2 // "equal" or "different, here are my heads"
 	aeSyncReq    aeType = 3 // "my heads are H; here is what you lack; send me what I lack"
-	aeSyncResp   aeType = 4 // "here is what you lack; my heads are now H"
+	aeSyncResp   aeType = 4 // "here is what you lack (and my heads, if you have more)"
 )
 
 // Anti-entropy wire bounds.
@@ -42,6 +42,7 @@ type aeMessage struct {
 	Heads   []byte   `cbor:"5,keyasint,omitempty"`
 	Batches [][]byte `cbor:"6,keyasint,omitempty"`
 	Max     uint32   `cbor:"7,keyasint,omitempty"` // SyncReq: bytes the sender accepts back
+	More    bool     `cbor:"8,keyasint,omitempty"` // the sender's batches were cut at the chunk limit
 }
 
 var aeDec cbor.DecMode
@@ -114,11 +115,11 @@ func (m aeMessage) validate() error {
 	}
 	switch aeType(m.T) {
 	case aeDigestReq:
-		if len(m.Digest) == 0 || m.Equal || len(m.Heads) != 0 || len(m.Batches) != 0 || m.Max != 0 {
+		if len(m.Digest) == 0 || m.Equal || len(m.Heads) != 0 || len(m.Batches) != 0 || m.Max != 0 || m.More {
 			return bad("malformed")
 		}
 	case aeDigestResp:
-		if len(m.Digest) != 0 || len(m.Batches) != 0 || m.Max != 0 || (m.Equal && len(m.Heads) != 0) {
+		if len(m.Digest) != 0 || len(m.Batches) != 0 || m.Max != 0 || m.More || (m.Equal && len(m.Heads) != 0) {
 			return bad("malformed")
 		}
 	case aeSyncReq:

@@ -63,6 +63,15 @@ func (s MemberStatus) String() string {
 	}
 }
 
+// Tag names the integrator publishes in Config.Tags.
+const (
+	// TagID carries the node ID (the peer ID used by Driver and
+	// AntiEntropy).
+	TagID = "id"
+	// TagPeer carries the node's QUIC address, "ip:port".
+	TagPeer = "peer"
+)
+
 // Member is one node as membership sees it.
 type Member struct {
 	Name   string
@@ -70,6 +79,24 @@ type Member struct {
 	Port   uint16     // gossip (serf) port
 	Tags   map[string]string
 	Status MemberStatus
+}
+
+// ID returns the member's node ID: its TagID tag, or its Name when the tag
+// is missing.
+func (m Member) ID() string {
+	if id := m.Tags[TagID]; id != "" {
+		return id
+	}
+	return m.Name
+}
+
+// PeerAddr returns the member's QUIC address from its TagPeer tag.
+func (m Member) PeerAddr() (netip.AddrPort, error) {
+	ap, err := netip.ParseAddrPort(m.Tags[TagPeer])
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("gossip: member %s: peer tag: %w", m.Name, err)
+	}
+	return ap, nil
 }
 
 // EventType says what happened to the members of an Event.
@@ -546,6 +573,16 @@ func (m *Membership) admit(mem Member) bool {
 		m.logger.Debug("member not admitted", "member", mem.Name)
 	}
 	return verdict
+}
+
+// AdmittedIDs returns the IDs (Member.ID) of Admitted members, ready for
+// Driver.SetPeers and AntiEntropyConfig.Peers.
+func (m *Membership) AdmittedIDs() []string {
+	var ids []string
+	for _, mem := range m.Admitted() {
+		ids = append(ids, mem.ID())
+	}
+	return ids
 }
 
 // Reevaluate forgets every cached admission verdict, so the next Admitted

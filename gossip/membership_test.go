@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -239,5 +240,11 @@ func TestMembershipAdmit(t *testing.T) {
 	got := a.m.Admitted()
 	if len(got) != 1 || got[0].Name != "c" {
 		t.Fatalf("admitted after revocation: %+v", got)
+	}
+	if ids := a.m.AdmittedIDs(); !slices.Equal(ids, []string{"c"}) {
+		t.Fatalf("AdmittedIDs = %v", ids)
+	}
+	if ap, err := got[0].PeerAddr(); err != nil || ap.String() != "127.0.0.1:1" {
+		t.Fatalf("PeerAddr = %v, %v", ap, err)
 	}
 }

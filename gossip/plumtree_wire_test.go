@@ -116,3 +116,36 @@ func FuzzDecodeMessage(f *testing.F) {
 		p.Tick()
 	})
 }
+
+// BenchmarkMessageCodec encodes and decodes a GOSSIP message carrying a
+// 1 KiB payload and an IHAVE with 64 IDs.
+func BenchmarkMessageCodec(b *testing.B) {
+	ihave := Message{Type: MsgIHave}
+	for i := range 64 {
+		ihave.IDs = append(ihave.IDs, MessageID{byte(i)})
+		ihave.Rounds = append(ihave.Rounds, uint32(i))
+		ihave.Trees = append(ihave.Trees, TreeKey(i)<<40)
+	}
+	for _, tc := range []struct {
+		name string
+		msg  Message
+	}{
+		{"gossip-1KiB", Message{Type: MsgGossip, Payload: bytes.Repeat([]byte{7}, 1024), Round: 3, Tree: TreeOf("origin")}},
+		{"ihave-64", ihave},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			enc, _ := EncodeMessage(tc.msg)
+			b.ReportAllocs()
+			defer b.ReportMetric(float64(len(enc)), "wire-bytes")
+			for b.Loop() {
+				e, err := EncodeMessage(tc.msg)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := DecodeMessage(e); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
