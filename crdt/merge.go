@@ -46,6 +46,9 @@ func (r *Replica) Merge(d *Delta, auth Authorizer, now time.Time) (MergeResult, 
 	if d == nil {
 		return res, nil
 	}
+	if auth == nil {
+		return res, fmt.Errorf("crdt: merge without an authorizer")
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var first error
@@ -274,6 +277,7 @@ func (r *Replica) mergeHorizonLocked(hz VersionVector) {
 			r.horizon[o] = n
 		}
 		r.cc.raise(o, n)
+		r.digestOK = false
 	}
 	if len(hz) > 0 {
 		for d := range r.pendingKill {
@@ -291,19 +295,30 @@ func (r *Replica) mergeHorizonLocked(hz VersionVector) {
 func (r *Replica) applyLocked(h header, e Entry, val any, ctxOK bool) bool {
 	d := h.dot()
 	r.cc.add(d)
-	v := &version{h: h, e: e}
+	r.digestOK = false
 	m := r.byOrigin[d.Origin]
 	if m == nil {
 		m = map[uint64]*version{}
 		r.byOrigin[d.Origin] = m
 	}
-	m[d.Counter] = v
+	// Share strings with what is already held: a replica keeps one copy of
+	// each origin and key however many versions name them.
+	if o, ok := r.origins[d.Origin]; ok {
+		h.Origin = o
+	} else {
+		r.origins[d.Origin] = d.Origin
+	}
+	h.BodyHash = nil // covered by the stored header bytes
 	k := recKey{h.Kind, h.Key}
 	ks := r.keys[k]
 	if ks == nil {
-		ks = &keyState{}
+		ks = &keyState{key: h.Key}
 		r.keys[k] = ks
 	}
+	h.Key = ks.key
+	k.key = ks.key
+	v := &version{h: h, e: e}
+	m[d.Counter] = v
 	var old []any // values of the live set before this version
 	for _, lv := range ks.live {
 		old = append(old, lv.val)

@@ -57,6 +57,7 @@ type intentionVal struct {
 
 // keyState holds the live versions of one record and local read metadata.
 type keyState struct {
+	key         string // the record key, shared by its versions
 	live        []*version
 	createIndex uint64 // KV only: local index when the key last appeared
 	modifyIndex uint64 // local index of the last change of the live set
@@ -75,6 +76,9 @@ type Replica struct {
 	counter  uint64 // last dot counter issued by this origin
 	cc       causalContext
 	byOrigin map[string]map[uint64]*version // every retained version by dot
+	origins  map[string]string              // interned origin IDs
+	digest   [32]byte                       // cached Digest, valid if digestOK
+	digestOK bool
 	keys     map[recKey]*keyState
 	// pendingKill holds dots superseded by a version that arrived before
 	// them: when such a dot arrives for that record, it is dead at once.
@@ -110,6 +114,7 @@ func NewReplica(origin string, signer Signer, opts Options) (*Replica, error) {
 		clk:         clock{maxDrift: opts.MaxClockDrift},
 		cc:          newCausalContext(),
 		byOrigin:    map[string]map[uint64]*version{},
+		origins:     map[string]string{},
 		keys:        map[recKey]*keyState{},
 		pendingKill: map[Dot]recKey{},
 		horizon:     VersionVector{},

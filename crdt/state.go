@@ -108,6 +108,8 @@ func (r *Replica) LoadState(b []byte, auth Authorizer) error {
 	r.clk = fresh.clk
 	r.counter = fresh.counter
 	r.cc = fresh.cc
+	r.digestOK = false
+	r.origins = fresh.origins
 	r.byOrigin = fresh.byOrigin
 	r.keys = fresh.keys
 	r.pendingKill = fresh.pendingKill

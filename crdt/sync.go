@@ -15,6 +15,9 @@ const digestDomain = "peerd/crdt/digest/v1\x00"
 func (r *Replica) Digest() [32]byte {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.digestOK {
+		return r.digest
+	}
 	h := sha256.New()
 	h.Write([]byte(digestDomain))
 	var buf [8]byte
@@ -45,9 +48,9 @@ func (r *Replica) Digest() [32]byte {
 		writeStr(d.Origin)
 		writeU(d.Counter)
 	}
-	var out [32]byte
-	h.Sum(out[:0])
-	return out
+	h.Sum(r.digest[:0])
+	r.digestOK = true
+	return r.digest
 }
 
 // Heads returns the version vector: per origin, the counter up to which
@@ -214,6 +217,7 @@ func (r *Replica) ForgetOrigin(origin string) {
 	}
 	m := r.cc.max(origin)
 	r.cc.raise(origin, m)
+	r.digestOK = false
 	if m > r.horizon[origin] {
 		r.horizon[origin] = m
 	}
