@@ -108,6 +108,7 @@ type agentProc struct {
 	cert    string
 	root    string // the root the agent trusts (public key file)
 	extra   []string
+	lan     bool
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -121,6 +122,8 @@ type agentOpts struct {
 	noJoin  bool
 	extra   []string
 	dataDir string
+	// lanGossip uses memberlist's LAN timings instead of -fast-gossip.
+	lanGossip bool
 }
 
 // start makes the node identity and starts the agent on the next address.
@@ -134,7 +137,7 @@ func (m *meshFixture) start(name string, o agentOpts) *agentProc {
 	p := &agentProc{
 		m: m, name: name, ip: fmt.Sprintf("%s%d", m.subnet, len(m.agents)+1),
 		dataDir: filepath.Join(m.dir, name+"-data"), key: key, cert: cert,
-		root: root + ".pub", extra: o.extra,
+		root: root + ".pub", extra: o.extra, lan: o.lanGossip,
 	}
 	for _, j := range o.join {
 		p.extra = append(p.extra, "-join", m.agent(j).ip)
@@ -159,7 +162,10 @@ func (p *agentProc) launch(extra ...string) {
 	p.m.t.Helper()
 	args := []string{"agent", "-node", p.name, "-bind", p.ip, "-client", p.ip,
 		"-data-dir", p.dataDir, "-trust", p.root, "-node-key", p.key, "-node-cert", p.cert,
-		"-log-level", "debug", "-fast-gossip"}
+		"-log-level", "debug"}
+	if !p.lan {
+		args = append(args, "-fast-gossip")
+	}
 	args = append(args, p.extra...)
 	args = append(args, extra...)
 	cmd := exec.Command(p.m.bin, args...)
