@@ -85,6 +85,8 @@ func meshFigures(t *testing.T, n int) {
 	// Propagation: one write at a time on a rotating node; blocking reads on
 	// every other node report when they see it.
 	payloadsBefore := sumPlumtree(t, all, "PayloadsSent")
+	graftsBefore := sumPlumtree(t, all, "GraftsSent")
+	givenUpBefore := sumPlumtree(t, all, "MissingGivenUp")
 	const writes = 40
 	var lat []float64
 	for w := 0; w < writes; w++ {
@@ -114,6 +116,8 @@ func meshFigures(t *testing.T, n int) {
 	payloads := sumPlumtree(t, all, "PayloadsSent") - payloadsBefore
 	t.Logf("n=%d propagation of a KV write to the other %d agents (%d writes): p50 %.1f ms, p99 %.1f ms, max %.1f ms",
 		n, n-1, writes, percentile(lat, 50), percentile(lat, 99), percentile(lat, 100))
+	t.Logf("n=%d plumtree repairs during the writes: %d grafts, %d missing messages given up to anti-entropy",
+		n, sumPlumtree(t, all, "GraftsSent")-graftsBefore, sumPlumtree(t, all, "MissingGivenUp")-givenUpBefore)
 	t.Logf("n=%d payload transmissions per node per update: %.2f (%d payloads, %d updates, %d nodes)",
 		n, float64(payloads)/float64(writes*n), payloads, writes, n)
 
