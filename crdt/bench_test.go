@@ -215,3 +215,48 @@ func TestDigestSize(t *testing.T) {
 	}
 	_ = time.Second
 }
+
+// BenchmarkWriteWith10kWatchers is a local KV write while 10,000 blocking
+// queries wait on distinct KV prefixes and service scopes: a write wakes
+// only the watchers of its own key's prefixes.
+func BenchmarkWriteWith10kWatchers(b *testing.B) {
+	r, _ := NewReplica("local", hashSigner{"local"}, Options{})
+	for i := range 5000 {
+		r.Watch(fmt.Sprintf("%sapp/%d/", ScopeKV, i))
+		r.Watch(ScopeService(fmt.Sprintf("svc-%d", i)))
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		if _, err := r.KVPut(fmt.Sprintf("other/%d", i%1000), []byte("v"), 0, t0); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkServicesQuery is a health query for one service name (200
+// instances with a check each) in a replica of 10,000 instances.
+func BenchmarkServicesQuery(b *testing.B) {
+	r, _ := NewReplica("local", hashSigner{"local"}, Options{})
+	for i := range 100 {
+		o := fmt.Sprintf("node-%03d", i)
+		src, _ := NewReplica(o, hashSigner{o}, Options{})
+		for j := range 100 {
+			for _, d := range []*Delta{
+				mustD(src.PutService(Service{ID: fmt.Sprintf("s%d", j), Name: fmt.Sprintf("svc-%d", j%50), Tags: []string{"prod"}}, t0)),
+				mustD(src.PutCheck(Check{ID: fmt.Sprintf("c%d", j), ServiceID: fmt.Sprintf("s%d", j), Status: StatusPassing}, t0)),
+			} {
+				if _, err := r.Merge(d, hashAuth{}, t0); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if got := r.Services("svc-7", []string{"prod"}); len(got) != 200 || len(got[0].Checks) != 1 {
+			b.Fatalf("%d instances", len(got))
+		}
+	}
+}

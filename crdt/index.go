@@ -63,6 +63,25 @@ func (r *Replica) changedLocked(k recKey, ks *keyState, old []any) {
 	case KindCheck:
 		origin, _ := ownerOf(k.kind, k.key)
 		r.touchLocked(idx, ScopeChecks, ScopeNode(origin))
+		for _, v := range old {
+			removeFromSet(r.checksBySvc, serviceKey(origin, v.(*Check).ServiceID), k.key)
+		}
+		if w := winner(ks.live); w != nil {
+			addToSet(r.checksBySvc, serviceKey(origin, w.val.(*Check).ServiceID), k.key)
+		}
+		set := r.checksByOrigin[origin]
+		if len(ks.live) > 0 {
+			if set == nil {
+				set = map[string]struct{}{}
+				r.checksByOrigin[origin] = set
+			}
+			set[k.key] = struct{}{}
+		} else if set != nil {
+			delete(set, k.key)
+			if len(set) == 0 {
+				delete(r.checksByOrigin, origin)
+			}
+		}
 		vals := old
 		for _, v := range ks.live {
 			vals = append(vals, v.val)
@@ -210,4 +229,22 @@ func (r *Replica) WatchIndex(scope string) (uint64, <-chan struct{}) {
 		m[key] = ch
 	}
 	return r.scopeIndexLocked(scope), ch
+}
+
+func addToSet(m map[string]map[string]struct{}, k, v string) {
+	set := m[k]
+	if set == nil {
+		set = map[string]struct{}{}
+		m[k] = set
+	}
+	set[v] = struct{}{}
+}
+
+func removeFromSet(m map[string]map[string]struct{}, k, v string) {
+	if set := m[k]; set != nil {
+		delete(set, v)
+		if len(set) == 0 {
+			delete(m, k)
+		}
+	}
 }

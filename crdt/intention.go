@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 )
 
 // Intention actions.
@@ -221,6 +222,32 @@ func (h *IntentionHTTPPermission) match(req HTTPRequest) bool {
 // regexMatch matches the whole string, as Envoy does; a bad pattern
 // (rejected by Validate anyway) never matches.
 func regexMatch(pattern, s string) bool {
+	re := compileCached(pattern)
+	return re != nil && re.MatchString(s)
+}
+
+// regexCache holds compiled L7 patterns; patterns come only from signed
+// intentions, and the cache is reset when it reaches regexCacheMax.
+var regexCache struct {
+	mu sync.Mutex // guards m
+	m  map[string]*regexp.Regexp
+}
+
+const regexCacheMax = 1024
+
+func compileCached(pattern string) *regexp.Regexp {
+	regexCache.mu.Lock()
+	defer regexCache.mu.Unlock()
+	if re, ok := regexCache.m[pattern]; ok {
+		return re
+	}
 	re, err := regexp.Compile("^(?:" + pattern + ")$")
-	return err == nil && re.MatchString(s)
+	if err != nil {
+		re = nil
+	}
+	if regexCache.m == nil || len(regexCache.m) >= regexCacheMax {
+		regexCache.m = map[string]*regexp.Regexp{}
+	}
+	regexCache.m[pattern] = re
+	return re
 }

@@ -133,11 +133,14 @@ func (r *Replica) serviceEntryLocked(origin string, s *Service) ServiceEntry {
 	if v := r.liveLocked(KindNode, origin); v != nil {
 		e.Node = cloneNode(*v.val.(*Node))
 	}
-	for _, c := range r.checksLocked(func(o string, c *Check) bool {
-		return o == origin && (c.ServiceID == "" || c.ServiceID == s.ID)
-	}) {
-		e.Checks = append(e.Checks, c)
+	for _, sk := range [2]string{serviceKey(origin, ""), serviceKey(origin, s.ID)} {
+		for key := range r.checksBySvc[sk] {
+			if v := r.liveLocked(KindCheck, key); v != nil {
+				e.Checks = append(e.Checks, CheckEntry{Origin: origin, Check: cloneCheck(*v.val.(*Check))})
+			}
+		}
 	}
+	slices.SortFunc(e.Checks, func(a, b CheckEntry) int { return strings.Compare(a.Check.ID, b.Check.ID) })
 	return e
 }
 
@@ -153,7 +156,7 @@ type CheckFilter struct {
 func (r *Replica) Checks(f CheckFilter) []CheckEntry {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.checksLocked(func(o string, c *Check) bool {
+	return r.checksLocked(f.Origin, func(o string, c *Check) bool {
 		return (f.Origin == "" || f.Origin == o) &&
 			(f.ServiceName == "" || f.ServiceName == c.ServiceName) &&
 			(f.ServiceID == "" || f.ServiceID == c.ServiceID) &&
@@ -161,20 +164,25 @@ func (r *Replica) Checks(f CheckFilter) []CheckEntry {
 	})
 }
 
-func (r *Replica) checksLocked(keep func(origin string, c *Check) bool) []CheckEntry {
+func (r *Replica) checksLocked(origin string, keep func(origin string, c *Check) bool) []CheckEntry {
 	var out []CheckEntry
-	// Checks are indexed by key "origin/ID"; a filter on origin would be a
-	// prefix scan, but the key map is flat, so scan it.
-	for k, ks := range r.keys {
-		if k.kind != KindCheck {
-			continue
-		}
-		v := winner(ks.live)
+	visit := func(v *version) {
 		if v == nil {
-			continue
+			return
 		}
 		if c := v.val.(*Check); keep(v.h.Origin, c) {
 			out = append(out, CheckEntry{Origin: v.h.Origin, Check: cloneCheck(*c)})
+		}
+	}
+	if origin != "" {
+		for key := range r.checksByOrigin[origin] {
+			visit(r.liveLocked(KindCheck, key))
+		}
+	} else {
+		for _, set := range r.checksByOrigin {
+			for key := range set {
+				visit(r.liveLocked(KindCheck, key))
+			}
 		}
 	}
 	slices.SortFunc(out, func(a, b CheckEntry) int {

@@ -87,14 +87,16 @@ type Replica struct {
 	horizon  VersionVector
 	rejected map[string]uint64
 
-	index       uint64            // local change index, >= 1
-	scopes      map[string]uint64 // scope -> index of its last change
-	watch       map[string]chan struct{}
-	kvWatch     map[string]chan struct{}       // by KV prefix
-	svcByName   map[string]map[string]struct{} // service name -> service keys
-	svcByOrigin map[string]map[string]string   // origin -> service key -> name
-	kvTomb      map[string]uint64              // absent KV key -> local index of its removal
-	kvFloor     uint64                         // highest pruned kvTomb index
+	index          uint64            // local change index, >= 1
+	scopes         map[string]uint64 // scope -> index of its last change
+	watch          map[string]chan struct{}
+	kvWatch        map[string]chan struct{}       // by KV prefix
+	svcByName      map[string]map[string]struct{} // service name -> service keys
+	svcByOrigin    map[string]map[string]string   // origin -> service key -> name
+	checksByOrigin map[string]map[string]struct{} // origin -> check keys
+	checksBySvc    map[string]map[string]struct{} // "origin/serviceID" ("origin/" for node checks) -> check keys
+	kvTomb         map[string]uint64              // absent KV key -> local index of its removal
+	kvFloor        uint64                         // highest pruned kvTomb index
 }
 
 // NewReplica returns an empty replica for origin, which signs its own
@@ -108,24 +110,26 @@ func NewReplica(origin string, signer Signer, opts Options) (*Replica, error) {
 	}
 	opts = opts.withDefaults()
 	return &Replica{
-		origin:      origin,
-		signer:      signer,
-		opts:        opts,
-		clk:         clock{maxDrift: opts.MaxClockDrift},
-		cc:          newCausalContext(),
-		byOrigin:    map[string]map[uint64]*version{},
-		origins:     map[string]string{},
-		keys:        map[recKey]*keyState{},
-		pendingKill: map[Dot]recKey{},
-		horizon:     VersionVector{},
-		rejected:    map[string]uint64{},
-		index:       1,
-		scopes:      map[string]uint64{},
-		watch:       map[string]chan struct{}{},
-		kvWatch:     map[string]chan struct{}{},
-		svcByName:   map[string]map[string]struct{}{},
-		svcByOrigin: map[string]map[string]string{},
-		kvTomb:      map[string]uint64{},
+		origin:         origin,
+		signer:         signer,
+		opts:           opts,
+		clk:            clock{maxDrift: opts.MaxClockDrift},
+		cc:             newCausalContext(),
+		byOrigin:       map[string]map[uint64]*version{},
+		origins:        map[string]string{},
+		keys:           map[recKey]*keyState{},
+		pendingKill:    map[Dot]recKey{},
+		horizon:        VersionVector{},
+		rejected:       map[string]uint64{},
+		index:          1,
+		scopes:         map[string]uint64{},
+		watch:          map[string]chan struct{}{},
+		kvWatch:        map[string]chan struct{}{},
+		svcByName:      map[string]map[string]struct{}{},
+		svcByOrigin:    map[string]map[string]string{},
+		checksByOrigin: map[string]map[string]struct{}{},
+		checksBySvc:    map[string]map[string]struct{}{},
+		kvTomb:         map[string]uint64{},
 	}, nil
 }
 

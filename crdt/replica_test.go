@@ -135,3 +135,43 @@ func TestKVConflictSiblingsAndCAS(t *testing.T) {
 		t.Fatal("cas=0 on a present key must fail")
 	}
 }
+
+func TestChecksFilter(t *testing.T) {
+	fx := newEdFixture()
+	a, b := newEdReplica(t, 1), newEdReplica(t, 2)
+	md := must[*Delta](t)
+	for _, d := range []*Delta{
+		md(a.PutService(Service{ID: "w1", Name: "web"}, t0)),
+		md(a.PutCheck(Check{ID: "c1", ServiceID: "w1", ServiceName: "web", Status: StatusWarning}, t0)),
+		md(a.PutCheck(Check{ID: "node", Status: StatusPassing}, t0)),
+		md(b.PutCheck(Check{ID: "c2", ServiceName: "db", ServiceID: "d1"}, t0)),
+	} {
+		mustMerge(t, a, d, fx.auth, t0)
+		mustMerge(t, b, d, fx.auth, t0)
+	}
+	tests := []struct {
+		f    CheckFilter
+		want int
+	}{
+		{CheckFilter{}, 3},
+		{CheckFilter{Status: "any"}, 3},
+		{CheckFilter{Status: StatusCritical}, 1}, // empty status means critical
+		{CheckFilter{Origin: a.Origin()}, 2},
+		{CheckFilter{ServiceName: "web"}, 1},
+	}
+	for _, tt := range tests {
+		if got := b.Checks(tt.f); len(got) != tt.want {
+			t.Errorf("%+v: %d checks, want %d", tt.f, len(got), tt.want)
+		}
+	}
+	if e := b.Services("web", nil); len(e) != 1 || len(e[0].Checks) != 2 {
+		t.Fatalf("web instance checks: %+v", e)
+	}
+	if _, err := a.PutCheck(Check{ID: "x", Status: "up"}, t0); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("bad status: %v", err)
+	}
+	must[*Delta](t)(a.DeleteCheck("node", t0))
+	if got := a.Checks(CheckFilter{Origin: a.Origin()}); len(got) != 1 {
+		t.Fatalf("after delete: %+v", got)
+	}
+}

@@ -116,6 +116,8 @@ func (r *Replica) LoadState(b []byte, auth Authorizer) error {
 	r.horizon = fresh.horizon
 	r.svcByName = fresh.svcByName
 	r.svcByOrigin = fresh.svcByOrigin
+	r.checksByOrigin = fresh.checksByOrigin
+	r.checksBySvc = fresh.checksBySvc
 	r.kvTomb = map[string]uint64{}
 	// Every read may have changed: move every index past what a client may
 	// hold and wake every watcher.
