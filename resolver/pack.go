@@ -42,6 +42,9 @@ func (sc *scratch) packMsg(m *dns.Msg) ([]byte, error) {
 	if cap(sc.buf) < need {
 		sc.buf = make([]byte, 0, need)
 	}
+	if b, ok := packFast(m, sc.buf[:cap(sc.buf)], &sc.targets); ok {
+		return b, nil
+	}
 	b, err := sc.packInto(m, sc.buf[:cap(sc.buf)])
 	if err == nil && len(b) > maxMsgSize {
 		return nil, errTooBig

@@ -35,6 +35,7 @@ type scratch struct {
 	nsRR    dns.NS
 	buf     []byte
 	comp    map[string]int // name compression offsets, reused per pack
+	targets []targetOffset // SRV target offsets, for packFast
 }
 
 // dedupKey identifies an answer for de-duplication in large answers.
