@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"fmt"
+	"reflect"
 	"strings"
 
 	"github.com/fxamacker/cbor/v2"
@@ -199,6 +200,8 @@ func init() {
 		IndefLength:       cbor.IndefLengthForbidden,
 		TagsMd:            cbor.TagsForbidden,
 		ExtraReturnErrors: cbor.ExtraDecErrorUnknownField,
+		// Free-form values (Proxy.Config) decode to JSON-friendly maps.
+		DefaultMapType: reflect.TypeOf(map[string]any(nil)),
 	}).DecMode(); err != nil {
 		panic(err)
 	}

@@ -3,6 +3,7 @@ package crdt
 import (
 	"crypto/ed25519"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 )
@@ -173,5 +174,63 @@ func TestChecksFilter(t *testing.T) {
 	must[*Delta](t)(a.DeleteCheck("node", t0))
 	if got := a.Checks(CheckFilter{Origin: a.Origin()}); len(got) != 1 {
 		t.Fatalf("after delete: %+v", got)
+	}
+}
+
+// TestConcurrentUse runs writers, mergers, readers and watchers at once
+// (meaningful under -race).
+func TestConcurrentUse(t *testing.T) {
+	fx := newEdFixture()
+	a, b := newEdReplica(t, 1), newEdReplica(t, 2)
+	ds := make(chan *Delta, 400)
+	done := make(chan struct{})
+	go func() {
+		defer close(ds)
+		for i := range 200 {
+			d1, err1 := a.KVPut(fmt.Sprintf("k/%d", i%7), []byte{byte(i)}, 0, t0)
+			d2, err2 := a.PutService(Service{ID: "w", Name: "web", Port: i}, t0)
+			if err1 != nil || err2 != nil {
+				t.Error(err1, err2)
+				return
+			}
+			ds <- d1
+			ds <- d2
+		}
+	}()
+	go func() {
+		defer close(done)
+		for d := range ds {
+			if _, err := b.Merge(d, fx.auth, t0); err != nil {
+				t.Error(err)
+			}
+		}
+	}()
+	for range 200 {
+		_ = b.KVList("k/")
+		_ = b.Services("web", nil)
+		_, _ = b.WatchIndex(ScopeKV + "k/")
+		_ = b.Digest()
+		_ = b.DeltaSince(VersionVector{}, 0)
+		_, _ = b.KVPut("local", nil, 0, t0)
+	}
+	<-done
+	for _, d := range a.DeltaSince(b.Heads(), 0) {
+		mustMerge(t, b, d, fx.auth, t0)
+	}
+	if got, _ := b.KVGet("k/6"); got.Origin != a.Origin() {
+		t.Fatalf("k/6 = %+v", got)
+	}
+}
+
+func TestProxyConfigDecodesToStringMaps(t *testing.T) {
+	a := newEdReplica(t, 1)
+	d := must[*Delta](t)(a.PutService(Service{ID: "p", Name: "web-proxy", Kind: "connect-proxy",
+		Proxy: &Proxy{DestinationServiceName: "web", Config: map[string]any{"protocol": "http", "nested": map[string]any{"a": 1}}}}, t0))
+	s, err := DecodeService(d.Entries[0].Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := s.Proxy.Config["nested"].(map[string]any); !ok {
+		t.Fatalf("nested config decoded as %T", s.Proxy.Config["nested"])
 	}
 }
