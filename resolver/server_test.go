@@ -220,3 +220,24 @@ func TestBothUDPPaths(t *testing.T) {
 		})
 	}
 }
+
+func TestIPv6Loopback(t *testing.T) {
+	s, err := New(Config{Addr: "[::1]:0"}, testSource())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(context.Background()); err != nil {
+		t.Skipf("no IPv6 loopback here: %v", err)
+	}
+	defer s.Close()
+	for _, network := range []string{"udp", "tcp"} {
+		resp := exchange(t, s, network, question("_web._tcp.service.consul.", dns.TypeSRV, 1232))
+		if resp.Rcode != dns.RcodeSuccess || len(resp.Answer) != 10 {
+			t.Fatalf("%s over IPv6: %v", network, resp)
+		}
+	}
+	resp := exchange(t, s, "udp", question("consul.", dns.TypeNS, 0))
+	if len(resp.Extra) != 1 || resp.Extra[0].Header().Rrtype != dns.TypeAAAA {
+		t.Fatalf("NS glue should be the IPv6 listen address: %v", resp)
+	}
+}
