@@ -38,7 +38,9 @@ func TestRealDiskFull(t *testing.T) {
 	}
 	f := newFixture(t, Options{Path: filepath.Join(dir, "replica.db")})
 	const writers = 8
-	rec := func(w, i int) []byte { return append(fmt.Appendf(nil, "%d %d ", w, i), bytes.Repeat([]byte{'.'}, 500)...) }
+	rec := func(w, i int) []byte {
+		return append(fmt.Appendf(nil, "%d %d ", w, i), bytes.Repeat([]byte{'.'}, 500)...)
+	}
 	var mu sync.Mutex
 	acked := map[Seq]string{}
 	var fails []error
