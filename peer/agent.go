@@ -167,8 +167,9 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 	if err := a.startDNS(); err != nil {
 		return err
 	}
-	a.wg.Add(1)
+	a.wg.Add(2)
 	go func() { defer a.wg.Done(); a.snapshotLoop() }()
+	go func() { defer a.wg.Done(); a.watchRevocations() }()
 	return nil
 }
 

@@ -14,6 +14,7 @@ func newAPI(a *Agent) http.Handler {
 		{methods: "PUT POST", path: "/v1/agent/join/", handle: s.agentJoin},
 		{methods: "PUT POST", path: "/v1/agent/leave", exact: true, handle: s.agentLeave},
 		{methods: "GET", path: "/v1/agent/peerd/info", exact: true, handle: s.agentInfo},
+		{methods: "PUT POST", path: "/v1/agent/peerd/revoke", exact: true, handle: s.agentRevoke},
 		{methods: "GET PUT DELETE", path: "/v1/kv/", handle: s.kv},
 		{methods: "GET", path: "/v1/health/node/", handle: s.healthNode},
 		{methods: "GET", path: "/v1/status/leader", exact: true, handle: s.statusLeader},

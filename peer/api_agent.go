@@ -106,6 +106,7 @@ func (a *Agent) infoStats() map[string]map[string]string {
 			"bad_payloads":     fmt.Sprint(a.stats.badPayloads.Load()),
 			"snapshots":        fmt.Sprint(a.stats.snapshots.Load()),
 			"rejected_reasons": formatReasons(a.replica.Rejected()),
+			"revocations":      a.revocationSummary(),
 		},
 		"dissemination": {
 			"broadcasts":      fmt.Sprint(a.stats.broadcasts.Load()),

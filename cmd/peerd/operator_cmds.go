@@ -24,6 +24,7 @@ func operatorCommands() []command {
 		{name: "join", synopsis: "ask the local agent to join a member: join ADDR...", run: runJoin},
 		{name: "leave", synopsis: "make the local agent leave the mesh gracefully and exit", run: runLeave},
 		{name: "kv", synopsis: "read and write the KV store: kv get|put|delete", run: runKV},
+		{name: "revocation", synopsis: "spread a signed revocation (from 'peerd revoke') through the mesh: revocation submit FILE", run: runRevocation},
 	}
 }
 
@@ -320,4 +321,26 @@ func reorderBoolFlag(args []string, name string, seen **string) []string {
 		out = append(out, a)
 	}
 	return out
+}
+
+func runRevocation(ctx context.Context, c *cli, args []string) error {
+	if len(args) == 0 || args[0] != "submit" {
+		return usageErrorf("revocation: want 'revocation submit FILE'")
+	}
+	cl, rest, err := clientFlags(c, "revocation submit", "revocation submit [-http-addr ADDR] FILE", args[1:])
+	if err != nil {
+		return err
+	}
+	if len(rest) != 1 {
+		return usageErrorf("revocation submit: exactly one revocation file is required")
+	}
+	body, err := os.ReadFile(rest[0])
+	if err != nil {
+		return err
+	}
+	if _, _, err := cl.do(ctx, http.MethodPut, "/v1/agent/peerd/revoke", body); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "Revocation %s accepted; it spreads to every peer.\n", rest[0])
+	return nil
 }

@@ -1,0 +1,58 @@
+package main
+
+import (
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// TestMeshRevocation revokes a running node's key with the CLI: every other
+// agent stops trusting it, drops it from membership and refuses its writes.
+func TestMeshRevocation(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real processes")
+	}
+	m := newMesh(t)
+	n1 := m.start("n1", agentOpts{})
+	n2 := m.start("n2", agentOpts{join: []string{"n1"}})
+	n3 := m.start("n3", agentOpts{join: []string{"n1"}})
+	all := []*agentProc{n1, n2, n3}
+	for _, p := range all {
+		for _, q := range all {
+			expectMemberStatus(t, p, q.name, memberAlive)
+		}
+	}
+	n3.kvPut("from/n3", "before")
+	for _, p := range all {
+		expectKV(t, p, "from/n3", "before")
+	}
+
+	rev := filepath.Join(m.dir, "n3.rev")
+	m.cli("revoke", "-ca-key", m.root, "-subject", n3.key+".pub", "-out", rev)
+	m.cli("revocation", "submit", "-http-addr", n1.ip+":8500", rev)
+
+	// The revocation spreads and cuts n3 off everywhere.
+	for _, p := range []*agentProc{n1, n2} {
+		waitFor(t, 10*time.Second, func() error {
+			ms, err := p.members()
+			if err != nil {
+				return err
+			}
+			for _, mb := range ms {
+				if mb.Name == n3.name && mb.Status == memberAlive {
+					return fmt.Errorf("%s still trusts %s", p.name, n3.name)
+				}
+			}
+			return nil
+		})
+	}
+	n3.kvPut("from/n3", "after-revocation")
+	n1.kvPut("marker", "after-revocation")
+	for _, p := range []*agentProc{n1, n2} {
+		expectKV(t, p, "marker", "after-revocation")
+		if v, _ := p.kvGetRaw("from/n3"); v != "before" {
+			t.Errorf("%s: from/n3 = %q: a revoked node's write was accepted", p.name, v)
+		}
+	}
+}
