@@ -7,10 +7,10 @@ import "net/netip"
 //
 // Every method may be called concurrently from many query goroutines and
 // must not block on the network: it reads local state only. The resolver
-// never modifies what a Source returns and does not keep it after the query
-// that asked for it has been answered, so a Source may hand out slices and
-// strings that it shares with its own state (Tags, Meta) as long as it does
-// not mutate them afterwards.
+// never modifies what a Source returns and does not use it after the query
+// that asked for it has been answered, so a Source may hand out slices, maps
+// and strings that it shares with its own state (Tags, Meta) as long as it
+// treats them as immutable (replaces rather than mutates them).
 type Source interface {
 	// AppendServiceInstances appends every registered instance of the
 	// service called name (already lower-case; match it case-insensitively,
@@ -76,9 +76,10 @@ type Instance struct {
 	Tags []string
 	// Status is the worst of the instance's service checks.
 	Status Health
-	// NodeHealthy is false when the node itself has failed (serf says
-	// failed/left, or a node-level check is critical); such instances are
-	// never returned.
+	// NodeHealthy must be true for the instance to be answered: false means
+	// the node itself has failed (serf says failed/left, or a node-level
+	// check is critical), and such instances are never returned. Note the
+	// zero value is false: a Source must set it.
 	NodeHealthy bool
 	// Weights are the SRV weights for a passing and a warning instance;
 	// zero means 1 (Consul's default weights are {Passing: 1, Warning: 1}).
