@@ -17,5 +17,8 @@
 //
 // store knows nothing about what the bytes mean: it must not decode deltas or
 // snapshots, and it must not import the network. Its on-disk framing (format
-// version, per-value checksums) is described in format.go.
+// version, per-value checksums) is described in format.go. A damaged or
+// foreign file yields an error (ErrCorrupt, ErrUnsupportedFormat), never a
+// panic: bbolt's own panics on damaged pages are caught and turned into
+// ErrCorrupt.
 package store

@@ -106,6 +106,9 @@ func (s *Store) replay(after Seq, fn func(seq Seq, rec []byte) error) (Seq, erro
 		seq Seq
 		rec []byte
 	}
+	if after == ^Seq(0) {
+		return after, nil
+	}
 	prev := after
 	first := true
 	chunk := make([]item, 0, replayChunk)

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"testing"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
@@ -466,4 +468,47 @@ func (s *Store) writerHookForTest(fn func(records int) error) {
 	s.mu.Lock()
 	s.beforeCommit = fn
 	s.mu.Unlock()
+}
+
+// TestQueueFullHonoursContext blocks the writer inside a commit, fills the
+// one-slot queue, and checks that a further Append gives up when its
+// context ends, without writing anything.
+func TestQueueFullHonoursContext(t *testing.T) {
+	f := newFixture(t, Options{QueueDepth: 1})
+	entered := make(chan struct{})
+	release := make(chan struct{})
+	var once sync.Once
+	f.s.writerHookForTest(func(int) error {
+		once.Do(func() {
+			close(entered)
+			<-release
+		})
+		return nil
+	})
+	results := make(chan error, 2)
+	go func() { _, err := f.s.Append(context.Background(), []byte("in commit")); results <- err }()
+	<-entered // the writer holds "in commit" inside its transaction
+	go func() { _, err := f.s.Append(context.Background(), []byte("queued")); results <- err }()
+	// Wait until "queued" sits in the queue, filling it.
+	for deadline := time.Now().Add(10 * time.Second); len(f.s.queue) == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("second append never reached the queue")
+		}
+		runtime.Gosched()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if _, err := f.s.Append(ctx, []byte("dropped")); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Append on a full queue = %v, want DeadlineExceeded", err)
+	}
+	close(release)
+	for range 2 {
+		if err := <-results; err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.reopen()
+	if _, _, log := recoverAll(t, f.s); fmt.Sprint(log) != fmt.Sprint([]entry{{1, "in commit"}, {2, "queued"}}) {
+		t.Fatalf("recovered %v", log)
+	}
 }
