@@ -50,6 +50,10 @@ type Agent struct {
 	outbox  outbox
 	stats   agentStats
 
+	// local is the registry of locally run services and checks
+	// (services.go); its zero value is ready for SetLocalOptions.
+	local localState
+
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -159,6 +163,9 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 		return err
 	}
 	if err := a.startMembership(); err != nil {
+		return err
+	}
+	if err := a.startLocal(); err != nil {
 		return err
 	}
 	if err := a.startHTTP(); err != nil {
@@ -348,6 +355,7 @@ func (a *Agent) close() error {
 	if a.driver != nil {
 		a.driver.Close()
 	}
+	a.stopLocal()
 	if a.cancel != nil {
 		a.cancel()
 	}

@@ -72,6 +72,10 @@ func (s *apiServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	setConsulHeaders(w)
+	if !s.authorized(r) {
+		http.Error(w, "Permission denied: this agent requires an ACL token (?token=, X-Consul-Token or Authorization: Bearer)", http.StatusForbidden)
+		return
+	}
 	rest := strings.TrimPrefix(path, matched.path)
 	if err := matched.handle(w, r, rest); err != nil {
 		var he *httpError

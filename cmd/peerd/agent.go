@@ -46,11 +46,34 @@ func runAgent(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
+	svcs, checks, err := loadServiceDefs(s.configFiles, s.enableScriptChecks)
+	if err != nil {
+		return err
+	}
 	a, err := peer.New(cfg)
 	if err != nil {
 		return err
 	}
+	a.SetLocalOptions(peer.LocalOptions{EnableScriptChecks: s.enableScriptChecks, HTTPToken: s.httpToken})
+	reload := func() error {
+		// Service and check definitions are re-read; other settings need
+		// a restart.
+		re := &agentSettings{}
+		if err := loadConfigPaths(fl.configPaths, re); err != nil {
+			return err
+		}
+		svcs, checks, err := loadServiceDefs(re.configFiles, s.enableScriptChecks)
+		if err != nil {
+			return err
+		}
+		return a.ReloadServices(svcs, checks)
+	}
+	a.SetReloadFunc(reload)
 	if err := a.Start(ctx); err != nil {
+		a.Close()
+		return err
+	}
+	if err := a.ReloadServices(svcs, checks); err != nil {
 		a.Close()
 		return err
 	}
@@ -66,7 +89,11 @@ func runAgent(ctx context.Context, c *cli, args []string) error {
 	for {
 		select {
 		case <-hup:
-			logger.Info("SIGHUP received; nothing to reload yet")
+			if err := reload(); err != nil {
+				logger.Error("reload failed; the running services are unchanged", "err", err)
+			} else {
+				logger.Info("reloaded service and check definitions")
+			}
 			continue
 		case <-a.Done():
 			// The agent left through the API (peerd leave).

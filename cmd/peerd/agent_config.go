@@ -11,6 +11,8 @@ import (
 
 	"github.com/hashicorp/hcl"
 	"github.com/hashicorp/hcl/hcl/ast"
+
+	"github.com/peerd/peerd/peer"
 )
 
 // agentFile is an agent configuration file, HCL or JSON, with Consul's key
@@ -34,6 +36,22 @@ type agentFile struct {
 	NodeKeyFile   *string    `hcl:"node_key_file"`
 	NodeCertFile  *string    `hcl:"node_cert_file"`
 	Ports         *filePorts `hcl:"ports"`
+
+	EnableScriptChecks      *bool    `hcl:"enable_script_checks"`
+	EnableLocalScriptChecks *bool    `hcl:"enable_local_script_checks"`
+	HTTPToken               *string  `hcl:"http_token"`
+	ACL                     *fileACL `hcl:"acl"`
+}
+
+// fileACL is the part of Consul's acl block peerd reads: the agent token,
+// which (like http_token) every HTTP API request must then carry.
+type fileACL struct {
+	Enabled       *bool   `hcl:"enabled"`
+	DefaultPolicy *string `hcl:"default_policy"`
+	Tokens        *struct {
+		Agent   *string `hcl:"agent"`
+		Default *string `hcl:"default"`
+	} `hcl:"tokens"`
 }
 
 type filePorts struct {
@@ -52,7 +70,15 @@ var agentFileKeys = map[string]map[string]bool{
 	"start_join": nil, "retry_join": nil, "encrypt": nil, "log_level": nil,
 	"log_json": nil, "trust": nil, "node_key_file": nil, "node_cert_file": nil,
 	"ports": {"serf_lan": true, "peer": true, "http": true, "dns": true},
+
+	"enable_script_checks": nil, "enable_local_script_checks": nil, "http_token": nil,
+	"acl": {"enabled": true, "default_policy": true, "tokens": true},
+	// Service and check definitions: checked by peer.ParseServiceFile.
+	"service": opaqueBlock, "services": opaqueBlock, "check": opaqueBlock, "checks": opaqueBlock,
 }
+
+// opaqueBlock marks a key whose content another parser checks.
+var opaqueBlock = map[string]bool{"\x00opaque": true}
 
 // agentSettings is the merged result of files and flags, before keys and
 // certificates are read.
@@ -79,6 +105,12 @@ type agentSettings struct {
 	peerPort      int
 	httpPort      int
 	dnsPort       int
+
+	enableScriptChecks bool
+	httpToken          string
+	// configFiles are the files read, in order, for service definitions
+	// (read again by reload).
+	configFiles []string
 }
 
 // loadConfigPaths reads -config-file and -config-dir arguments in order; a
@@ -127,6 +159,7 @@ func loadConfigFile(path string, into *agentSettings) error {
 		return err
 	}
 	f.applyTo(into)
+	into.configFiles = append(into.configFiles, path)
 	return nil
 }
 
@@ -162,7 +195,7 @@ func checkKeys(path string, list *ast.ObjectList, schema map[string]map[string]b
 		if !known {
 			return fmt.Errorf("config: %s:%d: unknown key %q", path, item.Pos().Line, name)
 		}
-		if sub == nil {
+		if sub == nil || sub["\x00opaque"] {
 			continue
 		}
 		obj, ok := item.Val.(*ast.ObjectType)
@@ -211,6 +244,17 @@ func (f *agentFile) applyTo(s *agentSettings) {
 	s.join = append(s.join, f.StartJoin...)
 	s.retryJoin = append(s.retryJoin, f.RetryJoin...)
 	s.trust = append(s.trust, f.Trust...)
+	if f.EnableScriptChecks != nil {
+		s.enableScriptChecks = *f.EnableScriptChecks
+	}
+	if f.EnableLocalScriptChecks != nil && *f.EnableLocalScriptChecks {
+		// Only local registrations exist in peerd: the same thing.
+		s.enableScriptChecks = true
+	}
+	setS(&s.httpToken, f.HTTPToken)
+	if f.ACL != nil && f.ACL.Tokens != nil {
+		setS(&s.httpToken, f.ACL.Tokens.Agent)
+	}
 	if f.Ports != nil {
 		setI(&s.serfPort, f.Ports.SerfLAN)
 		setI(&s.peerPort, f.Ports.Peer)
@@ -244,4 +288,24 @@ func parseEncryptKey(v string) ([]byte, error) {
 		return nil, fmt.Errorf("config: encrypt: key must be 32 bytes (got %d); create one with: head -c32 /dev/urandom | base64", len(k))
 	}
 	return k, nil
+}
+
+// loadServiceDefs reads the service and check definitions of the config
+// files. A bad file is an error naming the file and line.
+func loadServiceDefs(files []string, allowScripts bool) ([]peer.ServiceDefinition, []peer.CheckDefinition, error) {
+	var svcs []peer.ServiceDefinition
+	var checks []peer.CheckDefinition
+	for _, path := range files {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, nil, fmt.Errorf("config: %w", err)
+		}
+		f, err := peer.ParseServiceFile(path, b, allowScripts)
+		if err != nil {
+			return nil, nil, err
+		}
+		svcs = append(svcs, f.Services...)
+		checks = append(checks, f.Checks...)
+	}
+	return svcs, checks, nil
 }
