@@ -29,8 +29,9 @@ const (
 	// probe timeout, suspicion multiplier 4) and serf's defaults.
 	ProfileLAN Profile = iota
 	// ProfileLocal uses memberlist's loopback timings (200 ms probe
-	// timeout, suspicion multiplier 3, 100 ms gossip) and short serf
-	// timers; for tests and single-host clusters.
+	// timeout, suspicion multiplier 3, 100 ms gossip; retransmit
+	// multiplier 4 as on a LAN) and short serf timers; for tests and
+	// single-host clusters.
 	ProfileLocal
 )
 
@@ -258,12 +259,17 @@ func New(cfg Config) (*Membership, error) {
 	switch cfg.Profile {
 	case ProfileLocal:
 		sc.MemberlistConfig = memberlist.DefaultLocalConfig()
+		// DefaultLocalConfig retransmits each broadcast 2·log10(N) times;
+		// on a loaded test host a leave intent then sometimes misses a
+		// node, which sees the leaver as failed until the next push-pull
+		// (15 s). The LAN value (4) costs nothing at test sizes.
+		sc.MemberlistConfig.RetransmitMult = 4
 		sc.ReapInterval = time.Second
 		// ReconnectInterval keeps serf's 30 s: a restarted node finds its
 		// way back through its snapshot, not through others' retries.
 		sc.ReconnectTimeout = 30 * time.Second
 		sc.TombstoneTimeout = 30 * time.Second
-		sc.LeavePropagateDelay = 200 * time.Millisecond
+		sc.LeavePropagateDelay = time.Second
 		sc.BroadcastTimeout = 2 * time.Second
 		sc.FlapTimeout = 5 * time.Second
 	case ProfileLAN:

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -93,9 +94,18 @@ func (n *clusterNode) addr() string { return "127.0.0.1:" + strconv.Itoa(n.port)
 // waitFor polls cond every 20 ms until it holds or the deadline passes.
 func waitFor(tb testing.TB, within time.Duration, what string, cond func() bool) {
 	tb.Helper()
+	waitForDescribed(tb, within, what, cond, nil)
+}
+
+// waitForDescribed is waitFor that adds describe() to the failure.
+func waitForDescribed(tb testing.TB, within time.Duration, what string, cond func() bool, describe func() string) {
+	tb.Helper()
 	deadline := time.Now().Add(within)
 	for !cond() {
 		if time.Now().After(deadline) {
+			if describe != nil {
+				what += ": " + describe()
+			}
 			tb.Fatalf("timed out after %v waiting for %s", within, what)
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -122,6 +132,15 @@ func allSee(nodes []*clusterNode, name string, st MemberStatus) func() bool {
 	}
 }
 
+// views describes how each node sees name, for failure messages.
+func views(nodes []*clusterNode, name string) string {
+	var s []string
+	for _, n := range nodes {
+		s = append(s, fmt.Sprintf("%s:%v", n.name, statusOf(n.m, name)))
+	}
+	return strings.Join(s, " ")
+}
+
 func startCluster(tb testing.TB, n int) []*clusterNode {
 	tb.Helper()
 	var nodes []*clusterNode
@@ -133,14 +152,29 @@ func startCluster(tb testing.TB, n int) []*clusterNode {
 			tb.Fatalf("join %s: %v", nd.name, err)
 		}
 	}
-	waitFor(tb, 20*time.Second, "all members alive", func() bool {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ok := true
 		for _, nd := range nodes {
 			if nd.m.NumMembers() != n {
-				return false
+				ok = false
 			}
 		}
-		return true
-	})
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			for _, nd := range nodes {
+				var s []string
+				for _, m := range nd.m.Members() {
+					s = append(s, fmt.Sprintf("%s:%v", m.Name, m.Status))
+				}
+				tb.Logf("%s sees %v", nd.name, s)
+			}
+			tb.Fatalf("cluster of %d did not form within 30 s", n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	return nodes
 }
 
@@ -169,12 +203,16 @@ func TestMembershipJoinLeaveFail(t *testing.T) {
 		t.Fatalf("leave: %v", err)
 	}
 	_ = nodes[3].m.Close()
-	waitFor(t, 10*time.Second, "n3 left", allSee(nodes[:3], "n3", StatusLeft))
+	// Bounded by serf's push-pull (15 s) in case the leave intent missed a
+	// node.
+	waitForDescribed(t, 25*time.Second, "n3 left", allSee(nodes[:3], "n3", StatusLeft),
+		func() string { return views(nodes[:3], "n3") })
 	waitFor(t, 10*time.Second, "leave event", func() bool { return nodes[0].events.saw(EventLeave, "n3") })
 
 	// Crash (no leave): seen as failed.
 	_ = nodes[2].m.Close()
-	waitFor(t, 30*time.Second, "n2 failed", allSee(nodes[:2], "n2", StatusFailed))
+	waitForDescribed(t, 30*time.Second, "n2 failed", allSee(nodes[:2], "n2", StatusFailed),
+		func() string { return views(nodes[:2], "n2") })
 	waitFor(t, 10*time.Second, "failed event", func() bool { return nodes[1].events.saw(EventFailed, "n2") })
 	if got := len(nodes[0].m.Admitted()); got != 1 {
 		t.Fatalf("admitted after leave+fail: %d, want 1", got)
