@@ -15,7 +15,7 @@ type wireDelta struct {
 	_       struct{} `cbor:",toarray"`
 	V       uint8
 	Entries []Entry
-	Horizon map[string]uint64
+	Horizon map[string]Range
 }
 
 // EncodeDelta encodes d as deterministic CBOR.
@@ -48,9 +48,9 @@ func DecodeDelta(b []byte) (*Delta, error) {
 			return nil, fmt.Errorf("%w: delta entry %d: header %d bytes, signature %d bytes", ErrMalformed, i, len(e.Header), len(e.Sig))
 		}
 	}
-	for o := range w.Horizon {
-		if o == "" || len(o) > maxOriginLen {
-			return nil, fmt.Errorf("%w: delta horizon origin of %d bytes", ErrMalformed, len(o))
+	for o, rg := range w.Horizon {
+		if o == "" || len(o) > maxOriginLen || rg.To <= rg.From {
+			return nil, fmt.Errorf("%w: delta horizon for origin of %d bytes: (%d, %d]", ErrMalformed, len(o), rg.From, rg.To)
 		}
 	}
 	return &Delta{Entries: w.Entries, Horizon: w.Horizon}, nil

@@ -31,6 +31,7 @@ const (
 	RejectRollback     = "rollback"
 	RejectIntention    = "intention"
 	RejectRevocation   = "revocation"
+	RejectUnconfirmed  = "unconfirmed-stub"
 )
 
 // ErrNotFound: a local delete names a record this node does not hold.

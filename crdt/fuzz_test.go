@@ -10,7 +10,7 @@ func fuzzSeedDeltas(f *testing.F) {
 		mustD(r.KVPut("a", []byte("v"), 1, t0)),
 		mustD(r.PutService(Service{ID: "s", Name: "web", Tags: []string{"x"}, Proxy: &Proxy{Upstreams: []Upstream{{DestinationName: "db", LocalBindPort: 9}}}}, t0)),
 		mustD(r.KVDelete("a", t0)),
-		{Horizon: VersionVector{"r0": 2}},
+		{Horizon: map[string]Range{"r0": {From: 0, To: 2}}},
 	} {
 		b, err := EncodeDelta(d)
 		if err != nil {

@@ -52,6 +52,7 @@ func (r *Replica) Merge(d *Delta, auth Authorizer, now time.Time) (MergeResult, 
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var first error
+	var deferred []stub
 	note := func(reason string, err error) {
 		res.reject(reason)
 		r.rejected[reason]++
@@ -101,21 +102,29 @@ func (r *Replica) Merge(d *Delta, auth Authorizer, now time.Time) (MergeResult, 
 		if h.Kind == KindKV && !auth.MayWriteKV(h.Origin, h.Key) {
 			authorized = false
 		}
+		if authorized && h.Op == OpPut && e.Body == nil {
+			// A stub claims its version is dead; a relay could strip the
+			// body of a live version to suppress it. Accept it only once
+			// that is confirmed (below), never on the relay's word.
+			deferred = append(deferred, stub{h, e})
+			continue
+		}
 		var val any
-		if authorized && h.Op == OpPut && e.Body != nil {
+		stored := e
+		if authorized && h.Op == OpPut {
 			var reason string
 			val, reason, err = r.verifyContentLocked(&h, e.Body, auth)
 			if err != nil {
 				res.Rejected++
 				note(reason, err)
 				val = nil
+				if reason == RejectTooLarge {
+					stored.Body = nil
+				}
 			}
 		} else if !authorized {
 			res.Rejected++
 			note(RejectUnauthorized, fmt.Errorf("%w: %s may not write KV key %q", ErrUnauthorized, h.Origin, h.Key))
-		}
-		stored := e
-		if val == nil {
 			stored.Body = nil
 		}
 		r.clk.observe(h.HLC)
@@ -124,8 +133,58 @@ func (r *Replica) Merge(d *Delta, auth Authorizer, now time.Time) (MergeResult, 
 		}
 		res.Accepted++
 	}
-	r.mergeHorizonLocked(d.Horizon)
+	// The horizon may cover the deferred stubs (garbage-collected history);
+	// it is trusted up to the highest signed dot seen of each origin.
+	proven := map[string]uint64{}
+	for _, st := range deferred {
+		proven[st.h.Origin] = max(proven[st.h.Origin], st.h.Counter)
+	}
+	r.mergeHorizonLocked(d.Horizon, proven)
+	for _, st := range deferred {
+		dot := st.h.dot()
+		covered := r.cc.has(dot)
+		if !covered {
+			pk, ok := r.pendingKill[dot]
+			if !ok || pk != (recKey{st.h.Kind, st.h.Key}) {
+				res.Rejected++
+				note(RejectUnconfirmed, fmt.Errorf("%w: %s: stub of a version not known to be dead", ErrMalformed, dot))
+				continue
+			}
+		}
+		if covered && r.lookup(dot) != nil {
+			continue
+		}
+		r.clk.observe(st.h.HLC)
+		if covered {
+			// Keep it as the proof of the horizon without re-adding its dot.
+			r.storeStubLocked(st.h, st.e)
+		} else if r.applyLocked(st.h, st.e, nil, true) {
+			res.Changed = true
+		}
+		res.Accepted++
+	}
 	return res, first
+}
+
+type stub struct {
+	h header
+	e Entry
+}
+
+// storeStubLocked keeps a verified stub whose dot is already covered.
+func (r *Replica) storeStubLocked(h header, e Entry) {
+	m := r.byOrigin[h.Origin]
+	if m == nil {
+		m = map[uint64]*version{}
+		r.byOrigin[h.Origin] = m
+	}
+	if o, ok := r.origins[h.Origin]; ok {
+		h.Origin = o
+	} else {
+		r.origins[h.Origin] = h.Origin
+	}
+	h.BodyHash = nil
+	m[h.Counter] = &version{h: h, e: e}
 }
 
 // verifyContentLocked decodes and authorizes a put body. It returns the
@@ -220,15 +279,15 @@ func (r *Replica) Apply(d *Delta, auth Authorizer) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, e := range d.Entries {
-		if err := r.applyTrustedLocked(e, auth); err != nil {
+		if err := r.applyTrustedLocked(e, auth, nil); err != nil {
 			return err
 		}
 	}
-	r.mergeHorizonLocked(d.Horizon)
+	r.mergeHorizonLocked(d.Horizon, nil)
 	return nil
 }
 
-func (r *Replica) applyTrustedLocked(e Entry, auth Authorizer) error {
+func (r *Replica) applyTrustedLocked(e Entry, auth Authorizer, dead map[Dot]bool) error {
 	h, err := decodeHeader(e.Header)
 	if err != nil {
 		return err
@@ -238,7 +297,7 @@ func (r *Replica) applyTrustedLocked(e Entry, auth Authorizer) error {
 		return nil
 	}
 	var val any
-	if h.Op == OpPut && e.Body != nil {
+	if h.Op == OpPut && e.Body != nil && !dead[d] {
 		if !hashMatches(h.BodyHash, e.Body) {
 			return fmt.Errorf("%w: %s: body does not match its hash", ErrMalformed, d)
 		}
@@ -260,23 +319,37 @@ func (r *Replica) applyTrustedLocked(e Entry, auth Authorizer) error {
 		r.counter = h.Counter
 	}
 	r.clk.observe(h.HLC)
-	if val == nil {
-		e.Body = nil
-	}
 	r.applyLocked(h, e, val, true)
 	return nil
 }
 
-func (r *Replica) mergeHorizonLocked(hz VersionVector) {
-	for o, n := range hz {
-		// Trust a horizon only up to dots proven by signed records.
-		if m := r.cc.max(o); n > m {
-			n = m
+// maxHorizonDots bounds how many single dots one horizon range may add to
+// the dot cloud when it does not start at the receiver's contiguous head.
+const maxHorizonDots = 4096
+
+// mergeHorizonLocked marks the garbage-collected dots a repair delta
+// declares as seen. A range is trusted only up to the highest dot of its
+// origin proven by a signed record (held, or a verified stub in proven),
+// so a peer cannot claim another origin's future; and only from where the
+// receiver's history is complete, so a lost chunk leaves a gap for the
+// next repair instead of a hole papered over.
+func (r *Replica) mergeHorizonLocked(hz map[string]Range, proven map[string]uint64) {
+	for o, rg := range hz {
+		to := min(rg.To, max(r.cc.max(o), proven[o]))
+		if to <= rg.From {
+			continue
 		}
-		if n > r.horizon[o] {
-			r.horizon[o] = n
+		switch {
+		case r.cc.vv[o] >= rg.From:
+			r.cc.raise(o, to)
+		case to-rg.From <= maxHorizonDots:
+			for c := rg.From + 1; c <= to; c++ {
+				r.cc.add(Dot{Origin: o, Counter: c})
+			}
+		default:
+			continue
 		}
-		r.cc.raise(o, n)
+		r.horizon[o] = max(r.horizon[o], to)
 		r.digestOK = false
 	}
 	if len(hz) > 0 {
@@ -364,9 +437,6 @@ func (r *Replica) applyLocked(h header, e Entry, val any, ctxOK bool) bool {
 			changed = true
 		}
 	}
-	if !v.live {
-		v.e.Body = nil
-	}
 	if changed {
 		r.changedLocked(k, ks, old)
 	}
@@ -378,9 +448,11 @@ func (r *Replica) applyLocked(h header, e Entry, val any, ctxOK bool) bool {
 
 func (r *Replica) lookup(d Dot) *version { return r.byOrigin[d.Origin][d.Counter] }
 
+// killLocked marks a live version dead. Its body stays until garbage
+// collection, so peers that repair from this replica can check for
+// themselves that it is dead (a bare stub would have to be taken on trust).
 func (r *Replica) killLocked(ks *keyState, v *version) {
 	v.live, v.val = false, nil
-	v.e.Body = nil
 	if i := slices.Index(ks.live, v); i >= 0 {
 		ks.live = slices.Delete(ks.live, i, i+1)
 	}

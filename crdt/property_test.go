@@ -79,6 +79,35 @@ func runHistory(seed uint64) error {
 	if err := s.repair(); err != nil {
 		return err
 	}
+	if err := s.check(); err != nil {
+		return err
+	}
+	// Phase 2: everything is stable now, so GC drops dead versions; a new
+	// member may join (it catches up through the GC horizon); more writes
+	// follow, then a second repair.
+	heads := make([]VersionVector, len(s.reps))
+	for j, o := range s.reps {
+		heads[j] = o.Heads()
+	}
+	for _, r := range s.reps {
+		r.CollectGarbage(heads)
+	}
+	if s.rng.IntN(2) == 0 {
+		r, err := NewReplica("r9", hashSigner{"r9"}, Options{MaxValueSize: 64})
+		if err != nil {
+			return err
+		}
+		s.reps = append(s.reps, r)
+		s.maxIV = append(s.maxIV, map[string]uint64{})
+	}
+	for range 4 + s.rng.IntN(8) {
+		if err := s.step(); err != nil {
+			return err
+		}
+	}
+	if err := s.repair(); err != nil {
+		return err
+	}
 	return s.check()
 }
 
@@ -182,10 +211,24 @@ func (s *sim) deliver() error {
 	default:
 		s.net = slices.Delete(s.net, k, k+1)
 	}
-	if _, err := s.reps[m.to].Merge(m.d, hashAuth{}, s.now); err != nil && !strings.Contains(err.Error(), "rollback") {
+	d := m.d
+	if s.rng.IntN(8) == 0 {
+		// A rogue relay strips the bodies, claiming the versions are dead.
+		d = &Delta{}
+		for _, e := range m.d.Entries {
+			e.Body = nil
+			d.Entries = append(d.Entries, e)
+		}
+	}
+	if _, err := s.reps[m.to].Merge(d, hashAuth{}, s.now); err != nil && !tolerated(err) {
 		return fmt.Errorf("merge into %d: %w", m.to, err)
 	}
 	return s.invariants(m.to)
+}
+
+// tolerated are the rejections the histories provoke on purpose.
+func tolerated(err error) bool {
+	return strings.Contains(err.Error(), "rollback") || strings.Contains(err.Error(), "not known to be dead")
 }
 
 // invariants checks one replica after a change: intention versions never
@@ -217,7 +260,7 @@ func (s *sim) invariants(i int) error {
 
 // repair runs digest-driven anti-entropy until every digest agrees.
 func (s *sim) repair() error {
-	for round := range 4 {
+	for round := range 6 {
 		if s.converged() {
 			return nil
 		}
@@ -227,6 +270,9 @@ func (s *sim) repair() error {
 					continue
 				}
 				for _, d := range b.DeltaSince(a.Heads(), 200+round*100) {
+					if round < 2 && s.rng.IntN(6) == 0 {
+						continue // a lost chunk
+					}
 					wire, err := EncodeDelta(d)
 					if err != nil {
 						return err
@@ -235,7 +281,7 @@ func (s *sim) repair() error {
 					if err != nil {
 						return err
 					}
-					if _, err := a.Merge(d, hashAuth{}, s.now); err != nil && !strings.Contains(err.Error(), "rollback") {
+					if _, err := a.Merge(d, hashAuth{}, s.now); err != nil && !tolerated(err) {
 						return fmt.Errorf("repair %d<-%d: %w", i, j, err)
 					}
 				}
@@ -262,6 +308,31 @@ func (s *sim) converged() bool {
 }
 
 func (s *sim) check() error {
+	// No acknowledged KV write is lost unless a later write or delete that
+	// had seen it superseded it.
+	superseded := map[Dot]bool{}
+	for _, e := range s.all {
+		h, _ := decodeHeader(e.Header)
+		for _, c := range h.Context {
+			superseded[c] = true
+		}
+	}
+	for _, e := range s.all {
+		h, _ := decodeHeader(e.Header)
+		if h.Kind != KindKV || h.Op != OpPut || superseded[h.dot()] {
+			continue
+		}
+		for i, r := range s.reps {
+			p, ok := r.KVGet(h.Key)
+			found := ok && p.Origin == h.Origin && p.HLC == h.HLC
+			for _, c := range p.Conflicts {
+				found = found || (c.Origin == h.Origin && c.HLC == h.HLC)
+			}
+			if !found {
+				return fmt.Errorf("replica %d lost write %s to %q", i, h.dot(), h.Key)
+			}
+		}
+	}
 	want := referenceDump(s.all)
 	for i, r := range s.reps {
 		if got := dump(r); got != want {

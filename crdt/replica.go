@@ -141,9 +141,17 @@ func (r *Replica) Origin() string { return r.origin }
 // not modify the byte slices of a Delta they did not build.
 type Delta struct {
 	Entries []Entry
-	// Horizon, in repair deltas from DeltaSince, says the sender has
-	// garbage-collected dead versions up to these heads.
-	Horizon VersionVector
+	// Horizon, in repair deltas from DeltaSince, says per origin that the
+	// sender holds no dot of that origin in the range other than those in
+	// Entries: the rest were garbage-collected (dead and causally stable).
+	Horizon map[string]Range
+}
+
+// Range is the half-open counter range (From, To].
+type Range struct {
+	_    struct{} `cbor:",toarray"`
+	From uint64
+	To   uint64
 }
 
 func serviceKey(origin, id string) string { return origin + "/" + id }

@@ -31,10 +31,11 @@ type snapshot struct {
 	Entries     []Entry           `cbor:"8,keyasint"`
 	PendingKill []pendingKillRec  `cbor:"9,keyasint"`
 	Index       uint64            `cbor:"10,keyasint"`
+	Dead        []Dot             `cbor:"11,keyasint"` // dead versions stored with their bodies
 }
 
 // MarshalState encodes the whole replica: every retained record version
-// (live with its body, dead as a stub), the causal context, the GC horizon,
+// (live or dead, with its body unless it is a stub), the causal context, the GC horizon,
 // the own counter and clock, and the local index.
 func (r *Replica) MarshalState() ([]byte, error) {
 	r.mu.Lock()
@@ -44,7 +45,11 @@ func (r *Replica) MarshalState() ([]byte, error) {
 	for _, o := range slices.Sorted(maps.Keys(r.byOrigin)) {
 		vs := r.byOrigin[o]
 		for _, c := range slices.Sorted(maps.Keys(vs)) {
-			s.Entries = append(s.Entries, vs[c].e)
+			v := vs[c]
+			s.Entries = append(s.Entries, v.e)
+			if !v.live && v.e.Body != nil {
+				s.Dead = append(s.Dead, v.h.dot())
+			}
 		}
 	}
 	for d, k := range r.pendingKill {
@@ -80,8 +85,12 @@ func (r *Replica) LoadState(b []byte, auth Authorizer) error {
 	if err != nil {
 		return err
 	}
+	dead := make(map[Dot]bool, len(s.Dead))
+	for _, d := range s.Dead {
+		dead[d] = true
+	}
 	for _, e := range s.Entries {
-		if err := fresh.applyTrustedLocked(e, auth); err != nil {
+		if err := fresh.applyTrustedLocked(e, auth, dead); err != nil {
 			return fmt.Errorf("crdt: load state: %w", err)
 		}
 	}

@@ -66,9 +66,10 @@ const defaultChunkBytes = 1 << 20
 // DeltaSince returns what a replica with heads h is missing, as deltas of
 // at most about maxBytes encoded bytes each (one oversized entry travels
 // alone; maxBytes <= 0 means 1 MiB). Entries are ordered by origin and
-// counter so the receiver's heads advance as chunks arrive. When the
-// requester is behind this replica's GC horizon, the last chunk carries
-// the horizon. It returns nil when nothing is missing.
+// counter so the receiver's heads advance as chunks arrive. Where the
+// requester is behind this replica's GC horizon, each chunk says which
+// counter range its entries cover completely (Delta.Horizon). It returns
+// nil when nothing is missing.
 func (r *Replica) DeltaSince(h VersionVector, maxBytes int) []*Delta {
 	if maxBytes <= 0 {
 		maxBytes = defaultChunkBytes
@@ -83,11 +84,27 @@ func (r *Replica) DeltaSince(h VersionVector, maxBytes int) []*Delta {
 	var out []*Delta
 	cur := &Delta{}
 	size := 0
-	for _, o := range origins {
+	// For the origin being emitted: lo is where the next horizon range
+	// starts, top the highest counter emitted in the current chunk.
+	var o string
+	var lo, top, hz uint64
+	closeRange := func() {
+		if hz > lo && top > lo {
+			if cur.Horizon == nil {
+				cur.Horizon = map[string]Range{}
+			}
+			to := min(hz, top)
+			cur.Horizon[o] = Range{From: lo, To: to}
+			lo = to
+		}
+		top = 0
+	}
+	for _, o = range origins {
 		have := h[o]
 		if r.cc.max(o) <= have {
 			continue
 		}
+		lo, top, hz = have, 0, r.horizon[o]
 		vs := r.byOrigin[o]
 		counters := make([]uint64, 0, 16)
 		for c := range vs {
@@ -100,20 +117,15 @@ func (r *Replica) DeltaSince(h VersionVector, maxBytes int) []*Delta {
 			e := vs[c].e
 			n := len(e.Header) + len(e.Sig) + len(e.Body) + 16
 			if size > 0 && size+n > maxBytes {
+				closeRange()
 				out = append(out, cur)
 				cur, size = &Delta{}, 0
 			}
 			cur.Entries = append(cur.Entries, e)
 			size += n
+			top = c
 		}
-	}
-	for o, n := range r.horizon {
-		if h[o] < n {
-			if cur.Horizon == nil {
-				cur.Horizon = VersionVector{}
-			}
-			cur.Horizon[o] = n
-		}
+		closeRange()
 	}
 	if len(cur.Entries) > 0 || cur.Horizon != nil {
 		out = append(out, cur)
@@ -146,7 +158,7 @@ func (r *Replica) CollectGarbage(liveHeads []VersionVector) int {
 		// a new member accepts from this replica.
 		newest := r.cc.max(o)
 		for c, v := range vs {
-			if v.live || c > stable[o] || c == newest {
+			if v.live || c > stable[o] {
 				continue
 			}
 			ok := true
@@ -157,6 +169,15 @@ func (r *Replica) CollectGarbage(liveHeads []VersionVector) int {
 				}
 			}
 			if !ok {
+				continue
+			}
+			if c == newest {
+				// Keep a header-only stub as the proof of the horizon.
+				if v.e.Body != nil {
+					v.e.Body = nil
+					dropped++
+				}
+				r.horizon[o] = max(r.horizon[o], c)
 				continue
 			}
 			delete(vs, c)
@@ -194,6 +215,7 @@ func (r *Replica) ForgetOrigin(origin string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	vs := r.byOrigin[origin]
+	m := r.cc.max(origin)
 	for c, v := range vs {
 		if v.live && !v.h.Kind.singleWriter() {
 			continue
@@ -205,6 +227,10 @@ func (r *Replica) ForgetOrigin(origin string) {
 			r.killLocked(ks, v)
 			r.changedLocked(k, ks, old)
 		}
+		if c == m {
+			v.e.Body = nil // the newest stays as a stub: the proof of the horizon
+			continue
+		}
 		delete(vs, c)
 	}
 	if len(vs) == 0 {
@@ -215,7 +241,6 @@ func (r *Replica) ForgetOrigin(origin string) {
 			delete(r.pendingKill, d)
 		}
 	}
-	m := r.cc.max(origin)
 	r.cc.raise(origin, m)
 	r.digestOK = false
 	if m > r.horizon[origin] {
