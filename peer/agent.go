@@ -49,6 +49,7 @@ type Agent struct {
 	peers   peerSet
 	outbox  outbox
 	stats   agentStats
+	proxy   *dataPlane // Connect data plane (proxy.go); set by Start
 
 	// local is the registry of locally run services and checks
 	// (services.go); its zero value is ready for SetLocalOptions.
@@ -174,6 +175,7 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 	if err := a.startDNS(); err != nil {
 		return err
 	}
+	a.startProxy() // data plane: upstream listeners and KindProxy streams (proxy.go)
 	a.wg.Add(2)
 	go func() { defer a.wg.Done(); a.snapshotLoop() }()
 	go func() { defer a.wg.Done(); a.watchRevocations() }()
@@ -359,6 +361,7 @@ func (a *Agent) close() error {
 	if a.cancel != nil {
 		a.cancel()
 	}
+	a.closeProxy() // data plane (proxy.go): listeners and proxied connections
 	if a.tr != nil {
 		errs = append(errs, a.tr.Close())
 	}

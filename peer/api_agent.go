@@ -135,6 +135,7 @@ func (a *Agent) infoStats() map[string]map[string]string {
 	if a.tr != nil {
 		st["transport"] = map[string]string{"stats": fmt.Sprintf("%+v", a.tr.Stats())}
 	}
+	st["connect"] = a.connectStats() // data plane (proxy.go)
 	return st
 }
 

@@ -70,6 +70,10 @@ type Config struct {
 	// default intention policy allow.
 	Dev bool
 
+	// DefaultIntentionPolicy decides data-plane connections no intention
+	// matches: "allow" or "deny". Zero: "allow" with Dev, "deny" otherwise.
+	DefaultIntentionPolicy string
+
 	// Datacenter is reported to Consul clients. Zero: "dc1".
 	Datacenter string
 	// Domain is the DNS domain. Zero: "consul.".
@@ -140,6 +144,16 @@ func (c *Config) validate() error {
 	}
 	if len(c.EncryptKey) != 0 && len(c.EncryptKey) != 32 {
 		return fmt.Errorf("peer: gossip encryption key must be 32 bytes, got %d", len(c.EncryptKey))
+	}
+	switch c.DefaultIntentionPolicy {
+	case "":
+		c.DefaultIntentionPolicy = intentionDeny
+		if c.Dev {
+			c.DefaultIntentionPolicy = intentionAllow
+		}
+	case intentionAllow, intentionDeny:
+	default:
+		return fmt.Errorf("peer: default intention policy %q: want allow or deny", c.DefaultIntentionPolicy)
 	}
 	if c.Datacenter == "" {
 		c.Datacenter = "dc1"

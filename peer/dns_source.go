@@ -64,8 +64,14 @@ func (s dnsSource) Node(name string) (resolver.Node, bool) {
 	return resolver.Node{}, false
 }
 
-// ConnectUpstream has no answer until the data plane exists.
-func (s dnsSource) ConnectUpstream(string) (netip.AddrPort, bool) { return netip.AddrPort{}, false }
+// ConnectUpstream answers NAME.connect.consul with the local upstream
+// listener of this agent's data plane that leads to service NAME.
+func (s dnsSource) ConnectUpstream(name string) (netip.AddrPort, bool) {
+	if s.a.proxy == nil {
+		return netip.AddrPort{}, false
+	}
+	return s.a.proxy.upstreamFor(name)
+}
 
 func clampU16(v int) uint16 {
 	switch {
