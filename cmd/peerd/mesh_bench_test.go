@@ -118,6 +118,14 @@ func meshFigures(t *testing.T, n int) {
 		n, n-1, writes, percentile(lat, 50), percentile(lat, 99), percentile(lat, 100))
 	t.Logf("n=%d plumtree repairs during the writes: %d grafts, %d missing messages given up to anti-entropy",
 		n, sumPlumtree(t, all, "GraftsSent")-graftsBefore, sumPlumtree(t, all, "MissingGivenUp")-givenUpBefore)
+	for _, p := range all {
+		b, _ := p.get("/v1/agent/peerd/info")
+		var st map[string]map[string]string
+		json.Unmarshal(b, &st)
+		if r := st["replica"]["rejected_entries"]; r != "0" {
+			t.Logf("n=%d %s rejected %s entries: %s", n, p.name, r, st["replica"]["rejected_reasons"])
+		}
+	}
 	t.Logf("n=%d payload transmissions per node per update: %.2f (%d payloads, %d updates, %d nodes)",
 		n, float64(payloads)/float64(writes*n), payloads, writes, n)
 
