@@ -100,9 +100,13 @@ func (r *Replica) changedLocked(k recKey, ks *keyState, old []any) {
 			r.kvTomb[k.key] = idx
 		}
 		for i := 0; i <= len(k.key); i++ {
-			if ch, ok := r.kvWatch[k.key[:i]]; ok {
+			p := k.key[:i]
+			if ch, ok := r.kvWatch[p]; ok {
 				close(ch)
-				delete(r.kvWatch, k.key[:i])
+				delete(r.kvWatch, p)
+			}
+			if _, ok := r.kvPrefixIdx[p]; ok {
+				r.kvPrefixIdx[p] = idx
 			}
 		}
 	case KindIntention:
@@ -177,6 +181,9 @@ func (r *Replica) Index() uint64 {
 	return r.index
 }
 
+// maxTrackedPrefixes bounds the KV prefixes whose index is kept current.
+const maxTrackedPrefixes = 1 << 16
+
 // ScopeIndex returns the index of the last change in scope (>= 1), for a
 // Consul blocking query's X-Consul-Index.
 func (r *Replica) ScopeIndex(scope string) uint64 {
@@ -188,16 +195,14 @@ func (r *Replica) ScopeIndex(scope string) uint64 {
 func (r *Replica) scopeIndexLocked(scope string) uint64 {
 	var idx uint64
 	if prefix, ok := strings.CutPrefix(scope, ScopeKV); ok {
-		idx = r.kvFloor
-		for k, ks := range r.keys {
-			if k.kind == KindKV && ks.modifyIndex > idx && strings.HasPrefix(k.key, prefix) {
-				idx = ks.modifyIndex
-			}
+		// Prefixes once asked for are kept current by changedLocked, so
+		// blocking queries that re-arm after every change cost O(1).
+		if i, ok := r.kvPrefixIdx[prefix]; ok {
+			return max(i, r.kvFloor, 1)
 		}
-		for k, i := range r.kvTomb {
-			if i > idx && strings.HasPrefix(k, prefix) {
-				idx = i
-			}
+		idx = r.kvScanIndexLocked(prefix)
+		if len(r.kvPrefixIdx) < maxTrackedPrefixes {
+			r.kvPrefixIdx[prefix] = idx
 		}
 	} else {
 		idx = r.scopes[scope]
@@ -247,4 +252,21 @@ func removeFromSet(m map[string]map[string]struct{}, k, v string) {
 			delete(m, k)
 		}
 	}
+}
+
+// kvScanIndexLocked computes a KV prefix's index from the keys.
+func (r *Replica) kvScanIndexLocked(prefix string) uint64 {
+	var idx uint64
+	idx = r.kvFloor
+	for k, ks := range r.keys {
+		if k.kind == KindKV && ks.modifyIndex > idx && strings.HasPrefix(k.key, prefix) {
+			idx = ks.modifyIndex
+		}
+	}
+	for k, i := range r.kvTomb {
+		if i > idx && strings.HasPrefix(k, prefix) {
+			idx = i
+		}
+	}
+	return idx
 }

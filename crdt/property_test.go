@@ -237,6 +237,12 @@ func (s *sim) invariants(i int) error {
 	r := s.reps[i]
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	for _, p := range []string{"", "a", "a/", "b"} {
+		got, want := r.scopeIndexLocked(ScopeKV+p), max(r.kvScanIndexLocked(p), 1)
+		if got != want {
+			return fmt.Errorf("replica %d: kv prefix %q index %d, scan says %d", i, p, got, want)
+		}
+	}
 	for _, in := range r.intentionsLocked(true) {
 		k := IntentionKey(in.SourceName, in.DestinationName)
 		if in.Version < s.maxIV[i][k] {

@@ -97,6 +97,7 @@ type Replica struct {
 	checksBySvc    map[string]map[string]struct{} // "origin/serviceID" ("origin/" for node checks) -> check keys
 	kvTomb         map[string]uint64              // absent KV key -> local index of its removal
 	kvFloor        uint64                         // highest pruned kvTomb index
+	kvPrefixIdx    map[string]uint64              // KV prefix -> index of its last change, for prefixes asked for
 }
 
 // NewReplica returns an empty replica for origin, which signs its own
@@ -130,6 +131,7 @@ func NewReplica(origin string, signer Signer, opts Options) (*Replica, error) {
 		checksByOrigin: map[string]map[string]struct{}{},
 		checksBySvc:    map[string]map[string]struct{}{},
 		kvTomb:         map[string]uint64{},
+		kvPrefixIdx:    map[string]uint64{},
 	}, nil
 }
 

@@ -128,6 +128,7 @@ func (r *Replica) LoadState(b []byte, auth Authorizer) error {
 	r.checksByOrigin = fresh.checksByOrigin
 	r.checksBySvc = fresh.checksBySvc
 	r.kvTomb = map[string]uint64{}
+	r.kvPrefixIdx = map[string]uint64{}
 	// Every read may have changed: move every index past what a client may
 	// hold and wake every watcher.
 	r.index = base + 1
