@@ -277,3 +277,64 @@ func TestKVKeysSeparator(t *testing.T) {
 		t.Fatalf("after delete tree: %q", got)
 	}
 }
+
+func TestStrippedBodyIsNotTakenOnTrust(t *testing.T) {
+	fx := newEdFixture()
+	a, b := newEdReplica(t, 1), newEdReplica(t, 2)
+	d := must[*Delta](t)(a.KVPut("k", []byte("live"), 0, t0))
+	stripped := &Delta{Entries: []Entry{{Header: d.Entries[0].Header, Sig: d.Entries[0].Sig}}}
+	res, err := b.Merge(stripped, fx.auth, t0)
+	if !errors.Is(err, ErrMalformed) || res.Reasons[RejectUnconfirmed] != 1 {
+		t.Fatalf("stripped live version: %+v %v", res, err)
+	}
+	if b.Heads()[a.Origin()] != 0 {
+		t.Fatal("an unconfirmed stub must not count as seen")
+	}
+	mustMerge(t, b, d, fx.auth, t0)
+	if p, ok := b.KVGet("k"); !ok || string(p.Value) != "live" {
+		t.Fatal("the whole version was not accepted after the stub")
+	}
+	// A stub of a version that is really dead is accepted once its killer
+	// is known, in either order.
+	d2 := must[*Delta](t)(a.KVPut("k", []byte("newer"), 0, t0))
+	c := newEdReplica(t, 3)
+	mustMerge(t, c, d2, fx.auth, t0)
+	if res := mustMerge(t, c, stripped, fx.auth, t0); res.Accepted != 1 {
+		t.Fatalf("confirmed stub: %+v", res)
+	}
+	if c.Digest() != a.Digest() {
+		t.Fatal("c did not converge")
+	}
+}
+
+func TestMergeRejectsTooLargeValue(t *testing.T) {
+	fx := newEdFixture()
+	a := newEdReplica(t, 1)
+	origin, s := newEdSigner(2)
+	b, _ := NewReplica(origin, s, Options{MaxValueSize: 10})
+	d := must[*Delta](t)(a.KVPut("k", make([]byte, 11), 0, t0))
+	res, err := b.Merge(d, fx.auth, t0)
+	if !errors.Is(err, ErrValueTooLarge) || res.Reasons[RejectTooLarge] != 1 {
+		t.Fatalf("%+v %v", res, err)
+	}
+	if _, ok := b.KVGet("k"); ok {
+		t.Fatal("too-large value merged")
+	}
+}
+
+func TestForgottenOriginNewMemberConverges(t *testing.T) {
+	fx := newEdFixture()
+	a, b := newEdReplica(t, 1), newEdReplica(t, 2)
+	for i := range 5 {
+		must[*Delta](t)(a.PutService(Service{ID: "w", Name: "web", Port: i}, t0))
+	}
+	syncAll(t, fx.auth, a, b)
+	b.ForgetOrigin(a.Origin())
+	c := newEdReplica(t, 3)
+	for _, d := range b.DeltaSince(c.Heads(), 0) {
+		mustMerge(t, c, d, fx.auth, t0)
+	}
+	if c.Digest() != b.Digest() || len(c.Services("web", nil)) != 0 {
+		t.Fatalf("new member after ForgetOrigin: heads %v vs %v", c.Heads(), b.Heads())
+	}
+}
