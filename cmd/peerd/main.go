@@ -50,6 +50,7 @@ func commands() []command {
 	cmds = append(cmds, identityCommands()...)
 	cmds = append(cmds, agentCommands()...)
 	cmds = append(cmds, operatorCommands()...)
+	cmds = append(cmds, consulCommands()...)
 	sort.Slice(cmds, func(i, j int) bool { return cmds[i].name < cmds[j].name })
 	return cmds
 }

@@ -30,8 +30,9 @@ func operatorCommands() []command {
 
 // apiClient is a tiny client for the local agent's HTTP API.
 type apiClient struct {
-	base string
-	hc   *http.Client
+	base  string
+	hc    *http.Client
+	token string // sent as X-Consul-Token when set
 }
 
 // defaultHTTPAddr is the agent address from the environment
@@ -62,6 +63,9 @@ func (a *apiClient) do(ctx context.Context, method, path string, body []byte) ([
 	req, err := http.NewRequestWithContext(ctx, method, a.base+path, bytes.NewReader(body))
 	if err != nil {
 		return nil, 0, err
+	}
+	if a.token != "" {
+		req.Header.Set("X-Consul-Token", a.token)
 	}
 	resp, err := a.hc.Do(req)
 	if err != nil {
@@ -94,6 +98,7 @@ func (a *apiClient) getJSON(ctx context.Context, path string, v any) error {
 func clientFlags(c *cli, name, synopsis string, args []string) (*apiClient, []string, error) {
 	fs := newFlagSet(c, name, synopsis)
 	addr := fs.String("http-addr", defaultHTTPAddr(c), "agent HTTP address (env PEERD_HTTP_ADDR or CONSUL_HTTP_ADDR)")
+	token := fs.String("token", defaultHTTPToken(c), "API token (env PEERD_HTTP_TOKEN or CONSUL_HTTP_TOKEN)")
 	if err := parseFlags(fs, args); err != nil {
 		return nil, nil, err
 	}
@@ -101,6 +106,7 @@ func clientFlags(c *cli, name, synopsis string, args []string) (*apiClient, []st
 	if err != nil {
 		return nil, nil, usageErrorf("%v", err)
 	}
+	cl.token = *token
 	return cl, fs.Args(), nil
 }
 
@@ -210,8 +216,12 @@ func runKV(ctx context.Context, c *cli, args []string) error {
 		return runKVPut(ctx, c, args)
 	case "delete":
 		return runKVDelete(ctx, c, args)
+	case "export":
+		return runKVExport(ctx, c, args)
+	case "import":
+		return runKVImport(ctx, c, args)
 	}
-	return usageErrorf("kv: unknown subcommand %q (want get, put or delete)", sub)
+	return usageErrorf("kv: unknown subcommand %q (want get, put, delete, export or import)", sub)
 }
 
 func kvPath(key string) string {
