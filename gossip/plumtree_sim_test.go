@@ -181,16 +181,21 @@ func (s *ptSim) totals() (st PlumtreeStats) {
 
 func (s *ptSim) randomNode() string { return s.names[s.rng.IntN(len(s.names))] }
 
-// transmissionsPerNode runs updates broadcasts from random nodes (each
-// completing before the next) and returns payload transmissions per node
-// per update and encoded bytes per update.
-func (s *ptSim) transmissionsPerNode(updates, size int, seq *int) (perNode, bytesPerUpdate float64) {
+// transmissionsPerNode runs updates broadcasts from random nodes,
+// concurrent at a time (all originated before any is delivered), each
+// group completing before the next, and returns payload transmissions per
+// node per update and encoded bytes per update.
+func (s *ptSim) transmissionsPerNode(updates, concurrent, size int, seq *int) (perNode, bytesPerUpdate float64) {
 	before, beforeBytes := s.totals().PayloadsSent, s.bytes
-	for range updates {
-		*seq++
-		id := s.broadcast(s.randomNode(), *seq, size)
-		s.runUntilComplete([]MessageID{id}, 100)
-		// Let IHAVEs of this update go out (they are part of its cost).
+	for done := 0; done < updates; {
+		var ids []MessageID
+		for k := 0; k < concurrent && done < updates; k++ {
+			*seq++
+			done++
+			ids = append(ids, s.broadcast(s.randomNode(), *seq, size))
+		}
+		s.runUntilComplete(ids, 100)
+		// Let the IHAVEs of these updates go out (they are part of the cost).
 		s.tick()
 	}
 	sent := s.totals().PayloadsSent - before
@@ -264,8 +269,8 @@ func TestPlumtreeSteadyStateTransmissions(t *testing.T) {
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
 			s := newPtSim(t, simOpts{n: n, seed: 3})
 			seq := 0
-			warm, _ := s.transmissionsPerNode(20, 100, &seq)
-			steady, _ := s.transmissionsPerNode(100, 100, &seq)
+			warm, _ := s.transmissionsPerNode(20, 1, 100, &seq)
+			steady, _ := s.transmissionsPerNode(100, 1, 100, &seq)
 			t.Logf("N=%d payload transmissions per node per update: warm-up %.3f, steady %.3f", n, warm, steady)
 			if steady > 2 {
 				t.Fatalf("steady state: %.3f payload transmissions per node per update, want <= 2", steady)
@@ -276,25 +281,29 @@ func TestPlumtreeSteadyStateTransmissions(t *testing.T) {
 
 // BenchmarkPlumtree reports payload transmissions per node per update and
 // encoded bytes per update in steady state (after 30 warm-up updates), for
-// 1 KiB payloads from random origins, in the single-goroutine simulator.
+// 1 KiB payloads from random origins, in the single-goroutine simulator;
+// "concurrent=4" originates four updates from different nodes at once.
 func BenchmarkPlumtree(b *testing.B) {
 	for _, n := range []int{100, 1000} {
-		b.Run(fmt.Sprintf("N=%d", n), func(b *testing.B) {
-			s := newPtSim(b, simOpts{n: n, seed: 11})
-			seq := 0
-			s.transmissionsPerNode(30, 1024, &seq)
-			s.countBytes = true
-			before := s.totals()
-			b.ResetTimer()
-			perNode, bytesPer := s.transmissionsPerNode(b.N, 1024, &seq)
-			b.StopTimer()
-			after := s.totals()
-			b.ReportMetric(perNode, "payloads/node/update")
-			b.ReportMetric(bytesPer, "bytes/update")
-			b.ReportMetric(bytesPer/float64(n), "bytes/node/update")
-			b.ReportMetric(float64(after.IHaveIDsSent-before.IHaveIDsSent)/float64(b.N)/float64(n), "ihaveIDs/node/update")
-			b.ReportMetric(float64(after.Neighbors)/float64(n), "neighbors/node")
-			b.ReportMetric(float64(after.GraftsSent-before.GraftsSent)/float64(b.N)/float64(n), "grafts/node/update")
-		})
+		for _, conc := range []int{1, 4} {
+			b.Run(fmt.Sprintf("N=%d/concurrent=%d", n, conc), func(b *testing.B) {
+				s := newPtSim(b, simOpts{n: n, seed: 11})
+				seq := 0
+				s.transmissionsPerNode(30, conc, 1024, &seq)
+				s.countBytes = true
+				before := s.totals()
+				b.ResetTimer()
+				perNode, bytesPer := s.transmissionsPerNode(b.N, conc, 1024, &seq)
+				b.StopTimer()
+				after := s.totals()
+				per := func(v uint64) float64 { return float64(v) / float64(b.N) / float64(n) }
+				b.ReportMetric(perNode, "payloads/node/update")
+				b.ReportMetric(bytesPer, "bytes/update")
+				b.ReportMetric(bytesPer/float64(n), "bytes/node/update")
+				b.ReportMetric(per(after.IHaveIDsSent-before.IHaveIDsSent), "ihaveIDs/node/update")
+				b.ReportMetric(per(after.GraftsSent-before.GraftsSent), "grafts/node/update")
+				b.ReportMetric(float64(after.Neighbors)/float64(n), "neighbors/node")
+			})
+		}
 	}
 }
