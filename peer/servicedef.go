@@ -27,7 +27,7 @@ type ServiceDefinition struct {
 	TaggedAddresses   map[string]ServiceAddress
 	EnableTagOverride bool
 	Weights           *Weights
-	Check             *CheckDefinition
+	Check             []CheckDefinition // one object in JSON; HCL may repeat the block
 	Checks            []CheckDefinition
 	Connect           *ConnectDefinition
 	Proxy             *ProxyDefinition
@@ -257,8 +257,8 @@ func (s *ServiceDefinition) validate(allowScripts bool) error {
 	if s.Weights != nil && (s.Weights.Passing < 0 || s.Weights.Warning < 0) {
 		return errors.New("weights must not be negative")
 	}
-	if s.Check != nil {
-		s.Checks = append([]CheckDefinition{*s.Check}, s.Checks...)
+	if len(s.Check) > 0 {
+		s.Checks = append(append([]CheckDefinition{}, s.Check...), s.Checks...)
 		s.Check = nil
 	}
 	for i := range s.Checks {

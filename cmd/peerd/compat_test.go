@@ -67,7 +67,7 @@ func TestConsulCompatibility(t *testing.T) {
 	// n2 reads a config file with a service definition and an API token.
 	cfgDir := filepath.Join(m.dir, "n2-config")
 	os.MkdirAll(cfgDir, 0o700)
-	writeFile(t, filepath.Join(cfgDir, "agent.hcl"), fmt.Sprintf(`
+	writeCfg(t, filepath.Join(cfgDir, "agent.hcl"), fmt.Sprintf(`
 http_token = %q
 service {
   name = "api"
@@ -508,7 +508,7 @@ service {
 	})
 
 	t.Run("reload and CLI", func(t *testing.T) {
-		writeFile(t, filepath.Join(cfgDir, "more.json"), `{"services": [{"Name": "extra", "Port": 1234, "Checks": [{"TCP": "`+
+		writeCfg(t, filepath.Join(cfgDir, "more.json"), `{"services": [{"Name": "extra", "Port": 1234, "Checks": [{"TCP": "`+
 			listenerAddr(t)+`", "Interval": "1s"}]}]}`)
 		env := []string{"CONSUL_HTTP_TOKEN=" + compatToken}
 		out := m.cliEnv(env, "reload", "-http-addr", n2.ip+":8500")
@@ -523,7 +523,7 @@ service {
 			return nil
 		})
 		// A bad file is refused with file and line; the running set stays.
-		writeFile(t, filepath.Join(cfgDir, "zbad.hcl"), "service {\n  name = \"bad\"\n  check {\n    interval = \"nope\"\n  }\n}\n")
+		writeCfg(t, filepath.Join(cfgDir, "zbad.hcl"), "service {\n  name = \"bad\"\n  check {\n    interval = \"nope\"\n  }\n}\n")
 		out, err := m.cliErrEnv(env, "reload", "-http-addr", n2.ip+":8500")
 		if err == nil || !strings.Contains(out, "zbad.hcl") || !strings.Contains(out, "line 4") {
 			t.Fatalf("bad reload: %v %s", err, out)
@@ -560,7 +560,7 @@ service {
 	})
 }
 
-func writeFile(t testing.TB, path, content string) {
+func writeCfg(t testing.TB, path, content string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
