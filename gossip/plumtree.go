@@ -410,14 +410,44 @@ func (p *Plumtree) treeFor(key TreeKey) *tree {
 		if len(p.trees) >= p.cfg.MaxTrees {
 			p.evictTree()
 		}
-		t = &tree{lazy: make(map[string]struct{}, len(p.shared.lazy))}
-		for id := range p.shared.lazy {
+		tmpl := p.templateFor(key)
+		t = &tree{lazy: make(map[string]struct{}, len(tmpl.lazy))}
+		for id := range tmpl.lazy {
 			t.lazy[id] = struct{}{}
 		}
 		p.trees[key] = t
 	}
 	t.used = p.tick
 	return t
+}
+
+// templateFor picks the tree a new tree for key starts from: the known
+// tree with the next larger key (cyclically). Every node picks the same
+// one when they know the same trees (they do: every node sees every
+// origin's messages), and a settled tree is a spanning tree whichever
+// origin it was built for, so the new origin's first message costs one
+// payload per node. Without trees, the shared template.
+func (p *Plumtree) templateFor(key TreeKey) *tree {
+	var (
+		best, lowest       *tree
+		bestKey, lowestKey TreeKey
+	)
+	for k, t := range p.trees {
+		if k > key && (best == nil || k < bestKey) {
+			best, bestKey = t, k
+		}
+		if lowest == nil || k < lowestKey {
+			lowest, lowestKey = t, k
+		}
+	}
+	switch {
+	case best != nil:
+		return best
+	case lowest != nil:
+		return lowest
+	default:
+		return p.shared
+	}
 }
 
 // evictTree forgets the least recently used eighth of the trees (at
