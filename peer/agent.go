@@ -176,7 +176,8 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 		return err
 	}
 	a.startProxy() // data plane: upstream listeners and KindProxy streams (proxy.go)
-	a.wg.Add(2)
+	a.wg.Add(3)
+	go func() { defer a.wg.Done(); a.gcLoop() }()
 	go func() { defer a.wg.Done(); a.snapshotLoop() }()
 	go func() { defer a.wg.Done(); a.watchRevocations() }()
 	return nil

@@ -105,6 +105,7 @@ func (a *Agent) infoStats() map[string]map[string]string {
 			"rejected_entries": fmt.Sprint(a.stats.rejectedEntries.Load()),
 			"bad_payloads":     fmt.Sprint(a.stats.badPayloads.Load()),
 			"snapshots":        fmt.Sprint(a.stats.snapshots.Load()),
+			"gc_collected":     fmt.Sprint(a.stats.collected.Load()),
 			"rejected_reasons": formatReasons(a.replica.Rejected()),
 			"revocations":      a.revocationSummary(),
 		},

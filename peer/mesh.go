@@ -24,6 +24,7 @@ const (
 	syncGossip   byte = 1 // one Plumtree message, no answer
 	syncExchange byte = 2 // one anti-entropy request, one answer
 	syncHello    byte = 3 // admission: a handshake and an empty round trip
+	syncHeads    byte = 4 // garbage collection: the peer answers its heads
 )
 
 // Serf tags this agent publishes.
@@ -402,6 +403,8 @@ func (a *Agent) serveSync(ctx context.Context, p transport.PeerInfo, hdr transpo
 			a.members.Reevaluate()
 			a.refreshPeers()
 		}
+	case syncHeads:
+		transport.WriteMsg(s, replicaSync{a}.Heads())
 	case syncExchange:
 		resp, err := a.ae.HandleExchange(ctx, from, req)
 		if err != nil {

@@ -155,6 +155,7 @@ type agentStats struct {
 	rejectedEntries atomic.Uint64
 	badPayloads     atomic.Uint64
 	snapshots       atomic.Uint64
+	collected       atomic.Uint64 // record versions dropped by garbage collection
 	dirty           atomic.Bool // remote state merged since the last snapshot
 }
 
