@@ -34,7 +34,7 @@ func nodeMetaMatch(r *http.Request, meta map[string]string) bool {
 
 // serviceEntries builds health entries of one service (or its Connect
 // proxies), applying tags, node-meta, passing and filter.
-func (s *apiServer) serviceEntries(r *http.Request, name string, connect bool, idx uint64) ([]apiServiceEntry, error) {
+func (s *apiServer) serviceEntries(r *http.Request, name string, connect bool, idx uint64, st map[string]gossip.MemberStatus) ([]apiServiceEntry, error) {
 	a := s.a
 	q := r.URL.Query()
 	tags := q["tag"]
@@ -60,7 +60,7 @@ func (s *apiServer) serviceEntries(r *http.Request, name string, connect bool, i
 	passing := flagTrue(r, "passing")
 	out := make([]apiServiceEntry, 0, len(raw))
 	for _, e := range raw {
-		if !a.nodeVisible(e.Node.Name) || !nodeMetaMatch(r, e.Node.Meta) {
+		if !a.visibleFrom(st, e.Node.Name) || !nodeMetaMatch(r, e.Node.Meta) {
 			continue
 		}
 		ent := apiServiceEntry{
@@ -68,7 +68,7 @@ func (s *apiServer) serviceEntries(r *http.Request, name string, connect bool, i
 			Service: toAPIService(e.Service, "", idx),
 			Checks:  make([]apiHealthCheck, 0, len(e.Checks)+1),
 		}
-		ent.Checks = append(ent.Checks, a.serfCheck(e.Node.Name, idx))
+		ent.Checks = append(ent.Checks, a.serfCheckFrom(st, e.Node.Name, idx))
 		for _, c := range e.Checks {
 			ent.Checks = append(ent.Checks, toAPICheck(e.Node.Name, c.Check, idx))
 		}
@@ -140,11 +140,9 @@ func (s *apiServer) healthServiceOrConnect(w http.ResponseWriter, r *http.Reques
 	}
 	idx := a.replica.ScopeIndex(scope)
 	setIndex(w, idx)
-	out, err := s.serviceEntries(r, name, connect, idx)
-	if err != nil {
-		return err
-	}
-	return writeJSON(w, out)
+	return s.serveCached(w, r, idx, func(st map[string]gossip.MemberStatus) (any, error) {
+		return s.serviceEntries(r, name, connect, idx, st)
+	})
 }
 
 // healthChecksOf serves /v1/health/checks/<service>.
@@ -297,13 +295,20 @@ func (s *apiServer) catalogServiceOrConnect(w http.ResponseWriter, r *http.Reque
 	}
 	idx := a.replica.ScopeIndex(scope)
 	setIndex(w, idx)
-	entries, err := s.serviceEntries(stripFilter(r), name, connect, idx)
-	if err != nil {
-		return err
-	}
 	f, err := filterParam(r)
 	if err != nil {
 		return err
+	}
+	return s.serveCached(w, r, idx, func(st map[string]gossip.MemberStatus) (any, error) {
+		return s.catalogEntries(r, name, connect, idx, st, f)
+	})
+}
+
+func (s *apiServer) catalogEntries(r *http.Request, name string, connect bool, idx uint64, st map[string]gossip.MemberStatus, f *filterExpr) ([]apiCatalogService, error) {
+	a := s.a
+	entries, err := s.serviceEntries(stripFilter(r), name, connect, idx, st)
+	if err != nil {
+		return nil, err
 	}
 	out := make([]apiCatalogService, 0, len(entries))
 	for _, e := range entries {
@@ -318,7 +323,7 @@ func (s *apiServer) catalogServiceOrConnect(w http.ResponseWriter, r *http.Reque
 		}
 		out = append(out, cs)
 	}
-	return writeJSON(w, out)
+	return out, nil
 }
 
 func findService(es []crdt.ServiceEntry, id string) crdt.Service {

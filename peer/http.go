@@ -47,6 +47,7 @@ type route struct {
 type apiServer struct {
 	a      *Agent
 	routes []route
+	cache  respCache // encoded bodies of hot reads (api_cache.go)
 }
 
 func (s *apiServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
