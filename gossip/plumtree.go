@@ -32,8 +32,8 @@ type PlumtreeConfig struct {
 	// repairs what is given up. 0 means 6.
 	GraftAttempts int
 	// MaxTrees bounds the per-origin trees remembered; beyond it the least
-	// recently used is forgotten (its next message starts again from the
-	// shared tree). 0 means 4096.
+	// recently used is forgotten (its next message starts again from a
+	// copy of another tree). 0 means 4096.
 	MaxTrees int
 	// TreeTicks forgets a tree unused for that long. 0 means 6000
 	// (10 min at 100 ms ticks).
@@ -197,9 +197,9 @@ type tree struct {
 // Unlike the paper's single shared tree, eager/lazy links are kept per
 // origin (TreeKey): with one shared tree, concurrent broadcasts from
 // different origins prune each other's tree links and the tree never
-// settles (see docs/GOSSIP.md). A shared tree, updated by every PRUNE and
-// GRAFT as in the paper, is kept as the template a new origin's tree
-// starts from.
+// settles (see docs/GOSSIP.md). A new origin's tree starts as a copy of
+// another origin's tree (templateFor); a shared tree, updated by every
+// PRUNE and GRAFT as in the paper, is the template when no tree is known.
 type Plumtree struct {
 	cfg  PlumtreeConfig
 	rng  *rand.Rand
@@ -209,7 +209,7 @@ type Plumtree struct {
 	memberList []string            // sorted members, for random picks
 	view       map[string]struct{} // neighbours
 	cooldown   map[string]int64    // peer -> tick before which we will not pick it
-	shared     *tree               // template for new trees
+	shared     *tree               // template for new trees when none is known
 	trees      map[TreeKey]*tree
 	lazyQueue  map[string][]ihaveEntry // announcements waiting for the next Tick
 
