@@ -21,6 +21,11 @@ type PlumtreeConfig struct {
 	// MaxPeers bounds the view; a NEIGHBOR beyond it is refused with
 	// DISCONNECT. 0 means 3·Fanout.
 	MaxPeers int
+	// NeighborRefresh: every that many ticks, a NEIGHBOR is re-sent to
+	// each neighbour not heard from since the last refresh, so that a
+	// lost NEIGHBOR does not leave a one-sided link (a neighbour that
+	// sends us anything has us in its view). 0 means 50.
+	NeighborRefresh int
 	// GraftTimeout is how many ticks a node waits, after the first IHAVE
 	// for a message it lacks, before it GRAFTs the announcer. 0 means 3.
 	GraftTimeout int
@@ -80,6 +85,7 @@ func (c *PlumtreeConfig) setDefaults() error {
 	if c.MaxPeers < c.Fanout {
 		return fmt.Errorf("gossip: plumtree: MaxPeers %d below Fanout %d", c.MaxPeers, c.Fanout)
 	}
+	def(&c.NeighborRefresh, 50)
 	def(&c.GraftTimeout, 3)
 	def(&c.GraftRetry, 2)
 	def(&c.GraftAttempts, 6)
@@ -208,6 +214,7 @@ type Plumtree struct {
 	members    map[string]struct{} // peers membership allows
 	memberList []string            // sorted members, for random picks
 	view       map[string]struct{} // neighbours
+	heard      map[string]int64    // neighbour -> tick it last sent us something
 	cooldown   map[string]int64    // peer -> tick before which we will not pick it
 	shared     *tree               // template for new trees when none is known
 	trees      map[TreeKey]*tree
@@ -253,6 +260,7 @@ func NewPlumtree(cfg PlumtreeConfig) (*Plumtree, error) {
 		rng:       rand.New(rand.NewPCG(cfg.Seed, 0x706c756d74726565)),
 		members:   map[string]struct{}{},
 		view:      map[string]struct{}{},
+		heard:     map[string]int64{},
 		cooldown:  map[string]int64{},
 		shared:    &tree{lazy: map[string]struct{}{}},
 		trees:     map[TreeKey]*tree{},
@@ -355,6 +363,7 @@ func (p *Plumtree) dropPeer(id string) {
 		return
 	}
 	delete(p.view, id)
+	delete(p.heard, id)
 	delete(p.lazyQueue, id)
 	delete(p.shared.lazy, id)
 	for _, t := range p.trees {
@@ -365,6 +374,7 @@ func (p *Plumtree) dropPeer(id string) {
 // addPeer puts id in the view; it is eager in every tree.
 func (p *Plumtree) addPeer(id string) {
 	p.view[id] = struct{}{}
+	p.heard[id] = p.tick
 }
 
 // fill picks random members until the view holds Fanout peers.
@@ -532,6 +542,9 @@ func (p *Plumtree) Receive(from string, m Message) (Delivery, bool) {
 	if from == p.cfg.Self || from == "" {
 		return Delivery{}, false
 	}
+	if _, ok := p.view[from]; ok {
+		p.heard[from] = p.tick
+	}
 	switch m.Type {
 	case MsgGossip:
 		return p.onGossip(from, m)
@@ -665,9 +678,22 @@ func (p *Plumtree) forgetMissing(id MessageID) {
 func (p *Plumtree) Tick() {
 	p.tick++
 	p.fill()
+	if p.tick%int64(p.cfg.NeighborRefresh) == 0 {
+		p.refreshNeighbors()
+	}
 	p.graftMissing()
 	p.flushLazy()
 	p.expire()
+}
+
+// refreshNeighbors re-sends NEIGHBOR to the neighbours silent since the
+// last refresh.
+func (p *Plumtree) refreshNeighbors() {
+	for _, id := range sortedKeys(p.view) {
+		if p.tick-p.heard[id] >= int64(p.cfg.NeighborRefresh) {
+			p.send(id, Message{Type: MsgNeighbor})
+		}
+	}
 }
 
 func (p *Plumtree) graftMissing() {

@@ -332,3 +332,21 @@ func TestPlumtreeBoundedMemory(t *testing.T) {
 		t.Fatal("oversized payload accepted")
 	}
 }
+
+func TestPlumtreeNeighborRefresh(t *testing.T) {
+	p := newTestTree(t, PlumtreeConfig{NeighborRefresh: 5}, []string{"a", "b"})
+	for range 4 {
+		p.Tick()
+		assertSent(t, p)
+	}
+	// a speaks; b stays silent (its NEIGHBOR may have been lost).
+	p.Receive("a", Message{Type: MsgPrune, Trees: []TreeKey{1}})
+	p.Tick() // tick 5: refresh
+	assertSent(t, p, "b:neighbor")
+	for range 4 {
+		p.Tick()
+	}
+	assertSent(t, p)
+	p.Tick() // tick 10: both silent since tick 5
+	assertSent(t, p, "a:neighbor", "b:neighbor")
+}
