@@ -142,7 +142,7 @@ func NewAntiEntropy(cfg AntiEntropyConfig) (*AntiEntropy, error) {
 	}
 	a := &AntiEntropy{
 		cfg:    cfg,
-		logger: logger.With("component", "anti-entropy"),
+		logger: logger,
 		rng:    rand.New(rand.NewPCG(cfg.Seed, 0x616e7469)),
 		lag:    map[string]bool{},
 	}

@@ -34,7 +34,8 @@ type DriverConfig struct {
 	SendQueue int
 	// SendTimeout bounds one Net.Send. 0 means 5 s.
 	SendTimeout time.Duration
-	// Logger receives driver logs. Nil discards them.
+	// Logger receives driver logs (the caller adds any "component"
+	// attribute). Nil discards them.
 	Logger *slog.Logger
 }
 
@@ -104,7 +105,7 @@ func NewDriver(cfg DriverConfig) (*Driver, error) {
 	}
 	d := &Driver{
 		cfg:    cfg,
-		logger: logger.With("component", "plumtree"),
+		logger: logger,
 		pt:     pt,
 		queues: map[string]*sendQueue{},
 	}

@@ -241,7 +241,6 @@ func New(cfg Config) (*Membership, error) {
 	if logger == nil {
 		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	logger = logger.With("component", "membership")
 	if cfg.EventQueue <= 0 {
 		cfg.EventQueue = 4096
 	}
