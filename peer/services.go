@@ -185,7 +185,7 @@ func (a *Agent) saveLocked() error {
 	}
 	sort.Slice(p.Services, func(i, j int) bool { return p.Services[i].Def.ID < p.Services[j].Def.ID })
 	sort.Slice(p.Checks, func(i, j int) bool { return p.Checks[i].Def.ID < p.Checks[j].Def.ID })
-	b, err := json.MarshalIndent(p, "", "  ")
+	b, err := json.Marshal(p)
 	if err != nil {
 		return fmt.Errorf("peer: local definitions: %w", err)
 	}
