@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -208,6 +209,8 @@ type Membership struct {
 	ctx    context.Context // cancelled by Close; stops RetryJoin loops
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	joinAttempts atomic.Int64 // RetryJoin attempts, for tests
 
 	// mu guards queue, admitted, closed and dropped.
 	mu       sync.Mutex
@@ -480,6 +483,7 @@ func (m *Membership) RetryJoin(ctx context.Context, addrs []string, backoff time
 		defer m.wg.Done()
 		wait := backoff
 		for attempt := 1; ; attempt++ {
+			m.joinAttempts.Add(1)
 			n, err := m.Join(addrs)
 			if err == nil && n > 0 {
 				m.logger.Info("joined cluster", "contacted", n, "attempt", attempt)

@@ -1,6 +1,7 @@
 package gossip
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
@@ -194,6 +195,14 @@ func TestMembershipJoinLeaveFail(t *testing.T) {
 	waitFor(t, 10*time.Second, "join events", func() bool {
 		return nodes[0].events.saw(EventJoin, "n3")
 	})
+	// Vivaldi coordinates arrive with the probes (every second).
+	waitFor(t, 15*time.Second, "coordinates", func() bool {
+		_, ok := nodes[0].m.Distance("n1")
+		return ok
+	})
+	if _, err := nodes[0].m.Coordinate(); err != nil {
+		t.Fatal(err)
+	}
 	if tags := nodes[0].m.Members(); len(tags) != 4 {
 		t.Fatalf("members: %d", len(tags))
 	}
@@ -284,5 +293,38 @@ func TestMembershipAdmit(t *testing.T) {
 	}
 	if ap, err := got[0].PeerAddr(); err != nil || ap.String() != "127.0.0.1:1" {
 		t.Fatalf("PeerAddr = %v, %v", ap, err)
+	}
+	// A tags change is an update event, and it drops the cached verdict.
+	mu.Lock()
+	banned["b"] = false
+	banned["c2"] = true
+	mu.Unlock()
+	if err := c.m.SetTags(map[string]string{"id": "c2", "peer": "127.0.0.1:2"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "update event", func() bool { return a.events.saw(EventUpdate, "c") })
+	waitForDescribed(t, 10*time.Second, "re-admission after tags change", func() bool {
+		got := a.m.AdmittedIDs()
+		return !slices.Contains(got, "c2")
+	}, func() string { return fmt.Sprint(a.m.AdmittedIDs()) })
+}
+
+func TestMembershipRetryJoin(t *testing.T) {
+	t.Parallel()
+	seed := startNode(t, nodeOpts{name: "seed"})
+	port := seed.port
+	_ = seed.m.Close()
+	late := startNode(t, nodeOpts{name: "late"})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	late.m.RetryJoin(ctx, []string{"127.0.0.1:" + strconv.Itoa(port)}, 100*time.Millisecond)
+	// The seed comes up after the first attempts failed.
+	waitFor(t, 10*time.Second, "failed attempts", func() bool { return late.m.joinAttempts.Load() >= 2 })
+	seed2 := startNode(t, nodeOpts{name: "seed", port: port})
+	waitFor(t, 20*time.Second, "retry join", func() bool {
+		return seed2.m.NumMembers() == 2 && late.m.NumMembers() == 2
+	})
+	if _, err := late.m.Join(nil); err == nil {
+		t.Fatal("join without addresses succeeded")
 	}
 }
