@@ -1,0 +1,578 @@
+package sim
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"encoding/binary"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"math/rand/v2"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/peerd/peerd/crdt"
+)
+
+// Cluster is a running simulation. Build it with Run.
+type Cluster struct {
+	sc      *Scenario
+	net     *Network
+	nodes   []*node
+	index   map[string]int
+	auth    authorizer
+	metrics *metrics
+	rng     *rand.Rand // workload and fault choices; used by the run goroutine only
+	log     io.Writer
+	start   time.Time
+
+	ops       []*op
+	byKey     map[string][]*op
+	spans     []Span
+	opens     map[string]int // open span label → index in spans
+	reads     int
+	writes    int
+	nextVal   int
+	phaseBase time.Duration // start of the fault phase, since start
+}
+
+// Span is a fault on the timeline, relative to the start of the fault phase.
+type Span struct {
+	Label      string
+	Start, End time.Duration
+}
+
+// op is one acknowledged KV write, for the checkers.
+type op struct {
+	del    bool
+	key    string
+	value  string
+	node   int
+	dot    crdt.Dot
+	issued time.Duration
+	dead   bool // superseded by a later op whose issuer had seen it
+}
+
+func (c *Cluster) seedFor(what string, i int) uint64 {
+	h := fnv.New64a()
+	var b [16]byte
+	binary.LittleEndian.PutUint64(b[:8], c.sc.Seed)
+	binary.LittleEndian.PutUint64(b[8:], uint64(i))
+	h.Write(b[:])
+	h.Write([]byte(what))
+	return h.Sum64() | 1
+}
+
+func (c *Cluster) transportOf(i int) *memberTransport {
+	n := c.nodes[i]
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if !n.up {
+		return nil
+	}
+	return n.tr
+}
+
+func (c *Cluster) logf(format string, args ...any) {
+	if c.log != nil {
+		fmt.Fprintf(c.log, "[%8.3fs] %s\n", time.Since(c.start).Seconds(), fmt.Sprintf(format, args...))
+	}
+}
+
+func (c *Cluster) since() time.Duration { return time.Since(c.start) }
+
+// Run executes the scenario and returns its result. It is meant to run
+// inside a testing/synctest bubble (virtual time); outside one it runs in
+// real time. Progress lines go to log (nil: none). Checker failures are
+// reported in Result.Violations, not as an error; the error is for a
+// scenario that could not run.
+func Run(sc Scenario, log io.Writer) (*Result, error) {
+	if err := sc.setDefaults(); err != nil {
+		return nil, err
+	}
+	c := &Cluster{
+		sc:      &sc,
+		net:     NewNetwork(sc.Peers, sc.Network, sc.Seed),
+		index:   map[string]int{},
+		auth:    authorizer{keys: map[string]ed25519.PublicKey{}},
+		metrics: newMetrics(sc.Peers),
+		log:     log,
+		start:   time.Now(),
+		byKey:   map[string][]*op{},
+		opens:   map[string]int{},
+	}
+	c.rng = rand.New(rand.NewPCG(sc.Seed, 0x776f726b))
+	skewRng := rand.New(rand.NewPCG(sc.Seed, 0x736b6577))
+	for i := range sc.Peers {
+		var seed [32]byte
+		binary.LittleEndian.PutUint64(seed[:], c.seedFor("key", i))
+		key := ed25519.NewKeyFromSeed(seed[:])
+		id := fmt.Sprintf("n%05d", i)
+		var skew time.Duration
+		if sc.Skew > 0 {
+			skew = time.Duration(skewRng.Int64N(int64(2*sc.Skew))) - sc.Skew
+		}
+		c.nodes = append(c.nodes, &node{c: c, idx: i, id: id, key: key, skew: skew})
+		c.index[id] = i
+		c.auth.keys[id] = key.Public().(ed25519.PublicKey)
+	}
+	c.logf("seed %d: %d peers, mode %s, %s", sc.Seed, sc.Peers, sc.Mode, sc.Name)
+	defer c.shutdown()
+
+	// Start: each node joins up to three random earlier ones.
+	for i, n := range c.nodes {
+		var join []int
+		if i > 0 {
+			for k := 0; k < min(3, i); k++ {
+				join = append(join, c.rng.IntN(i))
+			}
+		}
+		if err := n.start(join); err != nil {
+			return nil, err
+		}
+		time.Sleep(sc.JoinStagger)
+	}
+	warm := c.waitMembers(120*time.Second + time.Duration(sc.Peers)*50*time.Millisecond)
+	c.logf("membership settled: %v (ok=%v)", c.since().Round(time.Millisecond), warm)
+	for i, n := range c.nodes {
+		for s := range sc.Services {
+			svc := crdt.Service{ID: fmt.Sprintf("svc%d-%d", s, i), Name: fmt.Sprintf("svc%d", s), Port: 8000 + s,
+				Address: nodeIP(i)}
+			if _, err := n.write(func(r *crdt.Replica, now time.Time) (*crdt.Delta, error) { return r.PutService(svc, now) }); err != nil {
+				return nil, err
+			}
+		}
+	}
+	// Let the services spread, then measure an idle period.
+	time.Sleep(5 * time.Second)
+	idleFrom := c.since()
+	time.Sleep(sc.Idle)
+	idleTo := c.since()
+
+	// Fault phase.
+	faultStart := time.Now()
+	c.phaseBase = c.since()
+	c.runTimeline(faultStart)
+	time.Sleep(time.Until(faultStart.Add(sc.Duration)))
+	faultEnd := c.since()
+
+	// Heal: links, link profile, crashed nodes.
+	c.net.Heal()
+	c.net.SetProfile(sc.Network)
+	for _, n := range c.nodes {
+		if !n.isUp() {
+			c.restartNode(n)
+		}
+	}
+	c.closeSpans(time.Since(faultStart))
+	healAt := time.Now()
+	aeAtHeal := c.aeTotals()
+	diff := c.difference()
+	healSec := int(c.since() / time.Second)
+	c.logf("faults stop, healed; %d ops (%d writes, %d reads)", c.reads+c.writes, c.writes, c.reads)
+	converged, convergeTime := c.waitConverged(sc.Expect.ConvergeWithin)
+	c.logf("converged=%v after %v", converged, convergeTime.Round(time.Millisecond))
+	aeAtConv := c.aeTotals()
+	var aeWire uint64
+	tr := c.net.traffic()
+	for s := healSec; s <= int(c.since()/time.Second) && s < len(tr); s++ {
+		aeWire += tr[s].bytes[ClassAE]
+	}
+	// A quiet tail so that in-flight traffic is accounted for.
+	time.Sleep(2 * time.Second)
+
+	res := c.result(faultStart, healAt, converged, convergeTime, warm, idleFrom, idleTo, faultEnd,
+		aeAtHeal, aeAtConv, diff, aeWire)
+	c.logf("done: %d violations", len(res.Violations))
+	return res, nil
+}
+
+// waitMembers waits until every node sees every node alive.
+func (c *Cluster) waitMembers(limit time.Duration) bool {
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		ok := true
+		for _, n := range c.nodes {
+			n.mu.Lock()
+			s := n.serf
+			n.mu.Unlock()
+			if alive := countAlive(s.Members()); alive != len(c.nodes) {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return true
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	return false
+}
+
+// waitConverged polls for equal digests at every live node.
+func (c *Cluster) waitConverged(limit time.Duration) (bool, time.Duration) {
+	start := time.Now()
+	for {
+		if c.digestsEqual() {
+			return true, time.Since(start)
+		}
+		if time.Since(start) > limit {
+			return false, time.Since(start)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (c *Cluster) digestsEqual() bool {
+	var first []byte
+	for _, n := range c.nodes {
+		r := n.rep()
+		if r == nil {
+			continue
+		}
+		d := r.Digest()
+		if first == nil {
+			first = d[:]
+		} else if !bytes.Equal(first, d[:]) {
+			return false
+		}
+	}
+	return true
+}
+
+// action is one entry of the fault-phase timeline.
+type action struct {
+	at time.Duration
+	do func()
+}
+
+// runTimeline builds the workload and fault timeline from the seeded
+// generator and plays it.
+func (c *Cluster) runTimeline(start time.Time) {
+	sc := c.sc
+	var acts []action
+	if sc.Workload.Rate > 0 {
+		for t := sc.Workload.Start; ; {
+			t += time.Duration(c.rng.ExpFloat64() / sc.Workload.Rate * float64(time.Second))
+			if t >= sc.Workload.Stop {
+				break
+			}
+			acts = append(acts, action{at: t, do: c.operation})
+		}
+	}
+	for _, e := range sc.Events {
+		acts = append(acts, c.expand(e)...)
+	}
+	sort.SliceStable(acts, func(i, j int) bool { return acts[i].at < acts[j].at })
+	for _, a := range acts {
+		time.Sleep(time.Until(start.Add(a.at)))
+		a.do()
+	}
+}
+
+func (c *Cluster) liveNodes() []int {
+	var out []int
+	for i, n := range c.nodes {
+		if n.isUp() {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// operation performs one random workload operation at a random live node.
+func (c *Cluster) operation() {
+	live := c.liveNodes()
+	if len(live) == 0 {
+		return
+	}
+	w := c.sc.Workload
+	i := live[c.rng.IntN(len(live))]
+	n := c.nodes[i]
+	key := fmt.Sprintf("k/%04d", c.rng.IntN(w.Keys))
+	r := c.rng.Float64()
+	if r < w.Reads {
+		if rep := n.rep(); rep != nil {
+			rep.KVGet(key)
+		}
+		c.reads++
+		return
+	}
+	del := c.rng.Float64() < w.Deletes
+	c.nextVal++
+	value := fmt.Sprintf("%s%d@%d", payloadMarker, c.nextVal, i)
+	o := &op{del: del, key: key, value: value, node: i, issued: c.since()}
+	healthy := !c.net.Faulty() && c.net.Profile() == c.sc.Network && len(live) == len(c.nodes)
+	var seenBefore []*op
+	d, err := n.write(func(rep *crdt.Replica, now time.Time) (*crdt.Delta, error) {
+		// Which earlier ops on this key has the issuer seen? Those it
+		// supersedes (causal register semantics).
+		heads := rep.Heads()
+		cur, _ := rep.KVGet(key)
+		for _, p := range c.byKey[key] {
+			if p.dead {
+				continue
+			}
+			if heads.Covers(p.dot) || (!p.del && kvHas(cur, p.value)) {
+				seenBefore = append(seenBefore, p)
+			}
+		}
+		if del {
+			return rep.KVDelete(key, now)
+		}
+		return rep.KVPut(key, []byte(value), 0, now)
+	})
+	if err != nil || d == nil {
+		return
+	}
+	c.writes++
+	for _, p := range seenBefore {
+		p.dead = true
+	}
+	if _, _, dot, err := crdt.DecodeEntryHeader(d.Entries[0].Header); err == nil {
+		o.dot = dot
+	}
+	c.ops = append(c.ops, o)
+	c.byKey[key] = append(c.byKey[key], o)
+	c.metrics.track(i, d, time.Now(), healthy)
+}
+
+func kvHas(p crdt.KVPair, v string) bool {
+	if string(p.Value) == v {
+		return true
+	}
+	for _, s := range p.Conflicts {
+		if string(s.Value) == v {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *Cluster) openSpan(label string) {
+	if _, ok := c.opens[label]; ok {
+		return
+	}
+	c.opens[label] = len(c.spans)
+	c.spans = append(c.spans, Span{Label: label, Start: c.faultOffset(), End: -1})
+}
+
+func (c *Cluster) closeSpan(label string) {
+	if i, ok := c.opens[label]; ok {
+		c.spans[i].End = c.faultOffset()
+		delete(c.opens, label)
+	}
+}
+
+func (c *Cluster) closeSpans(at time.Duration) {
+	for l, i := range c.opens {
+		c.spans[i].End = at
+		delete(c.opens, l)
+	}
+}
+
+// faultOffset is set while the timeline runs.
+func (c *Cluster) faultOffset() time.Duration { return time.Since(c.start) - c.faultBase() }
+
+func (c *Cluster) faultBase() time.Duration { return c.phaseBase }
+
+func (c *Cluster) restartNode(n *node) {
+	var join []int
+	for _, j := range c.liveNodes() {
+		if j != n.idx {
+			join = append(join, j)
+		}
+	}
+	c.rng.Shuffle(len(join), func(a, b int) { join[a], join[b] = join[b], join[a] })
+	join = join[:min(3, len(join))]
+	if err := n.restart(join); err != nil {
+		c.logf("restart %s: %v", n.id, err)
+		return
+	}
+	c.metrics.restarted(n.id)
+	c.closeSpan("crash " + n.id)
+	c.logf("restart %s", n.id)
+}
+
+func (c *Cluster) crashNode(n *node) {
+	if !n.isUp() {
+		return
+	}
+	c.metrics.crashed(n.id, time.Now())
+	n.crash()
+	c.openSpan("crash " + n.id)
+	c.logf("crash %s", n.id)
+}
+
+// expand turns an event into timeline actions.
+func (c *Cluster) expand(e Event) []action {
+	sc := c.sc
+	at := e.At
+	switch e.Action {
+	case "partition":
+		return []action{{at, func() {
+			groups := c.split(e)
+			c.net.Partition(groups, e.Asymmetric)
+			sizes := make([]int, len(groups))
+			for i, g := range groups {
+				sizes[i] = len(g)
+			}
+			c.openSpan(fmt.Sprintf("partition %v", sizes))
+			c.logf("partition %v asymmetric=%v", sizes, e.Asymmetric)
+		}}}
+	case "isolate":
+		return []action{{at, func() {
+			i := e.Node
+			if i < 0 {
+				live := c.liveNodes()
+				i = live[c.rng.IntN(len(live))]
+			}
+			c.net.Isolate(i, true)
+			c.openSpan("isolate " + c.nodes[i].id)
+			c.logf("isolate %s", c.nodes[i].id)
+		}}}
+	case "heal":
+		return []action{{at, func() {
+			c.net.Heal()
+			for l := range c.opens {
+				if !bytes.HasPrefix([]byte(l), []byte("crash ")) && !bytes.HasPrefix([]byte(l), []byte("network")) {
+					c.closeSpan(l)
+				}
+			}
+			c.logf("heal")
+		}}}
+	case "swizzle":
+		k := max(1, int(e.Fraction*float64(sc.Peers)))
+		step := e.Step
+		if step <= 0 {
+			step = time.Second
+		}
+		set := c.rng.Perm(sc.Peers)[:k]
+		restore := slices.Clone(set)
+		c.rng.Shuffle(len(restore), func(a, b int) { restore[a], restore[b] = restore[b], restore[a] })
+		var out []action
+		for j, i := range set {
+			out = append(out, action{at + time.Duration(j)*step, func() {
+				c.net.Isolate(i, true)
+				c.openSpan("swizzle " + c.nodes[i].id)
+			}})
+		}
+		base := at + time.Duration(len(set))*step
+		for j, i := range restore {
+			out = append(out, action{base + time.Duration(j)*step, func() {
+				c.net.Isolate(i, false)
+				c.closeSpan("swizzle " + c.nodes[i].id)
+			}})
+		}
+		c.logf("swizzle %d nodes from %v, step %v", k, at, step)
+		return out
+	case "crash":
+		return []action{{at, func() {
+			if e.Node >= 0 {
+				c.crashNode(c.nodes[e.Node])
+				return
+			}
+			live := c.liveNodes()
+			c.rng.Shuffle(len(live), func(a, b int) { live[a], live[b] = live[b], live[a] })
+			for _, i := range live[:min(max(1, e.Count), len(live)-1)] {
+				c.crashNode(c.nodes[i])
+			}
+		}}}
+	case "restart":
+		return []action{{at, func() {
+			for i, n := range c.nodes {
+				if (e.Node < 0 || e.Node == i) && !n.isUp() {
+					c.restartNode(n)
+				}
+			}
+		}}}
+	case "rolling":
+		count := e.Count
+		if count <= 0 || count > sc.Peers {
+			count = sc.Peers
+		}
+		step, down := e.Step, e.Down
+		if step <= 0 {
+			step = 5 * time.Second
+		}
+		if down <= 0 {
+			down = step / 2
+		}
+		var out []action
+		for j := range count {
+			n := c.nodes[j]
+			out = append(out,
+				action{at + time.Duration(j)*step, func() { c.crashNode(n) }},
+				action{at + time.Duration(j)*step + down, func() { c.restartNode(n) }})
+		}
+		return out
+	case "network":
+		return []action{{at, func() {
+			p := c.net.Profile()
+			set := e.setLink
+			if set == nil || set["latency"] {
+				p.Latency = e.Link.Latency
+			}
+			if set == nil || set["jitter"] {
+				p.Jitter = e.Link.Jitter
+			}
+			if set == nil || set["loss"] {
+				p.Loss = e.Link.Loss
+			}
+			if set == nil || set["duplicate"] {
+				p.Duplicate = e.Link.Duplicate
+			}
+			if set == nil || set["reorder"] {
+				p.Reorder = e.Link.Reorder
+			}
+			if set == nil || set["bandwidth"] {
+				p.Bandwidth = e.Link.Bandwidth
+			}
+			c.net.SetProfile(p)
+			for l := range c.opens {
+				if bytes.HasPrefix([]byte(l), []byte("network")) {
+					c.closeSpan(l)
+				}
+			}
+			if p != sc.Network {
+				c.openSpan(fmt.Sprintf("network loss=%.2f lat=%v", p.Loss, p.Latency))
+			}
+			c.logf("network %+v", p)
+		}}}
+	}
+	return nil
+}
+
+// split draws the partition groups of a partition event.
+func (c *Cluster) split(e Event) [][]int {
+	perm := c.rng.Perm(c.sc.Peers)
+	sides := e.Sides
+	if len(sides) == 0 {
+		g := max(2, e.Groups)
+		for range g {
+			sides = append(sides, 1/float64(g))
+		}
+	}
+	var total float64
+	for _, s := range sides {
+		total += s
+	}
+	var groups [][]int
+	from := 0
+	for i, s := range sides {
+		to := from + int(s/total*float64(len(perm))+0.5)
+		if i == len(sides)-1 || to > len(perm) {
+			to = len(perm)
+		}
+		groups = append(groups, perm[from:to])
+		from = to
+	}
+	return groups
+}
+
+func (c *Cluster) shutdown() {
+	for _, n := range c.nodes {
+		n.crash()
+	}
+}
