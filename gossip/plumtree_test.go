@@ -350,3 +350,72 @@ func TestPlumtreeNeighborRefresh(t *testing.T) {
 	p.Tick() // tick 10: both silent since tick 5
 	assertSent(t, p, "a:neighbor", "b:neighbor")
 }
+
+// FuzzPlumtreeSteps drives one state machine with an arbitrary sequence of
+// inputs from a handful of peers (some not members) and checks that it
+// never panics and that its bounds hold.
+func FuzzPlumtreeSteps(f *testing.F) {
+	f.Add([]byte{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12})
+	f.Add([]byte{2, 0, 9, 2, 1, 9, 8, 8, 8, 8, 8, 8, 0, 3})
+	f.Fuzz(func(t *testing.T, ops []byte) {
+		cfg := PlumtreeConfig{
+			Self: "self", Fanout: 2, MaxPeers: 3, GraftTimeout: 1, GraftRetry: 1,
+			MaxTrees: 4, MaxLazyQueue: 3, CacheBytes: 64, MaxSeen: 8, MaxMissing: 4,
+			MaxAnnouncers: 2, MaxPending: 2, NeighborRefresh: 3, Seed: 1,
+		}
+		p, err := NewPlumtree(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		peers := []string{"a", "b", "c", "d", "stranger"}
+		p.SetPeers(peers[:4])
+		var pending []MessageID
+		for i := 0; i+1 < len(ops); i += 2 {
+			from := peers[int(ops[i+1])%len(peers)]
+			arg := ops[i+1]
+			id := MessageID{arg % 5}
+			tree := TreeKey(arg % 6)
+			switch ops[i] % 12 {
+			case 0:
+				if d, ok := p.Receive(from, Message{Type: MsgGossip, Payload: []byte{arg % 7}, Round: uint32(arg), Tree: tree}); ok {
+					pending = append(pending, d.ID)
+				}
+			case 1:
+				p.Receive(from, Message{Type: MsgIHave, IDs: []MessageID{id, IDOf([]byte{arg % 7})}, Rounds: []uint32{1, 2}, Trees: []TreeKey{tree, tree}})
+			case 2:
+				p.Receive(from, Message{Type: MsgGraft, IDs: []MessageID{IDOf([]byte{arg % 7})}, Trees: []TreeKey{tree}})
+			case 3:
+				p.Receive(from, Message{Type: MsgPrune, Trees: []TreeKey{tree}})
+			case 4:
+				p.Receive(from, Message{Type: MsgNeighbor})
+			case 5:
+				p.Receive(from, Message{Type: MsgDisconnect})
+			case 6, 7:
+				if len(pending) > 0 {
+					p.Validated(pending[0], ops[i]%2 == 0)
+					pending = pending[1:]
+				}
+			case 8, 9:
+				p.Tick()
+			case 10:
+				_, _ = p.Broadcast([]byte{arg, 1})
+			case 11:
+				p.SetPeers(peers[:int(arg)%5])
+			}
+			p.Outbox()
+			st := p.Stats()
+			if st.Neighbors > cfg.MaxPeers || st.Trees > cfg.MaxTrees || st.CachedBytes > cfg.CacheBytes ||
+				len(p.seen) > cfg.MaxSeen || len(p.missing) > cfg.MaxMissing || len(p.pending) > cfg.MaxPending {
+				t.Fatalf("bounds exceeded: %+v seen=%d missing=%d pending=%d", st, len(p.seen), len(p.missing), len(p.pending))
+			}
+			for _, q := range p.lazyQueue {
+				if len(q) > cfg.MaxLazyQueue {
+					t.Fatalf("lazy queue of %d", len(q))
+				}
+			}
+			if slices.Contains(p.Neighbors(), "stranger") || slices.Contains(p.Neighbors(), "self") {
+				t.Fatalf("view %v", p.Neighbors())
+			}
+		}
+	})
+}
