@@ -146,6 +146,7 @@ func parseAgentFlags(c *cli, args []string) (*agentFlags, error) {
 	fs.StringVar(&f.domain, "domain", "", "DNS domain (default consul.)")
 	fs.StringVar(&f.logLevel, "log-level", "", "trace, debug, info, warn or error (default info)")
 	fs.BoolVar(&f.logJSON, "log-json", false, "log JSON lines")
+	fs.StringVar(&f.defaultIntentionPolicy, "default-intention-policy", "", "allow or deny data-plane connections no intention matches (default: allow with -dev, deny otherwise)")
 	fs.BoolVar(&f.fastGossip, "fast-gossip", false, "loopback gossip timings: fast failure detection, for tests and demos")
 	if err := parseFlags(fs, args); err != nil {
 		return nil, err
@@ -184,6 +185,7 @@ func (fl *agentFlags) applyTo(s *agentSettings) {
 	str("datacenter", &s.datacenter, f.datacenter)
 	str("domain", &s.domain, f.domain)
 	str("log-level", &s.logLevel, f.logLevel)
+	str("default-intention-policy", &s.defaultIntentionPolicy, f.defaultIntentionPolicy)
 	num("serf-port", &s.serfPort, f.serfPort)
 	num("peer-port", &s.peerPort, f.peerPort)
 	num("http-port", &s.httpPort, f.httpPort)
@@ -252,6 +254,7 @@ func buildPeerConfig(s *agentSettings, logger *slog.Logger) (peer.Config, func()
 	cfg.Logger = logger
 	cfg.Dev = s.dev
 	cfg.FastGossip = s.fastGossip
+	cfg.DefaultIntentionPolicy = s.defaultIntentionPolicy
 
 	if s.dev {
 		if cfg.DataDir == "" {

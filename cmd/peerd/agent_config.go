@@ -37,6 +37,10 @@ type agentFile struct {
 	NodeCertFile  *string    `hcl:"node_cert_file"`
 	Ports         *filePorts `hcl:"ports"`
 
+	// DefaultIntentionPolicy decides data-plane connections no intention
+	// matches: "allow" or "deny" (peer.Config.DefaultIntentionPolicy).
+	DefaultIntentionPolicy *string `hcl:"default_intention_policy"`
+
 	EnableScriptChecks      *bool    `hcl:"enable_script_checks"`
 	EnableLocalScriptChecks *bool    `hcl:"enable_local_script_checks"`
 	HTTPToken               *string  `hcl:"http_token"`
@@ -68,7 +72,7 @@ var agentFileKeys = map[string]map[string]bool{
 	"node_name": nil, "data_dir": nil, "bind_addr": nil, "advertise_addr": nil,
 	"client_addr": nil, "datacenter": nil, "domain": nil, "recursors": nil,
 	"start_join": nil, "retry_join": nil, "encrypt": nil, "log_level": nil,
-	"log_json": nil, "trust": nil, "node_key_file": nil, "node_cert_file": nil,
+	"log_json": nil, "trust": nil, "node_key_file": nil, "node_cert_file": nil, "default_intention_policy": nil,
 	"ports": {"serf_lan": true, "peer": true, "http": true, "dns": true},
 
 	"enable_script_checks": nil, "enable_local_script_checks": nil, "http_token": nil,
@@ -101,10 +105,12 @@ type agentSettings struct {
 	trust         []string
 	nodeKeyFile   string
 	nodeCertFile  string
-	serfPort      int
-	peerPort      int
-	httpPort      int
-	dnsPort       int
+	// defaultIntentionPolicy is "allow", "deny" or "" (peer's default).
+	defaultIntentionPolicy string
+	serfPort               int
+	peerPort               int
+	httpPort               int
+	dnsPort                int
 
 	enableScriptChecks bool
 	httpToken          string
@@ -237,6 +243,7 @@ func (f *agentFile) applyTo(s *agentSettings) {
 	setS(&s.logLevel, f.LogLevel)
 	setS(&s.nodeKeyFile, f.NodeKeyFile)
 	setS(&s.nodeCertFile, f.NodeCertFile)
+	setS(&s.defaultIntentionPolicy, f.DefaultIntentionPolicy)
 	if f.LogJSON != nil {
 		s.logJSON = *f.LogJSON
 	}

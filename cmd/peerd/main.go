@@ -51,6 +51,7 @@ func commands() []command {
 	cmds = append(cmds, agentCommands()...)
 	cmds = append(cmds, operatorCommands()...)
 	cmds = append(cmds, consulCommands()...)
+	cmds = append(cmds, connectCommands()...)
 	sort.Slice(cmds, func(i, j int) bool { return cmds[i].name < cmds[j].name })
 	return cmds
 }
@@ -66,6 +67,9 @@ func runVersion(_ context.Context, c *cli, _ []string) error {
 func usage(w io.Writer) {
 	fmt.Fprintf(w, "Usage: peerd <command> [args]\n\nCommands:\n")
 	for _, cmd := range commands() {
+		if cmd.synopsis == "" {
+			continue // hidden
+		}
 		fmt.Fprintf(w, "  %-12s %s\n", cmd.name, cmd.synopsis)
 	}
 	fmt.Fprintf(w, "\nRun 'peerd <command> -h' for the flags of a command.\n")
