@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/hcl"
+	"github.com/hashicorp/hcl/hcl/ast"
 )
 
 // Scenario is one simulation: peers, network, workload, timed faults and
@@ -187,10 +188,10 @@ type hclScenario struct {
 	Stagger    string     `hcl:"join_stagger"`
 	Idle       string     `hcl:"idle"`
 	Duration   string     `hcl:"duration"`
-	Network    []hclLink  `hcl:"network"`
-	Workload   []hclWork  `hcl:"workload"`
-	Events     []hclEvent `hcl:"event"`
-	Expect     []hclExp   `hcl:"expect"`
+	Network    []hclLink  `hcl:"-"`
+	Workload   []hclWork  `hcl:"-"`
+	Events     []hclEvent `hcl:"-"`
+	Expect     []hclExp   `hcl:"-"`
 }
 
 type hclLink struct {
@@ -254,8 +255,48 @@ func LoadScenario(path string) (*Scenario, error) {
 
 // ParseScenario parses a scenario in HCL.
 func ParseScenario(text string) (*Scenario, error) {
+	// Blocks are decoded one by one: HCL v1 decodes repeated blocks into a
+	// slice of structs attribute by attribute otherwise.
+	file, err := hcl.Parse(text)
+	if err != nil {
+		return nil, err
+	}
+	root, ok := file.Node.(*ast.ObjectList)
+	if !ok {
+		return nil, errors.New("not an HCL object")
+	}
 	var f hclScenario
-	if err := hcl.Decode(&f, text); err != nil {
+	scalars := &ast.ObjectList{}
+	for _, item := range root.Items {
+		if len(item.Keys) == 0 {
+			continue
+		}
+		var err error
+		switch item.Keys[0].Token.Value() {
+		case "network":
+			var v hclLink
+			err = hcl.DecodeObject(&v, item.Val)
+			f.Network = append(f.Network, v)
+		case "workload":
+			var v hclWork
+			err = hcl.DecodeObject(&v, item.Val)
+			f.Workload = append(f.Workload, v)
+		case "event":
+			var v hclEvent
+			err = hcl.DecodeObject(&v, item.Val)
+			f.Events = append(f.Events, v)
+		case "expect":
+			var v hclExp
+			err = hcl.DecodeObject(&v, item.Val)
+			f.Expect = append(f.Expect, v)
+		default:
+			scalars.Add(item)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("line %d: %w", item.Pos().Line, err)
+		}
+	}
+	if err := hcl.DecodeObject(&f, scalars); err != nil {
 		return nil, err
 	}
 	var perr error

@@ -52,6 +52,7 @@ func commands() []command {
 	cmds = append(cmds, operatorCommands()...)
 	cmds = append(cmds, consulCommands()...)
 	cmds = append(cmds, connectCommands()...)
+	cmds = append(cmds, simCommands()...)
 	sort.Slice(cmds, func(i, j int) bool { return cmds[i].name < cmds[j].name })
 	return cmds
 }
