@@ -69,6 +69,8 @@ type dataPlane struct {
 	inStats   map[string]*proxyMetrics             // inbound, by destination service; guarded by mu
 	rnd       *rand.Rand                           // guarded by mu
 
+	decisions decisionCache
+
 	wg sync.WaitGroup
 }
 

@@ -62,7 +62,7 @@ func (dp *dataPlane) authorize(caller string, hdr proxyHeader) inboundAuth {
 	if !ok {
 		return inboundAuth{code: replyUnavailable, reason: fmt.Sprintf("no instance %q of service %q runs on node %s", hdr.InstanceID, hdr.Destination, a.cfg.NodeName)}
 	}
-	dec := a.replica.CheckIntention(hdr.Source, hdr.Destination, dp.defaultAllow)
+	dec := dp.decide(hdr.Source, hdr.Destination)
 	if !dec.Allowed {
 		return inboundAuth{code: replyDenied, reason: denyReason(hdr, dec)}
 	}
@@ -213,7 +213,7 @@ func (dp *dataPlane) reauthorize(why string) {
 			reason = "the caller's certificate is no longer valid: " + err.Error()
 		} else if !caps.MayPublishService(c.hdr.Source) {
 			reason = "the caller's certificate no longer allows the source service"
-		} else if dec := a.replica.CheckIntention(c.hdr.Source, c.hdr.Destination, dp.defaultAllow); !dec.Allowed {
+		} else if dec := dp.decide(c.hdr.Source, c.hdr.Destination); !dec.Allowed {
 			reason = denyReason(c.hdr, dec)
 		} else if !c.l7 && dec.Intention != nil && len(dec.Intention.Permissions) > 0 {
 			reason = "the deciding intention now has HTTP permissions"
@@ -263,7 +263,6 @@ func (l *limitedReader) Read(p []byte) (int, error) {
 // connection closes. A 101 Switching Protocols answer turns the rest of
 // the connection into a raw pipe.
 func (dp *dataPlane) serveHTTP(ic *inboundConn, m *proxyMetrics) error {
-	a := dp.a
 	defer ic.stream.Close()
 	defer ic.backend.Close()
 	lim := &limitedReader{r: ic.stream}
@@ -281,7 +280,7 @@ func (dp *dataPlane) serveHTTP(ic *inboundConn, m *proxyMetrics) error {
 			return err
 		}
 		lim.n = 1 << 62
-		dec := a.replica.CheckIntention(ic.hdr.Source, ic.hdr.Destination, dp.defaultAllow)
+		dec := dp.decide(ic.hdr.Source, ic.hdr.Destination)
 		ok, why := l7Allowed(ic.hdr, dec, req)
 		if !ok {
 			m.l7Denies.Add(1)
