@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -553,6 +554,7 @@ func (a *Agent) connectStats() map[string]string {
 	defer dp.mu.Unlock()
 	st["default_intention_policy"] = a.cfg.DefaultIntentionPolicy
 	st["inbound_open"] = fmt.Sprint(len(dp.inbound))
+	st["goroutines"] = fmt.Sprint(runtime.NumGoroutine()) // whole agent
 	bySource := map[string][]string{}
 	for bind, l := range dp.listeners {
 		s := l.spec.Load()

@@ -1,0 +1,151 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestDataPlaneFigures measures the data plane on real processes: two
+// agents (n1 runs the caller's upstream listener, n2 the destination), a
+// destination HTTP service (peerd demo-service, its own process) and this
+// test process as the load generator. Everything is on loopback. It
+// prints figures instead of asserting them; `make bench` runs it with
+// PEERD_BENCH=1 and docs/BENCHMARKS.md records the output.
+func TestDataPlaneFigures(t *testing.T) {
+	if os.Getenv("PEERD_BENCH") == "" {
+		t.Skip("set PEERD_BENCH=1 (make bench) to measure data plane figures")
+	}
+	n := 3000
+	if v := os.Getenv("PEERD_BENCH_REQUESTS"); v != "" {
+		n, _ = strconv.Atoi(v)
+	}
+	m := newMesh(t)
+	quiet := []string{"-log-level", "warn", "-default-intention-policy", "allow"}
+	n1 := m.start("n1", agentOpts{extra: quiet})
+	n2 := m.start("n2", agentOpts{join: []string{"n1"}, extra: quiet})
+	expectMemberStatus(t, n1, "n2", memberAlive)
+	expectMemberStatus(t, n2, "n1", memberAlive)
+	port := freeTCPPort(t, n2.ip)
+	upPort := freeTCPPort(t, n1.ip)
+	n2.register(t, map[string]any{"Name": "echo", "Address": n2.ip, "Port": port})
+	n1.register(t, map[string]any{"Name": "load", "Port": 1, "Connect": map[string]any{"SidecarService": map[string]any{"Proxy": map[string]any{
+		"Upstreams": []map[string]any{{"DestinationName": "echo", "LocalBindAddress": n1.ip, "LocalBindPort": upPort}}}}}})
+	m.background(t, "demo-service", "-name", "echo", "-listen", fmt.Sprintf("%s:%d", n2.ip, port))
+	direct := fmt.Sprintf("http://%s:%d/x", n2.ip, port)
+	proxied := fmt.Sprintf("http://%s:%d/x", n1.ip, upPort)
+	expectHTTP(t, "GET", direct, 200, "echo")
+	expectHTTP(t, "GET", proxied, 200, "echo")
+
+	// Added latency, 1 KB request over a kept-alive connection; direct and
+	// proxied interleaved in blocks so both see the same machine load.
+	body := bytes.Repeat([]byte("x"), 1024)
+	keep := func() *http.Client {
+		return &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1, DisableCompression: true}}
+	}
+	cd, cp := keep(), keep()
+	var dLat, pLat []float64
+	one := func(c *http.Client, u string) float64 {
+		start := time.Now()
+		resp, err := c.Post(u, "application/octet-stream", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return float64(time.Since(start).Microseconds())
+	}
+	for i := 0; i < 200; i++ { // warm-up
+		one(cd, direct)
+		one(cp, proxied)
+	}
+	for done := 0; done < n; done += 100 {
+		for i := 0; i < 100; i++ {
+			dLat = append(dLat, one(cd, direct))
+		}
+		for i := 0; i < 100; i++ {
+			pLat = append(pLat, one(cp, proxied))
+		}
+	}
+	t.Logf("1 KB request, kept-alive, %d each: direct p50 %.0f µs p90 %.0f p99 %.0f; proxied p50 %.0f p90 %.0f p99 %.0f; added p50 %.0f µs p90 %.0f p99 %.0f",
+		len(dLat), percentile(dLat, 50), percentile(dLat, 90), percentile(dLat, 99),
+		percentile(pLat, 50), percentile(pLat, 90), percentile(pLat, 99),
+		percentile(pLat, 50)-percentile(dLat, 50), percentile(pLat, 90)-percentile(dLat, 90), percentile(pLat, 99)-percentile(dLat, 99))
+
+	// New connection on a warm peer connection: TCP connect + one request,
+	// a new connection every time.
+	fresh := func() *http.Client { return &http.Client{Transport: &http.Transport{DisableKeepAlives: true}} }
+	fd, fp := fresh(), fresh()
+	var dNew, pNew []float64
+	for i := 0; i < n/3; i++ {
+		dNew = append(dNew, one(fd, direct))
+		pNew = append(pNew, one(fp, proxied))
+	}
+	t.Logf("new connection + 1 KB request, %d each: direct p50 %.0f µs p99 %.0f; proxied p50 %.0f µs p99 %.0f; added p50 %.0f µs p99 %.0f",
+		len(dNew), percentile(dNew, 50), percentile(dNew, 99), percentile(pNew, 50), percentile(pNew, 99),
+		percentile(pNew, 50)-percentile(dNew, 50), percentile(pNew, 99)-percentile(dNew, 99))
+
+	// Bulk throughput: one 1 GiB upload, direct and through the pair.
+	const bulk = 1 << 30
+	for _, c := range []struct{ name, url string }{{"direct", direct}, {"proxied", proxied}} {
+		start := time.Now()
+		resp, err := keep().Post(c.url, "application/octet-stream", io.LimitReader(zeroReader{}, bulk))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		el := time.Since(start)
+		t.Logf("bulk 1 GiB upload %s: %.2f Gbit/s (%v)", c.name, float64(bulk)*8/el.Seconds()/1e9, el.Round(time.Millisecond))
+	}
+
+	// Idle proxied connections: memory and goroutines per connection on
+	// both agents.
+	const idle = 1000
+	before := rssMB([]*agentProc{n1, n2})
+	g1, g2 := goroutines(n1), goroutines(n2)
+	var conns []net.Conn
+	for i := 0; i < idle; i++ {
+		c, err := net.Dial("tcp", net.JoinHostPort(n1.ip, strconv.Itoa(upPort)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+		fmt.Fprintf(c, "GET /x HTTP/1.1\r\nHost: echo\r\n\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	after := rssMB([]*agentProc{n1, n2})
+	h1, h2 := goroutines(n1), goroutines(n2)
+	t.Logf("%d idle proxied connections: caller agent +%.1f MB RSS (%.1f KB/conn), +%d goroutines (%.1f/conn); destination agent +%.1f MB (%.1f KB/conn), +%d goroutines (%.1f/conn)",
+		idle, after[0]-before[0], (after[0]-before[0])*1024/idle, h1-g1, float64(h1-g1)/idle,
+		after[1]-before[1], (after[1]-before[1])*1024/idle, h2-g2, float64(h2-g2)/idle)
+	for _, c := range conns {
+		c.Close()
+	}
+	t.Logf("caller agent connect stats: connections %s, errors %s", n1.connectStat("upstream.echo.connections"), n1.connectStat("upstream.echo.errors"))
+}
+
+type zeroReader struct{}
+
+func (zeroReader) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
+}
+
+func goroutines(p *agentProc) int {
+	n, _ := strconv.Atoi(strings.TrimSpace(p.connectStat("goroutines")))
+	return n
+}
