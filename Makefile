@@ -51,3 +51,10 @@ lint:
 
 clean:
 	rm -rf bin bench.out
+
+# A 3-peer local mesh on 127.0.0.21-23 with three tiny HTTP services
+# (order -> invoice -> tax) talking through the data plane; prints how to
+# call it and how to deny and allow. Ctrl-C stops everything.
+.PHONY: demo
+demo: build
+	./.ci/demo
