@@ -21,9 +21,12 @@ import (
 // balancers polling /v1/health/service/web) then cost a map lookup and a
 // write, not a JSON encoding of every instance.
 
-// respCacheMax bounds the number of cached bodies; past it the cache is
+// respCacheMax and respCacheMaxBytes bound the cache; past either it is
 // emptied (queries vary little in practice).
-const respCacheMax = 1024
+const (
+	respCacheMax      = 1024
+	respCacheMaxBytes = 32 << 20
+)
 
 type cachedResp struct {
 	index   uint64
@@ -51,8 +54,9 @@ func (e *cachedResp) gzipped() []byte {
 }
 
 type respCache struct {
-	mu sync.Mutex
-	m  map[string]*cachedResp // guarded by mu
+	mu    sync.Mutex
+	m     map[string]*cachedResp // guarded by mu
+	bytes int                    // body bytes held; guarded by mu
 }
 
 var cacheSeed = maphash.MakeSeed()
@@ -121,10 +125,14 @@ func (s *apiServer) serveCached(w http.ResponseWriter, r *http.Request, idx uint
 		}
 		e = &cachedResp{index: idx, members: digest, body: buf.Bytes()}
 		c.mu.Lock()
-		if c.m == nil || len(c.m) >= respCacheMax {
-			c.m = map[string]*cachedResp{}
+		if c.m == nil || len(c.m) >= respCacheMax || c.bytes+len(e.body) > respCacheMaxBytes {
+			c.m, c.bytes = map[string]*cachedResp{}, 0
+		}
+		if old := c.m[key]; old != nil {
+			c.bytes -= len(old.body)
 		}
 		c.m[key] = e
+		c.bytes += len(e.body)
 		c.mu.Unlock()
 	}
 	h := w.Header()
