@@ -1,6 +1,7 @@
 package peer
 
 import (
+	"bufio"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -250,5 +251,33 @@ func TestProxyInProcess(t *testing.T) {
 	waitCall(t, client, "GET", rurl, 403, "does not allow service \"web\"")
 	if st := rogue.connectStats(); st["upstream.api.denies"] == "0" {
 		t.Errorf("deny not counted at the source: %v", st)
+	}
+
+	// Revoking the caller's key closes its open connections.
+	raw, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", upPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	fmt.Fprintf(raw, "GET /v1/x HTTP/1.1\r\nHost: api\r\n\r\n")
+	br := bufio.NewReader(raw)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("keep-alive request before the revocation: %v %v", resp, err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	rev, err := identity.NewRevocation(m.root, nil, web.pub, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb, _ := rev.Marshal()
+	if err := api.SubmitRevocation(context.Background(), rb); err != nil {
+		t.Fatal(err)
+	}
+	raw.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := br.ReadByte(); err == nil {
+		t.Fatal("connection still open after the caller's key was revoked")
+	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatal("connection not closed 10 s after the caller's key was revoked")
 	}
 }
