@@ -58,3 +58,12 @@ clean:
 .PHONY: demo
 demo: build
 	./.ci/demo
+
+# Chaos and security scenarios on real peerd processes in network
+# namespaces, long versions (root, iproute2 and nftables; installed if
+# missing). `make test` runs the short versions. docs/RELIABILITY.md records
+# the figures; .ci/chaos-harness builds the same mesh by hand.
+chaos: build
+	set -o pipefail; PEERD_CHAOS_LONG=1 $(GO) test -count=1 -run 'TestChaos|TestSecurity' -v -timeout 60m ./cmd/peerd/ \
+		| grep -v '^        time=' | tee chaos.out
+	@grep 'FIGURE' chaos.out || true

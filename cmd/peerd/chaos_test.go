@@ -321,6 +321,7 @@ func lookupA(p *nsAgent, name string) (map[string]bool, error) {
 	co := &dns.Conn{Conn: conn}
 	q := new(dns.Msg)
 	q.SetQuestion(name, dns.TypeA)
+	q.SetEdns0(4096, false) // without EDNS0 a UDP answer holds 3 records (Consul's udp_answer_limit)
 	conn.SetDeadline(time.Now().Add(2 * time.Second))
 	if err := co.WriteMsg(q); err != nil {
 		return nil, err
