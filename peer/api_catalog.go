@@ -130,15 +130,14 @@ func (s *apiServer) healthServiceOrConnect(w http.ResponseWriter, r *http.Reques
 	if name == "" {
 		return errorf(http.StatusBadRequest, "Missing service name")
 	}
-	a := s.a
 	scope := crdt.ScopeService(name)
 	if connect {
 		scope = crdt.ScopeServices
 	}
-	if err := s.block(r, scope); err != nil {
+	idx, err := s.blockMembers(r, scope)
+	if err != nil {
 		return err
 	}
-	idx := a.replica.ScopeIndex(scope)
 	setIndex(w, idx)
 	return s.serveCached(w, r, idx, func(st map[string]gossip.MemberStatus) (any, error) {
 		return s.serviceEntries(r, name, connect, idx, st)
@@ -149,10 +148,10 @@ func (s *apiServer) healthServiceOrConnect(w http.ResponseWriter, r *http.Reques
 func (s *apiServer) healthChecks(w http.ResponseWriter, r *http.Request, name string) error {
 	a := s.a
 	scope := crdt.ScopeService(name)
-	if err := s.block(r, scope); err != nil {
+	idx, err := s.blockMembers(r, scope)
+	if err != nil {
 		return err
 	}
-	idx := a.replica.ScopeIndex(scope)
 	setIndex(w, idx)
 	out := []apiHealthCheck{}
 	f, err := filterParam(r)
@@ -194,10 +193,10 @@ func (s *apiServer) healthState(w http.ResponseWriter, r *http.Request, state st
 		return errorf(http.StatusBadRequest, "Invalid state %q (want any, passing, warning or critical)", state)
 	}
 	a := s.a
-	if err := s.block(r, crdt.ScopeChecks); err != nil {
+	idx, err := s.blockMembers(r, crdt.ScopeChecks)
+	if err != nil {
 		return err
 	}
-	idx := a.replica.ScopeIndex(crdt.ScopeChecks)
 	setIndex(w, idx)
 	f, err := filterParam(r)
 	if err != nil {
@@ -234,10 +233,11 @@ func (s *apiServer) healthState(w http.ResponseWriter, r *http.Request, state st
 // catalogServices serves /v1/catalog/services: name → tags.
 func (s *apiServer) catalogServices(w http.ResponseWriter, r *http.Request, _ string) error {
 	a := s.a
-	if err := s.block(r, crdt.ScopeServices); err != nil {
+	idx, err := s.blockMembers(r, crdt.ScopeServices)
+	if err != nil {
 		return err
 	}
-	setIndex(w, a.replica.ScopeIndex(crdt.ScopeServices))
+	setIndex(w, idx)
 	out := map[string][]string{}
 	hasMeta := len(r.URL.Query()["node-meta"]) > 0
 	for name, tags := range a.replica.ServiceNames() {
@@ -285,15 +285,14 @@ func (s *apiServer) catalogServiceOrConnect(w http.ResponseWriter, r *http.Reque
 	if name == "" {
 		return errorf(http.StatusBadRequest, "Missing service name")
 	}
-	a := s.a
 	scope := crdt.ScopeService(name)
 	if connect {
 		scope = crdt.ScopeServices
 	}
-	if err := s.block(r, scope); err != nil {
+	idx, err := s.blockMembers(r, scope)
+	if err != nil {
 		return err
 	}
-	idx := a.replica.ScopeIndex(scope)
 	setIndex(w, idx)
 	f, err := filterParam(r)
 	if err != nil {
@@ -352,10 +351,10 @@ func stripFilter(r *http.Request) *http.Request {
 // catalogNodes serves /v1/catalog/nodes.
 func (s *apiServer) catalogNodes(w http.ResponseWriter, r *http.Request, _ string) error {
 	a := s.a
-	if err := s.block(r, crdt.ScopeNodes); err != nil {
+	idx, err := s.blockMembers(r, crdt.ScopeNodes)
+	if err != nil {
 		return err
 	}
-	idx := a.replica.ScopeIndex(crdt.ScopeNodes)
 	setIndex(w, idx)
 	f, err := filterParam(r)
 	if err != nil {
@@ -404,10 +403,10 @@ func (s *apiServer) catalogNodeShape(w http.ResponseWriter, r *http.Request, nam
 	if known {
 		scope = crdt.ScopeNode(origin)
 	}
-	if err := s.block(r, scope); err != nil {
+	idx, err := s.blockMembers(r, scope)
+	if err != nil {
 		return err
 	}
-	idx := a.replica.ScopeIndex(scope)
 	setIndex(w, idx)
 	n, ok := a.replica.Node(origin)
 	if !known || !ok || !a.nodeVisible(name) {

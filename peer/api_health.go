@@ -79,12 +79,11 @@ func (a *Agent) originOfNode(name string) (string, bool) {
 // healthNode serves /v1/health/node/<node>: serfHealth plus the node's checks.
 func (s *apiServer) healthNode(w http.ResponseWriter, r *http.Request, node string) error {
 	a := s.a
-	minIndex, wait, err := blockingParams(r)
+	// Membership counts too: serfHealth is part of the answer.
+	idx, err := s.blockMembers(r, crdt.ScopeChecks)
 	if err != nil {
 		return err
 	}
-	waitFor(r.Context(), minIndex, wait, func() (uint64, <-chan struct{}) { return a.replica.WatchIndex(crdt.ScopeChecks) })
-	idx := a.replica.ScopeIndex(crdt.ScopeChecks)
 	setIndex(w, idx)
 	out := []apiHealthCheck{}
 	origin, known := a.originOfNode(node)

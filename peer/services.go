@@ -62,6 +62,8 @@ type localState struct {
 	opts   atomic.Pointer[LocalOptions]
 	reload atomic.Pointer[func() error]
 
+	members memberWatch // membership epoch for blocking queries (api_block.go)
+
 	mu       sync.Mutex
 	started  bool
 	services map[string]*localService // by service ID
@@ -168,8 +170,9 @@ func (a *Agent) startLocal() error {
 			return err
 		}
 	}
-	a.wg.Add(1)
+	a.wg.Add(2)
 	go func() { defer a.wg.Done(); a.reapCritical() }()
+	go func() { defer a.wg.Done(); a.watchMembership() }()
 	return nil
 }
 

@@ -558,6 +558,36 @@ service {
 			t.Fatalf("watch: %s", out)
 		}
 	})
+
+	t.Run("blocking health query woken by a node failure", func(t *testing.T) {
+		es, meta, err := c1.Health().Service("api", "", true, nil)
+		if err != nil || len(es) != 1 {
+			t.Fatalf("api before the failure: %v %d", err, len(es))
+		}
+		type res struct {
+			es   []*consul.ServiceEntry
+			meta *consul.QueryMeta
+			err  error
+		}
+		done := make(chan res, 1)
+		go func() {
+			es, m, err := c1.Health().Service("api", "", true, &consul.QueryOptions{WaitIndex: meta.LastIndex, WaitTime: time.Minute})
+			done <- res{es, m, err}
+		}()
+		n2.kill()
+		select {
+		case r := <-done:
+			if r.err != nil || len(r.es) != 0 || r.meta.LastIndex <= meta.LastIndex {
+				t.Fatalf("woken with %d passing entries, index %d -> %v (%v)", len(r.es), meta.LastIndex, r.meta, r.err)
+			}
+		case <-time.After(45 * time.Second):
+			t.Fatal("blocking health query not woken by n2 failing")
+		}
+		all, _, err := c1.Health().Service("api", "", false, nil)
+		if err != nil || len(all) != 1 || all[0].Checks[0].CheckID != "serfHealth" || all[0].Checks[0].Status != consul.HealthCritical {
+			t.Fatalf("failed node's service should be listed with serfHealth critical: %v %+v", err, all)
+		}
+	})
 }
 
 func writeCfg(t testing.TB, path, content string) {
