@@ -2,6 +2,8 @@ package peer
 
 import (
 	"bytes"
+	"fmt"
+	"strings"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -162,5 +164,17 @@ func TestPickOrder(t *testing.T) {
 		if n < 50 {
 			t.Fatalf("instance %s picked first %d/300 times: %v", id, n, count)
 		}
+	}
+}
+
+// TestProxyHeaderGolden pins the example of docs/DATAPLANE.md.
+func TestProxyHeaderGolden(t *testing.T) {
+	b, err := encodeProxyHeader(proxyHeader{Source: "web", Destination: "api", InstanceID: "api-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const want = "a40101026377656203636170690465617069 2d31"
+	if got := fmt.Sprintf("%x", b); got != strings.ReplaceAll(want, " ", "") {
+		t.Fatalf("header = %s (%d bytes), want %s", got, len(b), want)
 	}
 }
