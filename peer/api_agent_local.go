@@ -42,11 +42,9 @@ func decodeBody(r *http.Request, v any) error {
 
 // localServices returns this node's services as api.AgentService, by ID.
 func (a *Agent) localServices() map[string]apiAgentService {
-	idx := a.replica.ScopeIndex(crdt.ScopeNode(a.id))
 	out := map[string]apiAgentService{}
 	for _, e := range a.replica.NodeServices(a.id) {
 		s := toAPIService(e.Service, a.cfg.Datacenter, 0)
-		_ = idx
 		s.ContentHash = contentHash(s)
 		out[s.ID] = s
 	}

@@ -166,7 +166,7 @@ func (a *Agent) startLocal() error {
 		if ok {
 			c.status, c.output = prev.Status, prev.Output
 		}
-		if err := a.startCheckLocked(c, ok); err != nil {
+		if err := a.startCheckLocked(c); err != nil {
 			return err
 		}
 	}
@@ -402,16 +402,14 @@ func (a *Agent) DeregisterCheck(ctx context.Context, id string) error {
 func (a *Agent) putCheckLocked(def CheckDefinition, source string, maint bool) error {
 	l := &a.local
 	c := &localCheck{Def: def, Source: source, Maintenance: maint, status: def.Status}
-	keep := false
 	if old, ok := l.checks[def.ID]; ok {
 		old.halt()
 		if !maint {
 			c.status, c.output = old.status, old.output
-			keep = true
 		}
 	}
 	l.checks[def.ID] = c
-	return a.startCheckLocked(c, keep)
+	return a.startCheckLocked(c)
 }
 
 func (a *Agent) removeCheckLocked(id string) error {
@@ -438,8 +436,8 @@ func (c *localCheck) halt() {
 }
 
 // startCheckLocked fills the check's service fields, writes its record and
-// starts its runner. held says the replica already has a status for it.
-func (a *Agent) startCheckLocked(c *localCheck, held bool) error {
+// starts its runner.
+func (a *Agent) startCheckLocked(c *localCheck) error {
 	l := &a.local
 	if c.status == "" {
 		c.status = crdt.StatusCritical
@@ -471,7 +469,6 @@ func (a *Agent) startCheckLocked(c *localCheck, held bool) error {
 			r.run(ctx, func(res checkResult) { a.runnerResult(id, c, res) })
 		}()
 	}
-	_ = held
 	return nil
 }
 

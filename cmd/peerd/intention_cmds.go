@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -200,8 +199,9 @@ func runIntentionGet(ctx context.Context, c *cli, args []string) error {
 	return tw.Flush()
 }
 
-// errDenied makes `intention check` exit 2, as consul's does when denied.
-var errDenied = errors.New("denied")
+// errDenied makes `intention check` exit 2, as consul's does when denied
+// (main maps usage errors to status 2).
+var errDenied = fmt.Errorf("%w: denied", errUsage)
 
 func runIntentionCheck(ctx context.Context, c *cli, args []string) error {
 	cl, rest, err := clientFlags(c, "intention check", "intention check SRC DST", args)
