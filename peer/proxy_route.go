@@ -28,8 +28,8 @@ func (i instance) key() string { return i.Origin + "/" + i.ID }
 const nearTolerance = time.Millisecond
 
 // pickOrder orders candidates for one new connection: instances whose peer
-// failed recently last; then, when network coordinates are known, the
-// nearest tier first; inside a tier, power of two choices on open
+// failed recently last; then, when the network coordinates of every
+// candidate are known, the nearest tier first; inside a tier, power of two choices on open
 // connections (pick two at random, take the one with fewer), repeated, so
 // that load spreads without a global counter. Pure: randomness is a
 // parameter.
@@ -54,34 +54,27 @@ func pickOrder(cands []instance, rnd *rand.Rand) []instance {
 	return out
 }
 
-// tiers splits by distance: the near tier, then the rest (known distances
-// sorted, unknown last, as one tier each).
+// tiers splits by distance when every candidate's distance is known: the
+// near tier, then the rest sorted by distance. With any distance unknown
+// (coordinates not exchanged yet) nearness cannot be judged fairly and all
+// candidates form one tier, so load spreads.
 func tiers(cs []instance) [][]instance {
 	if len(cs) == 0 {
 		return nil
 	}
-	var known, unknown []instance
 	for _, c := range cs {
-		if c.DistKnown {
-			known = append(known, c)
-		} else {
-			unknown = append(unknown, c)
+		if !c.DistKnown {
+			return [][]instance{cs}
 		}
 	}
-	if len(known) == 0 {
-		return [][]instance{unknown}
-	}
+	known := append([]instance(nil), cs...)
 	sort.SliceStable(known, func(i, j int) bool { return known[i].Dist < known[j].Dist })
 	limit := known[0].Dist + max(known[0].Dist/2, nearTolerance)
 	n := sort.Search(len(known), func(i int) bool { return known[i].Dist > limit })
-	out := [][]instance{known[:n]}
-	if n < len(known) {
-		out = append(out, known[n:])
+	if n == len(known) {
+		return [][]instance{known}
 	}
-	if len(unknown) > 0 {
-		out = append(out, unknown)
-	}
-	return out
+	return [][]instance{known[:n], known[n:]}
 }
 
 // p2cOrder repeatedly draws two of the remaining instances and takes the

@@ -281,3 +281,44 @@ func TestProxyInProcess(t *testing.T) {
 		t.Fatal("connection not closed 10 s after the caller's key was revoked")
 	}
 }
+
+// TestProxyFailover: with two instances of the destination, connections
+// keep working after one instance's agent stops, and load spreads while
+// both run.
+func TestProxyFailover(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts agents")
+	}
+	m := newProxyMesh(t, []string{"web", "web-sidecar-proxy"}, []string{"api"}, []string{"api"})
+	web, a2, a3 := m.agents[0], m.agents[1], m.agents[2]
+	upPort := freePort(t, "127.0.0.1")
+	m.putService(a2, crdt.Service{ID: "api-a", Name: "api", Port: httpService(t, "api-a")})
+	m.putService(a3, crdt.Service{ID: "api-b", Name: "api", Port: httpService(t, "api-b")})
+	m.putService(web, crdt.Service{ID: "web1", Name: "web", Port: 1, Connect: &crdt.Connect{SidecarService: &crdt.Service{
+		ID: "web1-sidecar-proxy", Name: "web-sidecar-proxy", Kind: "connect-proxy",
+		Proxy: &crdt.Proxy{Upstreams: []crdt.Upstream{{DestinationName: "api", LocalBindPort: upPort}}}}}})
+	m.putIntention(web, crdt.Intention{ID: "i1", SourceName: "web", DestinationName: "api", Action: crdt.ActionAllow, Version: 1})
+	m.waitService("api", 2)
+	m.waitIntention("web", "api", 1)
+	url := fmt.Sprintf("http://127.0.0.1:%d/", upPort)
+	fresh := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	waitCall(t, fresh, "GET", url, 200, "api-")
+	seen := map[string]int{}
+	for i := 0; i < 40; i++ {
+		code, body := call(t, fresh, "GET", url)
+		if code != 200 {
+			t.Fatalf("request %d: %d %s", i, code, body)
+		}
+		seen[strings.Fields(body)[0]]++
+	}
+	if seen["api-a"] == 0 || seen["api-b"] == 0 {
+		t.Errorf("load not spread over both instances: %v", seen)
+	}
+	a3.Close()
+	for i := 0; i < 10; i++ {
+		code, body := call(t, fresh, "GET", url)
+		if code != 200 || !strings.HasPrefix(body, "api-a") {
+			t.Fatalf("request %d after api-b's agent stopped: %d %s", i, code, body)
+		}
+	}
+}

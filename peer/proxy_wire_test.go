@@ -138,8 +138,8 @@ func TestPickOrder(t *testing.T) {
 		first map[string]bool // allowed first picks
 		last  string
 	}{
-		{"nearest tier first", []instance{{ID: "far", Dist: 40 * ms, DistKnown: true}, {ID: "near", Dist: 2 * ms, DistKnown: true}, {ID: "unknown"}},
-			map[string]bool{"near": true}, "unknown"},
+		{"nearest tier first", []instance{{ID: "far", Dist: 40 * ms, DistKnown: true}, {ID: "near", Dist: 2 * ms, DistKnown: true}},
+			map[string]bool{"near": true}, "far"},
 		{"failing last", []instance{{ID: "bad", Failing: true, DistKnown: true}, {ID: "ok", Dist: 30 * ms, DistKnown: true}},
 			map[string]bool{"ok": true}, "bad"},
 		{"two choices prefers the less loaded", []instance{{ID: "busy", Open: 50}, {ID: "idle", Open: 0}},
@@ -155,14 +155,16 @@ func TestPickOrder(t *testing.T) {
 			}
 		})
 	}
-	// Load spreads over equal instances.
+	// Load spreads over equal instances, and over instances whose distance
+	// is only partly known.
 	count := map[string]int{}
 	for i := 0; i < 300; i++ {
 		count[pickOrder([]instance{{ID: "a"}, {ID: "b"}, {ID: "c"}}, rnd)[0].ID]++
+		count[pickOrder([]instance{{ID: "a", Dist: 2 * ms, DistKnown: true}, {ID: "b"}, {ID: "c"}}, rnd)[0].ID]++
 	}
 	for id, n := range count {
-		if n < 50 {
-			t.Fatalf("instance %s picked first %d/300 times: %v", id, n, count)
+		if n < 100 {
+			t.Fatalf("instance %s picked first %d/600 times: %v", id, n, count)
 		}
 	}
 }
