@@ -59,8 +59,12 @@ func newDriverCluster(tb testing.TB, o driverClusterOpts) *driverCluster {
 		})
 		tb.Cleanup(func() { d.Close() })
 	}
+	// Every driver knows the membership before any starts: a NEIGHBOR
+	// reaching a driver without members is refused with DISCONNECT.
 	for _, d := range c.drivers {
 		d.SetPeers(c.names)
+	}
+	for _, d := range c.drivers {
 		d.Start()
 	}
 	return c
