@@ -401,6 +401,10 @@ func (dp *dataPlane) outboundRemote(client *net.TCPConn, inst instance, hdr prox
 		return false, err
 	}
 	defer s.Close()
+	// The agent stopping ends the connection (Close waits for this
+	// goroutine before it closes the transport).
+	stop := context.AfterFunc(a.ctx, func() { s.Close(); client.Close() })
+	defer stop()
 
 	// Client bytes go out at once; the reply frame comes back ahead of the
 	// service's first bytes, so allowing costs no round trip.
@@ -464,9 +468,11 @@ func copyFirst(dst, src halfCloser, n *atomic.Uint64, first chan<- []byte) error
 	}
 	proxyBufs.Put(bp)
 	if rerr != nil {
-		if errors.Is(rerr, net.ErrClosed) || errors.Is(rerr, io.EOF) {
+		if errors.Is(rerr, io.EOF) {
 			return dst.CloseWrite()
 		}
+		// Closed by this agent (listener removed, agent stopping) or failed:
+		// end the stream too.
 		dst.Close()
 		return rerr
 	}
