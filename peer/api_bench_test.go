@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
+	"sync/atomic"
 	"testing"
 )
 
@@ -34,4 +36,29 @@ func BenchmarkHealthServiceHandler(b *testing.B) {
 			b.Fatal(w.Code)
 		}
 	}
+}
+
+// BenchmarkKVPutHandler measures PUT /v1/kv/<key> in process, 16 writers
+// in parallel (the commit queue batches them into one fsync).
+//
+//	go test -run '^$' -bench KVPutHandler ./peer
+func BenchmarkKVPutHandler(b *testing.B) {
+	root, node := newKeys(b)
+	a := testAgent(b, b.TempDir(), root, node, []string{"*"})
+	defer a.Close()
+	h := newAPI(a)
+	b.SetParallelism(8)
+	b.ReportAllocs()
+	b.ResetTimer()
+	var n atomic.Int64
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			req := httptest.NewRequest(http.MethodPut, fmt.Sprintf("/v1/kv/bench/%d", n.Add(1)%1000), strings.NewReader("value"))
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, req)
+			if w.Code != http.StatusOK {
+				b.Fatal(w.Code, w.Body.String())
+			}
+		}
+	})
 }

@@ -21,12 +21,44 @@ type apiGauge struct {
 	Labels map[string]string
 }
 
+// apiCounter is go-metrics' sampled value (Counters and Samples).
+type apiCounter struct {
+	Name   string
+	Count  uint64
+	Rate   float64
+	Sum    float64
+	Min    float64
+	Max    float64
+	Mean   float64
+	Stddev float64
+	Labels map[string]string
+}
+
 type apiMetrics struct {
 	Timestamp string
 	Gauges    []apiGauge
 	Points    []any
-	Counters  []any
+	Counters  []apiCounter
 	Samples   []any
+}
+
+// httpCounters reports requests served per route since the agent started:
+// peerd.http.requests and peerd.http.errors with labels route and method.
+func (s *apiServer) httpCounters() []apiCounter {
+	var out []apiCounter
+	for i := range s.routes {
+		rt := &s.routes[i]
+		n := rt.requests.Load()
+		if n == 0 {
+			continue
+		}
+		labels := map[string]string{"route": rt.path, "methods": rt.methods}
+		out = append(out, apiCounter{Name: "peerd.http.requests", Count: n, Sum: float64(n), Min: 1, Max: 1, Mean: 1, Labels: labels})
+		if e := rt.errors.Load(); e > 0 {
+			out = append(out, apiCounter{Name: "peerd.http.errors", Count: e, Sum: float64(e), Min: 1, Max: 1, Mean: 1, Labels: labels})
+		}
+	}
+	return out
 }
 
 // metricGauges flattens infoStats into sorted gauges.
@@ -64,14 +96,23 @@ func (a *Agent) localGauges() []apiGauge {
 
 func (s *apiServer) agentMetrics(w http.ResponseWriter, r *http.Request, _ string) error {
 	gauges := s.a.metricGauges()
+	counters := s.httpCounters()
 	if r.URL.Query().Get("format") == "prometheus" {
+		for _, c := range counters {
+			gauges = append(gauges, apiGauge{Name: c.Name + "_total", Value: float64(c.Count), Labels: c.Labels})
+		}
+		sort.SliceStable(gauges, func(i, j int) bool { return gauges[i].Name < gauges[j].Name })
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 		var b strings.Builder
 		last := ""
 		for _, g := range gauges {
 			name := promName(g.Name)
 			if name != last {
-				fmt.Fprintf(&b, "# TYPE %s gauge\n", name)
+				typ := "gauge"
+				if strings.HasSuffix(name, "_total") {
+					typ = "counter"
+				}
+				fmt.Fprintf(&b, "# TYPE %s %s\n", name, typ)
 				last = name
 			}
 			b.WriteString(name)
@@ -97,7 +138,7 @@ func (s *apiServer) agentMetrics(w http.ResponseWriter, r *http.Request, _ strin
 	}
 	return writeJSON(w, apiMetrics{
 		Timestamp: time.Now().UTC().Truncate(10 * time.Second).Format("2006-01-02 15:04:05 -0700 MST"),
-		Gauges:    gauges, Points: []any{}, Counters: []any{}, Samples: []any{},
+		Gauges:    gauges, Points: []any{}, Counters: counters, Samples: []any{},
 	})
 }
 

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -41,6 +42,9 @@ type route struct {
 	path    string
 	exact   bool
 	handle  func(w http.ResponseWriter, r *http.Request, rest string) error
+
+	requests atomic.Uint64 // served (routed) requests, for /v1/agent/metrics
+	errors   atomic.Uint64 // of which answered with an error status
 }
 
 // apiServer serves the Consul-compatible HTTP API.
@@ -78,7 +82,9 @@ func (s *apiServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rest := strings.TrimPrefix(path, matched.path)
+	matched.requests.Add(1)
 	if err := matched.handle(w, r, rest); err != nil {
+		matched.errors.Add(1)
 		var he *httpError
 		if errors.As(err, &he) {
 			http.Error(w, he.msg, he.code)
