@@ -81,6 +81,11 @@ func (s *apiServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "Permission denied: this agent requires an ACL token (?token=, X-Consul-Token or Authorization: Bearer)", http.StatusForbidden)
 		return
 	}
+	if dc := r.URL.Query().Get("dc"); dc != "" && !strings.EqualFold(dc, s.a.cfg.Datacenter) {
+		// One datacenter per mesh: there is nowhere to forward to.
+		http.Error(w, fmt.Sprintf("No path to datacenter %q (this mesh is %q)", dc, s.a.cfg.Datacenter), http.StatusInternalServerError)
+		return
+	}
 	rest := strings.TrimPrefix(path, matched.path)
 	matched.requests.Add(1)
 	if err := matched.handle(w, r, rest); err != nil {

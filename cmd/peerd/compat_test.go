@@ -188,6 +188,29 @@ service {
 			if err != nil || len(dcs) != 1 {
 				return fmt.Errorf("datacenters: %v %v", err, dcs)
 			}
+			state, _, err := c2.Health().State("any", nil)
+			if err != nil || len(state) < 5 { // 2 serfHealth + web-ttl, web-http, web-2's, api's
+				return fmt.Errorf("health state any: %v %d", err, len(state))
+			}
+			crit, _, err := c2.Health().State(consul.HealthCritical, nil)
+			if err != nil || len(crit) != 1 || crit[0].ServiceID != "web-2" {
+				return fmt.Errorf("health state critical: %v %+v", err, crit)
+			}
+			webChecks, _, err := c2.Health().Checks("web", nil)
+			if err != nil || len(webChecks) != 3 {
+				return fmt.Errorf("health checks web: %v %d", err, len(webChecks))
+			}
+			nodeChecks, _, err := c2.Health().Node("n1", nil)
+			if err != nil || len(nodeChecks) != 3 || nodeChecks[0].CheckID != "serfHealth" {
+				return fmt.Errorf("health node n1: %v %+v", err, nodeChecks)
+			}
+			filtered, err := c1.Agent().ServicesWithFilter(`Tags contains "blue"`)
+			if err != nil || len(filtered) != 1 {
+				return fmt.Errorf("agent services filter: %v %d", err, len(filtered))
+			}
+			if _, _, err := c2.Catalog().Services(&consul.QueryOptions{Datacenter: "dc9"}); err == nil || !strings.Contains(err.Error(), "No path to datacenter") {
+				return fmt.Errorf("other datacenter: %v", err)
+			}
 			return nil
 		})
 	})
