@@ -40,6 +40,8 @@ func newCheckRunner(def CheckDefinition, log *slog.Logger) *checkRunner {
 		r.once = tcpProbe(def)
 	case checkTypeScript:
 		r.once = scriptProbe(def)
+	case checkTypeGRPC:
+		r.once = grpcProbe(def)
 	default:
 		r.once = func(context.Context) checkResult {
 			return checkResult{crdt.StatusCritical, fmt.Sprintf("check type %q is not supported", def.Type())}

@@ -376,3 +376,71 @@ func TestLocalRegistry(t *testing.T) {
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// fakeGRPCHealth answers grpc.health.v1.Health/Check over cleartext HTTP/2
+// with the status configured per service name.
+func fakeGRPCHealth(t testing.TB, statuses map[string]uint64) string {
+	t.Helper()
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != grpcHealthPath || r.ProtoMajor != 2 {
+			w.WriteHeader(http.StatusNotFound)
+			return
+		}
+		b, _ := io.ReadAll(r.Body)
+		service := ""
+		if len(b) > 7 {
+			service = string(b[7:])
+		}
+		st, ok := statuses[service]
+		w.Header().Set("Content-Type", "application/grpc")
+		w.Header().Set("Trailer", "Grpc-Status, Grpc-Message")
+		if !ok {
+			w.Header().Set("Grpc-Status", "5")
+			w.Header().Set("Grpc-Message", "unknown service")
+			w.WriteHeader(http.StatusOK)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+		w.Write([]byte{0, 0, 0, 0, 2, 0x08, byte(st)})
+		w.Header().Set("Grpc-Status", "0")
+	})
+	srv := httptest.NewUnstartedServer(h)
+	srv.Config.Protocols = new(http.Protocols)
+	srv.Config.Protocols.SetUnencryptedHTTP2(true)
+	srv.Config.Protocols.SetHTTP1(true)
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return strings.TrimPrefix(srv.URL, "http://")
+}
+
+func TestGRPCProbe(t *testing.T) {
+	addr := fakeGRPCHealth(t, map[string]uint64{"": 1, "up": 1, "down": 2})
+	tests := []struct {
+		target string
+		status string
+		output string
+	}{
+		{addr, crdt.StatusPassing, "success"},
+		{addr + "/up", crdt.StatusPassing, "success"},
+		{addr + "/down", crdt.StatusCritical, "NOT_SERVING"},
+		{addr + "/nope", crdt.StatusCritical, "code = 5"},
+		{"127.0.0.1:1", crdt.StatusCritical, "refused"},
+	}
+	for _, tt := range tests {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		res := grpcProbe(CheckDefinition{GRPC: tt.target})(ctx)
+		cancel()
+		if res.status != tt.status || !strings.Contains(res.output, tt.output) {
+			t.Errorf("%s: %s %q, want %s containing %q", tt.target, res.status, res.output, tt.status, tt.output)
+		}
+	}
+}
+
+func FuzzGRPCHealthStatus(f *testing.F) {
+	f.Add([]byte{0, 0, 0, 0, 2, 0x08, 1})
+	f.Add([]byte{0, 0, 0, 0, 0})
+	f.Add([]byte{0, 0, 0, 0, 9, 0x12, 2, 'a', 'b', 0x08, 2, 0x1d, 1, 2})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		grpcHealthStatus(b)
+	})
+}

@@ -196,7 +196,10 @@ func (c *CheckDefinition) validate(allowScripts bool) error {
 		return errors.New("script checks are disabled: set enable_script_checks = true in the agent configuration")
 	}
 	if t == checkTypeGRPC {
-		return errors.New("gRPC checks are not supported by peerd yet; use an HTTP or TCP check")
+		target, _, _ := strings.Cut(c.GRPC, "/")
+		if _, _, err := net.SplitHostPort(target); err != nil {
+			return fmt.Errorf("gRPC check address %q: %v", c.GRPC, err)
+		}
 	}
 	if t == checkTypeHTTP {
 		u, err := url.Parse(c.HTTP)

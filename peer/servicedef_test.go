@@ -116,7 +116,7 @@ checks = [{ name = "mem", ttl = "1m" }]
 		{name: "bad http url", file: `service { name = "x" check { http = "ftp://x" interval = "1s" } }`, wantErr: "not an http(s) URL"},
 		{name: "bad status", file: `service { name = "x" check { ttl = "1s" status = "meh" } }`, wantErr: "invalid initial status"},
 		{name: "syntax error", file: "service {\n name = \n", wantErr: "t.hcl"},
-		{name: "grpc unsupported", file: `service { name = "x" check { grpc = "127.0.0.1:1" interval = "1s" } }`, wantErr: "gRPC"},
+		{name: "grpc bad address", file: `service { name = "x" check { grpc = "nohost/svc" interval = "1s" } }`, wantErr: "gRPC check address"},
 		{name: "port out of range", file: `service { name = "x" port = 70000 }`, wantErr: "out of range"},
 	}
 	for _, tt := range tests {
