@@ -453,7 +453,7 @@ func (dp *dataPlane) outboundRemote(client *net.TCPConn, inst instance, hdr prox
 // copyFirst is copyHalf that hands the first bytes read to first (or nil
 // when the source ended before sending any).
 func copyFirst(dst, src halfCloser, n *atomic.Uint64, first chan<- []byte) error {
-	bp := proxyBufs.Get().(*[]byte)
+	bp := proxySmallBufs.Get().(*[]byte)
 	buf := *bp
 	nr, rerr := src.Read(buf)
 	first <- bytes.Clone(buf[:min(nr, 16)])
@@ -461,12 +461,12 @@ func copyFirst(dst, src halfCloser, n *atomic.Uint64, first chan<- []byte) error
 		nw, werr := dst.Write(buf[:nr])
 		n.Add(uint64(nw))
 		if werr != nil {
-			proxyBufs.Put(bp)
+			proxySmallBufs.Put(bp)
 			src.Close()
 			return werr
 		}
 	}
-	proxyBufs.Put(bp)
+	proxySmallBufs.Put(bp)
 	if rerr != nil {
 		if errors.Is(rerr, io.EOF) {
 			return dst.CloseWrite()

@@ -15,18 +15,27 @@ type halfCloser interface {
 	CloseWrite() error
 }
 
-// proxyBufSize is the copy buffer of one direction. 64 KiB keeps bulk
-// transfers at a few system calls per QUIC flow-control window.
-const proxyBufSize = 64 << 10
+// Copy buffers: a direction starts with a small buffer and moves to a
+// large one the first time a read fills it, so idle and request-response
+// connections hold 4 KiB per direction and bulk transfers get 64 KiB reads
+// (a few system calls per QUIC flow-control window).
+const (
+	proxySmallBuf = 4 << 10
+	proxyBufSize  = 64 << 10
+)
 
-var proxyBufs = sync.Pool{New: func() any { b := make([]byte, proxyBufSize); return &b }}
+var (
+	proxySmallBufs = sync.Pool{New: func() any { b := make([]byte, proxySmallBuf); return &b }}
+	proxyBufs      = sync.Pool{New: func() any { b := make([]byte, proxyBufSize); return &b }}
+)
 
 // copyHalf copies src to dst until EOF or an error, adding the bytes to n,
 // then half-closes dst on a clean EOF. It returns the first error other
 // than a clean EOF.
 func copyHalf(dst, src halfCloser, n *atomic.Uint64) error {
-	bp := proxyBufs.Get().(*[]byte)
-	defer proxyBufs.Put(bp)
+	pool := &proxySmallBufs
+	bp := pool.Get().(*[]byte)
+	defer func() { pool.Put(bp) }()
 	buf := *bp
 	for {
 		nr, rerr := src.Read(buf)
@@ -35,6 +44,12 @@ func copyHalf(dst, src halfCloser, n *atomic.Uint64) error {
 			n.Add(uint64(nw))
 			if werr != nil {
 				return werr
+			}
+			if nr == len(buf) && pool == &proxySmallBufs {
+				pool.Put(bp)
+				pool = &proxyBufs
+				bp = pool.Get().(*[]byte)
+				buf = *bp
 			}
 		}
 		if rerr != nil {
