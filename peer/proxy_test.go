@@ -299,6 +299,7 @@ func TestProxyFailover(t *testing.T) {
 		Proxy: &crdt.Proxy{Upstreams: []crdt.Upstream{{DestinationName: "api", LocalBindPort: upPort}}}}}})
 	m.putIntention(web, crdt.Intention{ID: "i1", SourceName: "web", DestinationName: "api", Action: crdt.ActionAllow, Version: 1})
 	m.waitService("api", 2)
+	m.waitService("web", 1)
 	m.waitIntention("web", "api", 1)
 	url := fmt.Sprintf("http://127.0.0.1:%d/", upPort)
 	fresh := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
