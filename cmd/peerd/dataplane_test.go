@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/miekg/dns"
+
 	"github.com/peerd/peerd/crdt"
 	"github.com/peerd/peerd/identity"
 	"github.com/peerd/peerd/peer"
@@ -207,6 +209,21 @@ func TestDataPlaneEndToEnd(t *testing.T) {
 		}
 		m.background(t, args...)
 	}
+	// DNS: NAME.connect.consul is the local upstream listener.
+	waitFor(t, 10*time.Second, func() error {
+		q := new(dns.Msg)
+		q.SetQuestion("tax.connect.consul.", dns.TypeSRV)
+		r, err := dns.Exchange(q, n2.ip+":8600")
+		if err != nil {
+			return err
+		}
+		for _, rr := range r.Answer {
+			if srv, ok := rr.(*dns.SRV); ok && int(srv.Port) == svcs[1].upPort {
+				return nil
+			}
+		}
+		return fmt.Errorf("tax.connect.consul SRV on n2: %v, want port %d", r.Answer, svcs[1].upPort)
+	})
 	order := fmt.Sprintf("http://%s:%d/", n1.ip, svcs[0].port)
 	invoice := fmt.Sprintf("http://%s:%d", n2.ip, svcs[1].port)
 
