@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"testing"
+	"time"
 )
 
 // Flags of TestScenarioCLI, which `peerd sim` execs (see docs/SIM.md).
@@ -54,4 +55,8 @@ func TestScenarioCLI(t *testing.T) {
 	if !res.OK() {
 		t.Fail()
 	}
+}
+
+func flagDuration(name string, def time.Duration, usage string) *time.Duration {
+	return flag.Duration(name, def, usage)
 }

@@ -53,7 +53,7 @@ func newMemberTransport(n *Network, self int, peers func(int) *memberTransport) 
 		net:      n,
 		self:     self,
 		peers:    peers,
-		packets:  make(chan *memberlist.Packet, 512),
+		packets:  make(chan *memberlist.Packet, 4096),
 		streams:  make(chan net.Conn, 16),
 		shutdown: make(chan struct{}),
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -54,6 +55,11 @@ type node struct {
 
 	peers        atomic.Pointer[[]string]
 	membersDirty atomic.Bool
+	// alive is the member set built from serf events (member name →
+	// alive); guarded by aliveMu. Rebuilding the peer list from it is
+	// cheaper than serf.Members at thousands of peers.
+	aliveMu sync.Mutex
+	alive   map[string]bool
 }
 
 func (n *node) now() time.Time { return time.Now().Add(n.skew) }
@@ -148,6 +154,9 @@ func (n *node) start(join []int) error {
 	n.mu.Unlock()
 	n.peers.Store(&[]string{})
 	n.membersDirty.Store(true)
+	n.aliveMu.Lock()
+	n.alive = map[string]bool{}
+	n.aliveMu.Unlock()
 
 	if driver != nil {
 		driver.Start()
@@ -236,18 +245,41 @@ func (n *node) currentPeers() []string {
 // Plumtree, as peer does on membership events (debounced to one tick).
 func (n *node) refreshPeers() {
 	n.mu.Lock()
-	s, d := n.serf, n.driver
+	d := n.driver
 	n.mu.Unlock()
-	var ids []string
-	for _, m := range s.Members() {
-		if m.Status == serf.StatusAlive && m.Name != n.id {
-			ids = append(ids, m.Name)
-		}
+	n.aliveMu.Lock()
+	ids := make([]string, 0, len(n.alive))
+	for id := range n.alive {
+		ids = append(ids, id)
 	}
+	n.aliveMu.Unlock()
+	slices.Sort(ids)
 	n.peers.Store(&ids)
 	if d != nil {
 		d.SetPeers(ids)
 	}
+}
+
+// resyncAlive rebuilds the alive set from serf's member list and returns
+// its size.
+func (n *node) resyncAlive() int {
+	n.mu.Lock()
+	s, up := n.serf, n.up
+	n.mu.Unlock()
+	if !up {
+		return 0
+	}
+	alive := map[string]bool{}
+	for _, m := range s.Members() {
+		if m.Status == serf.StatusAlive && m.Name != n.id {
+			alive[m.Name] = true
+		}
+	}
+	n.aliveMu.Lock()
+	n.alive = alive
+	n.aliveMu.Unlock()
+	n.membersDirty.Store(true)
+	return len(alive)
 }
 
 // tickLoop refreshes peers after membership changes and flushes the
@@ -255,13 +287,16 @@ func (n *node) refreshPeers() {
 func (n *node) tickLoop(ctx context.Context) {
 	t := time.NewTicker(n.c.sc.Batch)
 	defer t.Stop()
+	var last time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		if n.membersDirty.Swap(false) {
+		// At most once per second, like a debounced event handler.
+		if time.Since(last) >= time.Second && n.membersDirty.Swap(false) {
+			last = time.Now()
 			n.refreshPeers()
 		}
 		n.flush()
@@ -311,6 +346,19 @@ func (n *node) eventLoop(ctx context.Context, inc *incarnation, events <-chan se
 			switch ev := e.(type) {
 			case serf.MemberEvent:
 				n.membersDirty.Store(true)
+				n.aliveMu.Lock()
+				for _, m := range ev.Members {
+					if m.Name == n.id {
+						continue
+					}
+					switch ev.Type {
+					case serf.EventMemberJoin, serf.EventMemberUpdate:
+						n.alive[m.Name] = true
+					default:
+						delete(n.alive, m.Name)
+					}
+				}
+				n.aliveMu.Unlock()
 				if ev.Type == serf.EventMemberFailed {
 					for _, m := range ev.Members {
 						n.c.metrics.failed(n.idx, m.Name, time.Now())

@@ -4,6 +4,7 @@ import (
 	"io"
 	"testing"
 	"testing/synctest"
+	"time"
 )
 
 // RunVirtual runs the scenario inside a testing/synctest bubble, so that
@@ -18,6 +19,11 @@ func RunVirtual(t *testing.T, sc Scenario, log io.Writer) (*Result, error) {
 	)
 	synctest.Test(t, func(t *testing.T) {
 		res, err = Run(sc, log)
+		// Stopped peers leave goroutines that end on their own timeouts
+		// (memberlist stream deadlines, dial timeouts); synctest requires
+		// every bubble goroutine to exit before the bubble's main does,
+		// and virtual time no longer advances after that.
+		time.Sleep(2 * time.Minute)
 	})
 	return res, err
 }
