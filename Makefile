@@ -19,6 +19,7 @@ deps:
 build: deps
 	@mkdir -p bin
 	$(GO) build -o $(BIN) ./cmd/peerd
+	$(GO) test -c -o bin/peerd-sim.test ./sim
 
 # A single dev agent: ephemeral root and node key, HTTP on 127.0.0.1:8500,
 # DNS on 127.0.0.1:8600, data in a temp dir removed on exit. Ctrl-C stops it.
@@ -67,3 +68,12 @@ chaos: build
 	set -o pipefail; PEERD_CHAOS_LONG=1 $(GO) test -count=1 -run 'TestChaos|TestSecurity' -v -timeout 60m ./cmd/peerd/ \
 		| grep -v '^        time=' | tee chaos.out
 	@grep 'FIGURE' chaos.out || true
+
+# The simulator at scale (docs/SIM.md): convergence at 100 and 1,000 peers,
+# a 50/50 partition and its heal, each with peerd's dissemination and with
+# memberlist's broadcast queue (baseline). Reports go to bin/sim-out/.
+sim-big: build
+	./$(BIN) sim -v -scenario sim/scenarios/converge-100.hcl -out bin/sim-out/converge-100
+	./$(BIN) sim -v -scenario sim/scenarios/converge-100.hcl -mode memberlist -out bin/sim-out/converge-100-memberlist
+	./$(BIN) sim -v -scenario sim/scenarios/converge-1000.hcl -out bin/sim-out/converge-1000
+	./$(BIN) sim -v -scenario sim/scenarios/converge-1000.hcl -mode memberlist -out bin/sim-out/converge-1000-memberlist
