@@ -178,7 +178,11 @@ func scriptProbe(def CheckDefinition) func(context.Context) checkResult {
 		err := cmd.Run()
 		text := out.String()
 		if ctx.Err() != nil {
-			return checkResult{crdt.StatusCritical, fmt.Sprintf("Timed out (%s) running check %q", time.Duration(def.Timeout), strings.Join(def.Args, " "))}
+			timeout := time.Duration(def.Timeout)
+			if timeout <= 0 {
+				timeout = defaultCheckTimeout
+			}
+			return checkResult{crdt.StatusCritical, fmt.Sprintf("Timed out (%s) running check %q", timeout, strings.Join(def.Args, " "))}
 		}
 		var exit *exec.ExitError
 		switch {
