@@ -451,7 +451,9 @@ func (dp *dataPlane) outboundRemote(client *net.TCPConn, inst instance, hdr prox
 }
 
 // copyFirst is copyHalf that hands the first bytes read to first (or nil
-// when the source ended before sending any).
+// when the source ended before sending any). On failure it closes only
+// dst, the stream: the client is the caller's to close, which may first
+// answer it (a 403 after a deny) — closing it here raced that answer.
 func copyFirst(dst, src halfCloser, n *atomic.Uint64, first chan<- []byte) error {
 	bp := proxySmallBufs.Get().(*[]byte)
 	buf := *bp
@@ -462,7 +464,7 @@ func copyFirst(dst, src halfCloser, n *atomic.Uint64, first chan<- []byte) error
 		n.Add(uint64(nw))
 		if werr != nil {
 			proxySmallBufs.Put(bp)
-			src.Close()
+			dst.Close()
 			return werr
 		}
 	}
@@ -479,7 +481,6 @@ func copyFirst(dst, src halfCloser, n *atomic.Uint64, first chan<- []byte) error
 	err := copyHalf(dst, src, n)
 	if err != nil {
 		dst.Close()
-		src.Close()
 	}
 	return err
 }
