@@ -87,7 +87,14 @@ func anyToNode(v any, depth int) (*lnode, error) {
 }
 
 // hclToNode parses HCL (or JSON, which HCL v1 also reads) keeping lines.
-func hclToNode(b []byte) (*lnode, error) {
+// The HCL v1 library panics on some malformed literals (token.Value on
+// "0eA"); such a panic is turned into an error.
+func hclToNode(b []byte) (n *lnode, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			n, err = nil, fmt.Errorf("malformed HCL: %v", r)
+		}
+	}()
 	f, err := hcl.ParseBytes(b)
 	if err != nil {
 		return nil, err
