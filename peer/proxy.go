@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"net/netip"
 	"runtime"
 	"sort"
@@ -335,7 +336,7 @@ func (dp *dataPlane) outbound(c net.Conn, spec *upstreamSpec, m *proxyMetrics) {
 	if len(order) == 0 {
 		m.errors.Add(1)
 		dp.log.Warn("no passing instance of upstream", "destination", spec.Destination, "source", spec.Source)
-		denyClient(client, nil, "peerd: no passing instance of service "+spec.Destination+" is reachable")
+		denyClient(client, nil, http.StatusServiceUnavailable, "peerd: no passing instance of service "+spec.Destination+" is reachable")
 		return
 	}
 	for _, inst := range order {
@@ -359,7 +360,7 @@ func (dp *dataPlane) outbound(c net.Conn, spec *upstreamSpec, m *proxyMetrics) {
 		dp.markFailing(inst.Origin)
 	}
 	m.errors.Add(1)
-	denyClient(client, nil, "peerd: no instance of service "+spec.Destination+" could be reached")
+	denyClient(client, nil, http.StatusServiceUnavailable, "peerd: no instance of service "+spec.Destination+" could be reached")
 }
 
 func (dp *dataPlane) openCount(key string, d int) {
@@ -433,7 +434,7 @@ func (dp *dataPlane) outboundRemote(client *net.TCPConn, inst instance, hdr prox
 		case fb = <-first:
 		case <-time.After(100 * time.Millisecond):
 		}
-		denyClient(client, fb, "peerd: "+rep.Reason)
+		denyClient(client, fb, replyStatus(rep.Code), "peerd: "+rep.Reason)
 		s.Close()
 		<-upDone
 		return true, nil
@@ -499,7 +500,7 @@ func (dp *dataPlane) outboundLocal(client *net.TCPConn, hdr proxyHeader, m *prox
 			in.errors.Add(1)
 		}
 		dp.log.Info("upstream connection refused", "destination", hdr.Destination, "source", hdr.Source, "reason", auth.reason)
-		denyClient(client, nil, "peerd: "+auth.reason)
+		denyClient(client, nil, replyStatus(auth.code), "peerd: "+auth.reason)
 		return true, nil
 	}
 	backend, err := net.DialTimeout("tcp", auth.target, proxyDialTimeout)
@@ -513,12 +514,31 @@ func (dp *dataPlane) outboundLocal(client *net.TCPConn, hdr proxyHeader, m *prox
 }
 
 // denyClient tells the local client why its connection is refused when it
-// spoke HTTP/1 (a 403 answer), else it just closes.
-func denyClient(c *net.TCPConn, first []byte, reason string) {
+// speaks HTTP/1 (status code with the reason as body), else it just
+// closes. first is what the client sent already; nil means nothing was
+// read yet, and up to 16 bytes are awaited briefly.
+func denyClient(c *net.TCPConn, first []byte, code int, reason string) {
+	if first == nil {
+		var b [16]byte
+		c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+		n, _ := io.ReadAtLeast(c, b[:], 4)
+		first = b[:n]
+	}
 	if looksHTTP(first) {
-		writeHTTPError(c, 403, reason, true)
+		writeHTTPError(c, code, reason, true)
 	}
 	c.Close()
+}
+
+// replyStatus is the HTTP status a refused connection's reply code maps to.
+func replyStatus(code uint8) int {
+	switch code {
+	case replyDenied:
+		return http.StatusForbidden
+	case replyUnavailable, replyLimit:
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusBadGateway
 }
 
 // looksHTTP reports whether the first bytes of a connection start an

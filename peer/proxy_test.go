@@ -322,4 +322,7 @@ func TestProxyFailover(t *testing.T) {
 			t.Fatalf("request %d after api-b's agent stopped: %d %s", i, code, body)
 		}
 	}
+	// With no instance left, an HTTP client gets a clear 503.
+	a2.Close()
+	waitCall(t, fresh, "GET", url, 503, "peerd: no ")
 }
