@@ -163,6 +163,9 @@ type netMesh struct {
 	ns     []string
 	nodes  []*nsAgent
 	mounts []string
+	// lanGossip starts agents with memberlist's LAN timings instead of
+	// -fast-gossip (set before starting agents).
+	lanGossip bool
 }
 
 // newNetMesh makes the bridge namespace; nodes come with addNode or start.
@@ -222,6 +225,14 @@ func (nm *netMesh) addHost(suffix string, host int) (ns, addr string) {
 // destroy kills the agents, unmounts tmpfs data dirs and deletes every
 // namespace of this mesh.
 func (nm *netMesh) destroy() {
+	if nm.t.Failed() {
+		for _, a := range nm.nodes {
+			if st, err := a.info(); err == nil {
+				nm.t.Logf("---- info of %s: replica %v\nanti_entropy %v\nserf %v\ndissemination %v", a.name,
+					st["replica"], st["anti_entropy"], st["serf"], st["dissemination"])
+			}
+		}
+	}
 	for _, a := range nm.nodes {
 		if a.done != nil && a.running() {
 			a.signal(syscall.SIGCONT)
@@ -300,7 +311,10 @@ func (nm *netMesh) start(name string, o nsOpts) *nsAgent {
 		nm.mounts = append(nm.mounts, a.dataDir)
 	}
 	a.args = []string{"agent", "-node", name, "-bind", addr, "-client", addr, "-data-dir", a.dataDir,
-		"-trust", root, "-node-key", key, "-fast-gossip", "-log-level", "debug"}
+		"-trust", root, "-node-key", key, "-log-level", "debug"}
+	if !nm.lanGossip {
+		a.args = append(a.args, "-fast-gossip")
+	}
 	if cert != "" {
 		a.args = append(a.args, "-node-cert", cert)
 	}
@@ -573,6 +587,48 @@ func (a *nsAgent) serviceIDs(name string) (map[string]bool, error) {
 		out[e.ServiceID] = true
 	}
 	return out, nil
+}
+
+// getURL GETs any URL from inside the agent's namespace; a non-200 answer
+// is an error.
+func (a *nsAgent) getURL(u string) (string, error) {
+	resp, err := a.client.Get(u)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return string(b), fmt.Errorf("GET %s: %s: %s", u, resp.Status, strings.TrimSpace(string(b)))
+	}
+	return string(b), nil
+}
+
+// background runs a peerd subcommand (e.g. demo-service) in a's namespace
+// until the mesh is destroyed (deleting the namespace kills it).
+func (nm *netMesh) background(a *nsAgent, args ...string) {
+	nm.t.Helper()
+	cmd := exec.Command("ip", append([]string{"netns", "exec", a.ns, nm.bin}, args...)...)
+	out := &bytes.Buffer{}
+	var mu sync.Mutex
+	cmd.Stdout, cmd.Stderr = &lockedWriter{mu: &mu, w: out}, &lockedWriter{mu: &mu, w: out}
+	if err := cmd.Start(); err != nil {
+		nm.t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	nm.t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-done
+		if nm.t.Failed() {
+			mu.Lock()
+			nm.t.Logf("---- output of %v in %s ----\n%s", args, a.ns, tail(out.String(), 10))
+			mu.Unlock()
+		}
+	})
 }
 
 // partition drops every packet between group a and group b (both ways).
