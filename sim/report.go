@@ -28,7 +28,11 @@ func (r *Result) WriteSummary(w io.Writer) {
 	}
 	p("scenario %s: %s  (seed %d, %d peers, mode %s)", r.Scenario, verdict, r.Seed, r.Peers, r.Mode)
 	p("replay: peerd sim -scenario FILE -seed %d   (same commit; see docs/SIM.md for the limits of replay)", r.Seed)
-	p("membership settled: %v after %v", r.MembershipSettled, r.SettleTime)
+	if r.MembershipSettled {
+		p("membership settled after %v (every peer saw ≥ 99.5%% of the others alive)", r.SettleTime)
+	} else {
+		p("warning: membership had not settled after %v (memberlist is eventually consistent; see the progress log)", r.SettleTime)
+	}
 	p("operations: %d writes, %d reads in a %v fault phase", r.Writes, r.Reads, r.FaultPhase)
 	p("converged after heal: %v in %s", r.Converged, ms(r.ConvergeTime))
 	p("update convergence (updates issued while healthy: %d, incomplete %d):", r.TrackedUpdates, r.IncompleteUpdate)
