@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/peerd/peerd/crdt"
+	"github.com/peerd/peerd/gossip"
 	"github.com/peerd/peerd/identity"
 	"github.com/peerd/peerd/transport"
 )
@@ -70,6 +71,11 @@ type dataPlane struct {
 	upStats   map[string]*proxyMetrics             // outbound, by destination service; guarded by mu
 	inStats   map[string]*proxyMetrics             // inbound, by destination service; guarded by mu
 	rnd       *rand.Rand                           // guarded by mu
+	// statuses is a membership snapshot by node name, taken at statusesAt
+	// (proxy_route.go); guarded by mu. The map is never modified once
+	// published.
+	statuses   map[string]gossip.MemberStatus
+	statusesAt time.Time
 
 	decisions decisionCache
 

@@ -117,6 +117,7 @@ func (dp *dataPlane) candidates(dst string) []instance {
 	a := dp.a
 	var out []instance
 	now := time.Now()
+	statuses := dp.memberStatuses(now)
 	for _, e := range a.replica.Services(dst, nil) {
 		if e.Service.Kind == "connect-proxy" || !passing(e) {
 			continue
@@ -129,7 +130,7 @@ func (dp *dataPlane) candidates(dst string) []instance {
 				continue
 			}
 			if a.members != nil {
-				if st, ok := dp.memberStatus(e.Node.Name); ok && st != gossip.StatusAlive {
+				if st, ok := statuses[e.Node.Name]; ok && st != gossip.StatusAlive {
 					continue
 				}
 				inst.Dist, inst.DistKnown = a.members.Distance(e.Node.Name)
@@ -144,13 +145,30 @@ func (dp *dataPlane) candidates(dst string) []instance {
 	return out
 }
 
-// memberStatus is membership's status of a node by name; ok is false for
-// a node membership does not know.
-func (dp *dataPlane) memberStatus(name string) (gossip.MemberStatus, bool) {
-	for _, m := range dp.a.members.Members() {
-		if m.Name == name {
-			return m.Status, true
-		}
+// memberStatusTTL is how long a snapshot of membership statuses serves
+// new connections. Listing members costs ~10 µs; a peer that died within
+// the TTL is caught by the failed stream open and the failing mark.
+const memberStatusTTL = 250 * time.Millisecond
+
+// memberStatuses returns membership's status by node name, from a snapshot
+// at most memberStatusTTL old.
+func (dp *dataPlane) memberStatuses(now time.Time) map[string]gossip.MemberStatus {
+	dp.mu.Lock()
+	if dp.statuses != nil && now.Sub(dp.statusesAt) < memberStatusTTL {
+		st := dp.statuses
+		dp.mu.Unlock()
+		return st
 	}
-	return gossip.StatusNone, false
+	dp.mu.Unlock()
+	if dp.a.members == nil {
+		return nil
+	}
+	st := make(map[string]gossip.MemberStatus)
+	for _, m := range dp.a.members.Members() {
+		st[m.Name] = m.Status
+	}
+	dp.mu.Lock()
+	dp.statuses, dp.statusesAt = st, now
+	dp.mu.Unlock()
+	return st
 }
