@@ -15,6 +15,7 @@ var (
 	flagOut      = flag.String("out", "", "report directory for TestScenarioCLI")
 	flagPeers    = flag.Int("peers", 0, "peers override for TestScenarioCLI")
 	flagMode     = flag.String("mode", "", "mode override for TestScenarioCLI")
+	flagMember   = flag.String("membership", "", "membership override for TestScenarioCLI (serf or static)")
 	flagProgress = flag.Bool("progress", false, "print progress lines")
 )
 
@@ -36,6 +37,9 @@ func TestScenarioCLI(t *testing.T) {
 	}
 	if *flagMode != "" {
 		sc.Mode = *flagMode
+	}
+	if *flagMember != "" {
+		sc.Membership = *flagMember
 	}
 	var log io.Writer
 	if *flagProgress {

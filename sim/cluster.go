@@ -419,6 +419,9 @@ func (c *Cluster) crashNode(n *node) {
 	}
 	c.metrics.crashed(n.id, time.Now())
 	n.crash()
+	if c.sc.Membership == MembershipStatic {
+		c.staticFail(n)
+	}
 	c.openSpan("crash " + n.id)
 	c.logf("crash %s", n.id)
 }
@@ -593,4 +596,57 @@ func (c *Cluster) shutdown() {
 	for _, n := range c.nodes {
 		n.crash()
 	}
+}
+
+// Membership kinds.
+const (
+	// MembershipSerf runs real serf/memberlist on every peer.
+	MembershipSerf = "serf"
+	// MembershipStatic replaces serf by an oracle: every peer knows every
+	// peer that is up; a crash is noticed by everyone DetectDelay later; a
+	// partition is not noticed (sends across it fail). For scale runs
+	// where serf's own cost dominates.
+	MembershipStatic = "static"
+)
+
+// staticJoin adds n to every live view and gives n every live peer.
+func (c *Cluster) staticJoin(n *node) {
+	alive := map[string]bool{}
+	for _, m := range c.nodes {
+		if m == n || !m.isUp() {
+			continue
+		}
+		alive[m.id] = true
+		m.aliveMu.Lock()
+		if m.alive != nil {
+			m.alive[n.id] = true
+		}
+		m.aliveMu.Unlock()
+		m.membersDirty.Store(true)
+	}
+	n.aliveMu.Lock()
+	n.alive = alive
+	n.aliveMu.Unlock()
+	n.membersDirty.Store(true)
+}
+
+// staticFail drops n from every view DetectDelay after its crash, unless
+// it restarted meanwhile.
+func (c *Cluster) staticFail(n *node) {
+	time.AfterFunc(c.sc.DetectDelay, func() {
+		if n.isUp() {
+			return
+		}
+		now := time.Now()
+		for _, m := range c.nodes {
+			if m == n || !m.isUp() {
+				continue
+			}
+			m.aliveMu.Lock()
+			delete(m.alive, n.id)
+			m.aliveMu.Unlock()
+			m.membersDirty.Store(true)
+			c.metrics.failed(m.idx, n.id, now)
+		}
+	})
 }

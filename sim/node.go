@@ -138,12 +138,19 @@ func (n *node) start(join []int) error {
 		return err
 	}
 
-	tr := newMemberTransport(c.net, n.idx, c.transportOf)
-	events := make(chan serf.Event, 1024)
-	s, err := serf.Create(c.serfConfig(n, tr, events))
-	if err != nil {
-		cancel()
-		return fmt.Errorf("sim: %s: serf: %w", n.id, err)
+	var (
+		tr     *memberTransport
+		s      *serf.Serf
+		events chan serf.Event
+	)
+	if c.sc.Membership == MembershipSerf {
+		tr = newMemberTransport(c.net, n.idx, c.transportOf)
+		events = make(chan serf.Event, 1024)
+		s, err = serf.Create(c.serfConfig(n, tr, events))
+		if err != nil {
+			cancel()
+			return fmt.Errorf("sim: %s: serf: %w", n.id, err)
+		}
 	}
 
 	n.mu.Lock()
@@ -157,15 +164,21 @@ func (n *node) start(join []int) error {
 	n.aliveMu.Lock()
 	n.alive = map[string]bool{}
 	n.aliveMu.Unlock()
+	if s == nil {
+		c.staticJoin(n)
+	}
 
 	if driver != nil {
 		driver.Start()
 	}
 	ae.Start()
-	wg.Add(2)
-	go func() { defer wg.Done(); n.eventLoop(ctx, inc, events) }()
+	wg.Add(1)
 	go func() { defer wg.Done(); n.tickLoop(ctx) }()
-	if len(join) > 0 {
+	if s != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); n.eventLoop(ctx, inc, events) }()
+	}
+	if len(join) > 0 && s != nil {
 		addrs := make([]string, len(join))
 		for i, j := range join {
 			addrs[i] = fmt.Sprintf("%s:%d", nodeIP(j), memberPort)
@@ -205,7 +218,9 @@ func (n *node) crash() {
 		panic(fmt.Sprintf("sim: marshal state: %v", err)) // internal invariant
 	}
 	cancel()
-	_ = s.Shutdown()
+	if s != nil {
+		_ = s.Shutdown()
+	}
 	if d != nil {
 		_ = d.Close()
 	}
@@ -266,8 +281,10 @@ func (n *node) resyncAlive() int {
 	n.mu.Lock()
 	s, up := n.serf, n.up
 	n.mu.Unlock()
-	if !up {
-		return 0
+	if !up || s == nil {
+		n.aliveMu.Lock()
+		defer n.aliveMu.Unlock()
+		return len(n.alive)
 	}
 	alive := map[string]bool{}
 	for _, m := range s.Members() {

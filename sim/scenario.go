@@ -23,6 +23,12 @@ type Scenario struct {
 	Seed uint64
 	// Mode is ModePlumtree (default) or ModeMemberlist (baseline).
 	Mode string
+	// Membership is MembershipSerf (default: real serf/memberlist) or
+	// MembershipStatic (lighter, for scale: see docs/SIM.md).
+	Membership string
+	// DetectDelay is how long static membership takes to drop a crashed
+	// peer from every view. 0 means 5 s.
+	DetectDelay time.Duration
 	// Network is the link profile at the start.
 	Network LinkProfile
 	// Skew is the maximum clock skew of a peer (uniform in ±Skew). 0 means none.
@@ -142,6 +148,17 @@ func (sc *Scenario) setDefaults() error {
 	default:
 		return fmt.Errorf("sim: unknown mode %q", sc.Mode)
 	}
+	switch sc.Membership {
+	case "":
+		sc.Membership = MembershipSerf
+	case MembershipSerf, MembershipStatic:
+	default:
+		return fmt.Errorf("sim: unknown membership %q", sc.Membership)
+	}
+	if sc.Membership == MembershipStatic && sc.Mode == ModeMemberlist {
+		return errors.New("sim: the memberlist baseline needs serf membership")
+	}
+	def(&sc.DetectDelay, 5*time.Second)
 	def(&sc.Tick, 100*time.Millisecond)
 	def(&sc.Batch, 100*time.Millisecond)
 	def(&sc.AEInterval, time.Second)
@@ -177,6 +194,7 @@ type hclScenario struct {
 	Peers      int        `hcl:"peers"`
 	Seed       int        `hcl:"seed"`
 	Mode       string     `hcl:"mode"`
+	Membership string     `hcl:"membership"`
 	Skew       string     `hcl:"skew"`
 	Services   int        `hcl:"services"`
 	Tick       string     `hcl:"tick"`
@@ -311,7 +329,7 @@ func ParseScenario(text string) (*Scenario, error) {
 		return d
 	}
 	sc := &Scenario{
-		Name: f.Name, Peers: f.Peers, Seed: uint64(f.Seed), Mode: f.Mode,
+		Name: f.Name, Peers: f.Peers, Seed: uint64(f.Seed), Mode: f.Mode, Membership: f.Membership,
 		Skew: dur("skew", f.Skew), Services: f.Services,
 		Tick: dur("tick", f.Tick), Batch: dur("batch", f.Batch),
 		AEInterval: dur("anti_entropy_interval", f.AEInterval), Fanout: f.Fanout,

@@ -23,12 +23,13 @@ func simCommands() []command {
 const simBinaryEnv = "PEERD_SIM_BINARY"
 
 func runSim(ctx context.Context, c *cli, args []string) error {
-	fs := newFlagSet(c, "sim", "sim -scenario FILE [-seed N] [-out DIR] [-peers N] [-mode plumtree|memberlist] [-v]")
+	fs := newFlagSet(c, "sim", "sim -scenario FILE [-seed N] [-out DIR] [-peers N] [-mode plumtree|memberlist] [-membership serf|static] [-v]")
 	scenario := fs.String("scenario", "", "scenario file (HCL), e.g. sim/scenarios/partition.hcl")
 	seed := fs.Uint64("seed", 0, "seed of every random choice; 0 keeps the scenario's (default 1)")
 	out := fs.String("out", "", "directory for summary.txt, CSV files and SVG plots (empty: summary on stdout only)")
 	peers := fs.Int("peers", 0, "override the number of peers")
 	mode := fs.String("mode", "", "override the dissemination: plumtree or memberlist (baseline)")
+	membership := fs.String("membership", "", "override the membership: serf (real serf/memberlist) or static (lighter, for scale)")
 	verbose := fs.Bool("v", false, "print progress lines")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -61,6 +62,9 @@ func runSim(ctx context.Context, c *cli, args []string) error {
 	}
 	if *mode != "" {
 		targs = append(targs, "-mode="+*mode)
+	}
+	if *membership != "" {
+		targs = append(targs, "-membership="+*membership)
 	}
 	if *verbose {
 		targs = append(targs, "-test.v", "-progress")
