@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"sort"
 	"testing"
 	"time"
 
@@ -120,4 +122,74 @@ func BenchmarkProxyHeader(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkProxyRoundTrip1KB is one 1 KiB ping-pong through the proxy pair
+// of two in-process agents, on a kept-alive connection, against a TCP echo
+// service; the Direct variant talks to the echo service itself.
+func BenchmarkProxyRoundTrip1KB(b *testing.B) {
+	m := newProxyMesh(b, []string{"web"}, []string{"echo"})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { io.Copy(c, c); c.Close() }()
+		}
+	}()
+	port := ln.Addr().(*net.TCPAddr).Port
+	up := freePort(b, "127.0.0.1")
+	m.putService(m.agents[1], crdt.Service{ID: "echo", Name: "echo", Port: port})
+	m.putService(m.agents[0], crdt.Service{ID: "web", Name: "web", Port: 1, Kind: "", Connect: nil})
+	m.putService(m.agents[0], crdt.Service{ID: "web-proxy", Name: "web", Kind: "connect-proxy", Port: 2,
+		Proxy: &crdt.Proxy{DestinationServiceName: "web", Upstreams: []crdt.Upstream{{DestinationName: "echo", LocalBindPort: up}}}})
+	m.putIntention(m.agents[0], crdt.Intention{ID: "i", SourceName: "web", DestinationName: "echo", Action: crdt.ActionAllow, Version: 1})
+	m.waitService("echo", 1)
+	m.waitService("web", 1)
+	m.waitIntention("web", "echo", 1)
+	msg := make([]byte, 1024)
+	buf := make([]byte, 1024)
+	run := func(b *testing.B, addr string) {
+		var c net.Conn
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			c, err = net.Dial("tcp", addr)
+			if err == nil {
+				c.SetDeadline(time.Now().Add(2 * time.Second))
+				if _, err = c.Write(msg); err == nil {
+					_, err = io.ReadFull(c, buf)
+				}
+				if err == nil {
+					break
+				}
+				c.Close()
+			}
+			if time.Now().After(deadline) {
+				b.Fatal(err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Time{})
+		lat := make([]time.Duration, 0, b.N)
+		for b.Loop() {
+			start := time.Now()
+			c.Write(msg)
+			if _, err := io.ReadFull(c, buf); err != nil {
+				b.Fatal(err)
+			}
+			lat = append(lat, time.Since(start))
+		}
+		sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+		b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+	}
+	b.Run("Direct", func(b *testing.B) { run(b, fmt.Sprintf("127.0.0.1:%d", port)) })
+	b.Run("Proxied", func(b *testing.B) { run(b, fmt.Sprintf("127.0.0.1:%d", up)) })
 }
