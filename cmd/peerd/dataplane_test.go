@@ -209,6 +209,18 @@ func TestDataPlaneEndToEnd(t *testing.T) {
 		}
 		m.background(t, args...)
 	}
+	// `connect proxy -sidecar-for` reports the listeners the agent serves.
+	sc := m.background(t, "connect", "proxy", "-http-addr", n1.ip+":8500", "-sidecar-for", "order")
+	waitFor(t, 10*time.Second, func() error {
+		sc.mu.Lock()
+		out := sc.out.String()
+		sc.mu.Unlock()
+		if want := fmt.Sprintf("%s:%d -> invoice", n1.ip, svcs[0].upPort); !strings.Contains(out, want) {
+			return fmt.Errorf("connect proxy printed %q, want %q", out, want)
+		}
+		return nil
+	})
+
 	// DNS: NAME.connect.consul is the local upstream listener.
 	waitFor(t, 10*time.Second, func() error {
 		q := new(dns.Msg)
