@@ -72,6 +72,14 @@ func newAPI(a *Agent) http.Handler {
 		{methods: "GET", path: "/v1/status/leader", exact: true, handle: s.statusLeader},
 		{methods: "GET", path: "/v1/status/peers", exact: true, handle: s.statusPeers},
 
+		// Network coordinates.
+		{methods: "GET", path: "/v1/coordinate/nodes", exact: true, handle: s.coordinateNodes},
+		{methods: "GET", path: "/v1/coordinate/node/", handle: s.coordinateNode},
+		{methods: "GET", path: "/v1/coordinate/datacenters", exact: true, handle: s.coordinateDatacenters},
+
+		// No ACL system.
+		{methods: "GET PUT POST DELETE", path: "/v1/acl/", handle: s.aclDisabled},
+
 		// Things that need consensus.
 		{methods: "GET PUT POST DELETE", path: "/v1/session/", handle: s.noConsensus},
 		{methods: "GET PUT POST DELETE", path: "/v1/txn", handle: s.noConsensus},

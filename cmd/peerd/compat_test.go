@@ -425,6 +425,13 @@ service {
 		if err != nil || !strings.Contains(string(prom), "peerd_replica_index ") {
 			t.Fatalf("prometheus metrics: %v\n%s", err, prom)
 		}
+		coords, _, err := c1.Coordinate().Nodes(nil)
+		if err != nil || len(coords) == 0 || coords[0].Coord == nil {
+			t.Fatalf("coordinates: %v %+v", err, coords)
+		}
+		if _, _, err := c1.ACL().TokenReadSelf(nil); err == nil || !strings.Contains(err.Error(), "ACL support disabled") {
+			t.Fatalf("acl token self: %v", err)
+		}
 		leader, err := c1.Status().Leader()
 		if err != nil || leader == "" {
 			t.Fatalf("leader: %v %q", err, leader)
