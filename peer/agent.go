@@ -38,7 +38,11 @@ type Agent struct {
 	// Set by Start.
 	store   *store.Store
 	tr      *transport.Transport
-	members *gossip.Membership
+	members *gossip.Membership // set once by startMembership; see membersReady
+	// membersReady is closed right after members is set. Goroutines that can
+	// run before that (serf's event callback, transport handlers,
+	// anti-entropy) read members only through membership().
+	membersReady chan struct{}
 	driver  *gossip.Driver
 	ae      *gossip.AntiEntropy
 	httpSrv *http.Server
@@ -79,6 +83,9 @@ func New(cfg Config) (*Agent, error) {
 		id:   identity.NodeID(pub),
 		pub:  pub,
 		left: make(chan struct{}),
+
+		membersReady: make(chan struct{}),
+		outbox:       outbox{wake: make(chan struct{}, 1)},
 		view: &memberView{peers: map[string]netip.AddrPort{}, names: map[string]string{}, hello: map[string]bool{}},
 	}
 	if len(cfg.NodeChain) > 0 {

@@ -84,14 +84,15 @@ func (a *Agent) currentPeers() []string {
 }
 
 func (a *Agent) distance(id string) (d0 time.Duration, ok bool) {
-	if a.members == nil {
+	m := a.membership()
+	if m == nil {
 		return 0, false
 	}
 	name, ok := a.nameOf(id)
 	if !ok {
 		return 0, false
 	}
-	return a.members.Distance(name)
+	return m.Distance(name)
 }
 
 func (a *Agent) antiEntropyStats() map[string]string {

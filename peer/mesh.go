@@ -54,7 +54,6 @@ func (v *memberView) addr(id string) (netip.AddrPort, bool) {
 }
 
 func (a *Agent) startDissemination() error {
-	a.outbox.wake = make(chan struct{}, 1)
 	d, err := gossip.NewDriver(gossip.DriverConfig{
 		Plumtree: gossip.PlumtreeConfig{Self: a.id},
 		Net:      gossip.NetFunc(a.sendGossip),
@@ -99,6 +98,7 @@ func (a *Agent) startMembership() error {
 		return fmt.Errorf("peer: %w", err)
 	}
 	a.members = m
+	close(a.membersReady)
 	a.refreshPeers()
 	if len(a.cfg.Join) > 0 {
 		n, err := m.Join(withPort(a.cfg.Join, a.cfg.SerfPort))
@@ -163,8 +163,26 @@ func (a *Agent) admit(m gossip.Member) bool {
 	return a.trust.admitted(id)
 }
 
-// onMemberEvent runs on membership's event goroutine.
+// membership returns the membership once startMembership has set it, and
+// nil before.
+func (a *Agent) membership() *gossip.Membership {
+	select {
+	case <-a.membersReady:
+		return a.members
+	default:
+		return nil
+	}
+}
+
+// onMemberEvent runs on membership's event goroutine. serf may report the
+// first events before gossip.New has returned; they wait until a.members
+// is set.
 func (a *Agent) onMemberEvent(e gossip.Event) {
+	select {
+	case <-a.membersReady:
+	case <-a.ctx.Done():
+		return
+	}
 	for _, m := range e.Members {
 		id := m.Tags[tagID]
 		if id == "" || id == a.id {
@@ -247,7 +265,7 @@ func (a *Agent) hello(id string) error {
 
 // refreshPeers hands the admitted, alive members to dissemination.
 func (a *Agent) refreshPeers() {
-	if a.members == nil {
+	if a.membership() == nil {
 		return
 	}
 	var ids []string
@@ -399,8 +417,8 @@ func (a *Agent) serveSync(ctx context.Context, p transport.PeerInfo, hdr transpo
 		transport.WriteMsg(s, []byte("ok"))
 		// The caller is now known to be trusted: use it without waiting for
 		// our own hello to it.
-		if a.members != nil {
-			a.members.Reevaluate()
+		if m := a.membership(); m != nil {
+			m.Reevaluate()
 			a.refreshPeers()
 		}
 	case syncHeads:
