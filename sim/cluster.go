@@ -35,6 +35,7 @@ type Cluster struct {
 	writes    int
 	nextVal   int
 	phaseBase time.Duration // start of the fault phase, since start
+	settle    time.Duration // when membership settled, since start
 }
 
 // Span is a fault on the timeline, relative to the start of the fault phase.
@@ -134,7 +135,8 @@ func Run(sc Scenario, log io.Writer) (*Result, error) {
 		time.Sleep(sc.JoinStagger)
 	}
 	warm := c.waitMembers(60*time.Second + time.Duration(sc.Peers)*10*time.Millisecond)
-	c.logf("membership settled: %v (ok=%v)", c.since().Round(time.Millisecond), warm)
+	c.settle = c.since()
+	c.logf("membership settled: %v (ok=%v)", c.settle.Round(time.Millisecond), warm)
 	for i, n := range c.nodes {
 		for s := range sc.Services {
 			svc := crdt.Service{ID: fmt.Sprintf("svc%d-%d", s, i), Name: fmt.Sprintf("svc%d", s), Port: 8000 + s,
@@ -145,7 +147,11 @@ func Run(sc Scenario, log io.Writer) (*Result, error) {
 		}
 	}
 	// Let the services spread, then measure an idle period.
-	time.Sleep(5 * time.Second)
+	if sc.Services > 0 {
+		time.Sleep(5 * time.Second)
+	} else {
+		time.Sleep(time.Second)
+	}
 	idleFrom := c.since()
 	time.Sleep(sc.Idle)
 	idleTo := c.since()

@@ -150,7 +150,7 @@ func (c *Cluster) result(faultStart, healAt time.Time, converged bool, convergeT
 	sc := c.sc
 	r := &Result{
 		Scenario: sc.Name, Seed: sc.Seed, Mode: sc.Mode, Peers: sc.Peers,
-		MembershipSettled: warm, SettleTime: idleFrom - 5*time.Second,
+		MembershipSettled: warm, SettleTime: c.settle,
 		Writes: c.writes, Reads: c.reads, Converged: converged, ConvergeTime: convergeTime,
 		FaultPhase: sc.Duration, Spans: c.spans, Detection: c.metrics.detection(),
 		RepairBytes: aeAtConv.BytesPulled - aeAtHeal.BytesPulled, RepairWireBytes: aeWire, DifferenceBytes: diff,

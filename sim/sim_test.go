@@ -76,7 +76,7 @@ func TestSeedSweep(t *testing.T) {
 // sweepScenario picks a fault mix by seed, with writes throughout.
 func sweepScenario(seed uint64, peers int) Scenario {
 	sc := Scenario{
-		Peers: peers, Seed: seed, Duration: 16 * time.Second, Skew: 2 * time.Second,
+		Peers: peers, Seed: seed, Duration: 16 * time.Second, Skew: 2 * time.Second, Idle: time.Second,
 		Network:  LinkProfile{Latency: 5 * time.Millisecond, Jitter: 5 * time.Millisecond, Reorder: 0.05, Duplicate: 0.02},
 		Workload: Workload{Rate: 30, Reads: 0.3, Deletes: 0.25, Keys: 40},
 		Expect:   Expect{ConvergeWithin: 30 * time.Second},
