@@ -64,6 +64,13 @@ type Driver struct {
 	started bool
 	closed  bool
 
+	// outMu orders output: step takes it before releasing mu and holds it
+	// while it queues the state machine's output, so that the per-peer
+	// queues receive messages in the order the state machine produced
+	// them (a NEIGHBOR_ACK overtaken by an older DISCONNECT would leave a
+	// one-sided link). Lock order: mu, outMu, qmu.
+	outMu sync.Mutex
+
 	// qmu guards queues and the counters below.
 	qmu          sync.Mutex
 	queues       map[string]*sendQueue
@@ -149,8 +156,14 @@ func (d *Driver) step(f func(p *Plumtree)) bool {
 	}
 	f(d.pt)
 	out := d.pt.Outbox()
+	if len(out) == 0 {
+		d.mu.Unlock()
+		return true
+	}
+	d.outMu.Lock()
 	d.mu.Unlock()
 	d.send(out)
+	d.outMu.Unlock()
 	return true
 }
 

@@ -21,11 +21,35 @@ type PlumtreeConfig struct {
 	// MaxPeers bounds the view; a NEIGHBOR beyond it is refused with
 	// DISCONNECT. 0 means 3·Fanout.
 	MaxPeers int
-	// NeighborRefresh: every that many ticks, a NEIGHBOR is re-sent to
-	// each neighbour not heard from since the last refresh, so that a
-	// lost NEIGHBOR does not leave a one-sided link (a neighbour that
-	// sends us anything has us in its view). 0 means 50.
+	// AckTimeout is how many ticks a NEIGHBOR waits for its answer
+	// (NEIGHBOR_ACK, DISCONNECT, or any other message from that peer:
+	// a peer only sends to its own neighbours) before it is sent again.
+	// 0 means 3.
+	AckTimeout int
+	// NeighborAttempts is how many NEIGHBORs are sent without an answer
+	// before the peer is dropped from the view (with a DISCONNECT, in case
+	// it did add us) and replaced. 0 means 3.
+	NeighborAttempts int
+	// NeighborRefresh: every that many ticks, each neighbour not heard
+	// from since the last refresh is asked again with NEIGHBOR, which it
+	// must acknowledge like a new one: a link that became one-sided (lost
+	// or reordered control messages, a restarted peer) is repaired, or
+	// dropped and replaced. Refused peers are not picked again for
+	// 3·NeighborRefresh ticks. 0 means 50.
 	NeighborRefresh int
+	// MaxInvites bounds the remembered peers whose NEIGHBOR (or other
+	// message) was refused because membership did not allow them yet;
+	// when SetPeers later allows one, it is asked to be a neighbour (it
+	// does not ask again by itself: it was refused). 0 means 64.
+	MaxInvites int
+	// InviteTicks is how long such a refused peer is remembered.
+	// 0 means 600 (60 s at 100 ms ticks).
+	InviteTicks int
+	// TemplateAge is how many ticks old a tree must be to serve as the
+	// template of a new origin's tree: a younger tree may not be known
+	// to every node yet, and nodes that copy different templates build
+	// trees with holes. 0 means 20.
+	TemplateAge int
 	// GraftTimeout is how many ticks a node waits, after the first IHAVE
 	// for a message it lacks, before it GRAFTs the announcer. 0 means 3.
 	GraftTimeout int
@@ -85,7 +109,12 @@ func (c *PlumtreeConfig) setDefaults() error {
 	if c.MaxPeers < c.Fanout {
 		return fmt.Errorf("gossip: plumtree: MaxPeers %d below Fanout %d", c.MaxPeers, c.Fanout)
 	}
+	def(&c.AckTimeout, 3)
+	def(&c.NeighborAttempts, 3)
 	def(&c.NeighborRefresh, 50)
+	def(&c.MaxInvites, 64)
+	def(&c.InviteTicks, 600)
+	def(&c.TemplateAge, 20)
 	def(&c.GraftTimeout, 3)
 	def(&c.GraftRetry, 2)
 	def(&c.GraftAttempts, 6)
@@ -130,11 +159,14 @@ type PlumtreeStats struct {
 	IHaveIDsSent     uint64 // IDs announced in them
 	GraftsSent       uint64 // GRAFT messages
 	PrunesSent       uint64 // PRUNE messages
-	ControlSent      uint64 // NEIGHBOR and DISCONNECT messages
+	ControlSent      uint64 // NEIGHBOR, NEIGHBOR_ACK and DISCONNECT messages
+	NeighborTimeouts uint64 // neighbours dropped after NeighborAttempts unanswered NEIGHBORs
+	Invited          uint64 // refused peers asked to be neighbours once membership allowed them
 	GraftsServed     uint64 // payloads sent in answer to a GRAFT
 	MissingGivenUp   uint64 // announced messages never obtained by graft
 	Dropped          uint64 // announcements or payloads dropped by a bound
 	Neighbors        int    // current view size
+	PendingNeighbors int    // neighbours whose NEIGHBOR is not answered yet
 	Trees            int    // per-origin trees remembered
 	SharedEager      int    // eager links of the shared (template) tree
 	Cached           int    // payloads in the graft cache
@@ -190,7 +222,24 @@ type pendingEntry struct {
 // that origin (every other neighbour is eager).
 type tree struct {
 	lazy map[string]struct{}
-	used int64 // tick of last use
+	// parent is the neighbour that delivered the first copy with the
+	// fewest hops among the messages of this tree first received within
+	// parentTicks of each other (usually: the last first copy); a
+	// duplicate or a PRUNE from it does not make it lazy (see onGossip).
+	parent      string
+	parentRound uint32
+	parentTick  int64
+	used        int64 // tick of last use
+	created     int64
+}
+
+// link is the state of one neighbour in the view.
+type link struct {
+	heard int64 // tick it last sent us something
+	// attempts counts the NEIGHBORs sent to it and not answered yet; 0
+	// means the link is confirmed. asked is the tick of the last one.
+	attempts int
+	asked    int64
 }
 
 // Plumtree is the epidemic broadcast tree protocol (Leitão, Pereira,
@@ -213,9 +262,9 @@ type Plumtree struct {
 
 	members    map[string]struct{} // peers membership allows
 	memberList []string            // sorted members, for random picks
-	view       map[string]struct{} // neighbours
-	heard      map[string]int64    // neighbour -> tick it last sent us something
+	view       map[string]*link    // neighbours
 	cooldown   map[string]int64    // peer -> tick before which we will not pick it
+	invites    map[string]int64    // non-member we refused -> tick refused
 	shared     *tree               // template for new trees when none is known
 	trees      map[TreeKey]*tree
 	lazyQueue  map[string][]ihaveEntry // announcements waiting for the next Tick
@@ -259,9 +308,9 @@ func NewPlumtree(cfg PlumtreeConfig) (*Plumtree, error) {
 		cfg:       cfg,
 		rng:       rand.New(rand.NewPCG(cfg.Seed, 0x706c756d74726565)),
 		members:   map[string]struct{}{},
-		view:      map[string]struct{}{},
-		heard:     map[string]int64{},
+		view:      map[string]*link{},
 		cooldown:  map[string]int64{},
+		invites:   map[string]int64{},
 		shared:    &tree{lazy: map[string]struct{}{}},
 		trees:     map[TreeKey]*tree{},
 		lazyQueue: map[string][]ihaveEntry{},
@@ -283,6 +332,11 @@ func (p *Plumtree) Outbox() []Envelope {
 func (p *Plumtree) Stats() PlumtreeStats {
 	s := p.stats
 	s.Neighbors, s.Trees = len(p.view), len(p.trees)
+	for _, l := range p.view {
+		if l.attempts > 0 {
+			s.PendingNeighbors++
+		}
+	}
 	s.SharedEager = len(p.view) - len(p.shared.lazy)
 	s.Cached, s.CachedBytes = len(p.cache), p.cacheSize
 	return s
@@ -335,7 +389,9 @@ func (p *Plumtree) send(to string, m Message) {
 }
 
 // SetPeers replaces the set of peers membership allows (admitted, alive,
-// not self). Neighbours no longer allowed are dropped; the view is
+// not self). Neighbours no longer allowed are dropped (and told so with
+// DISCONNECT); peers refused earlier because membership did not allow
+// them yet are asked to be neighbours now (see MaxInvites); the view is
 // refilled to Fanout with NEIGHBOR requests.
 func (p *Plumtree) SetPeers(peers []string) {
 	clear(p.members)
@@ -345,9 +401,9 @@ func (p *Plumtree) SetPeers(peers []string) {
 		}
 	}
 	p.memberList = sortedKeys(p.members)
-	for id := range p.view {
+	for _, id := range sortedKeys(p.view) {
 		if _, ok := p.members[id]; !ok {
-			p.dropPeer(id)
+			p.dropPeer(id, true)
 		}
 	}
 	for id := range p.cooldown {
@@ -355,26 +411,45 @@ func (p *Plumtree) SetPeers(peers []string) {
 			delete(p.cooldown, id)
 		}
 	}
+	for _, id := range sortedKeys(p.invites) {
+		if _, ok := p.members[id]; !ok {
+			continue
+		}
+		delete(p.invites, id)
+		if _, in := p.view[id]; in || len(p.view) >= p.cfg.MaxPeers {
+			continue
+		}
+		p.stats.Invited++
+		p.ask(id)
+	}
 	p.fill()
 }
 
-func (p *Plumtree) dropPeer(id string) {
+// dropPeer removes id from the view; notify tells it with DISCONNECT, so
+// that it does not keep a one-sided link to us.
+func (p *Plumtree) dropPeer(id string, notify bool) {
 	if _, ok := p.view[id]; !ok {
 		return
 	}
 	delete(p.view, id)
-	delete(p.heard, id)
 	delete(p.lazyQueue, id)
 	delete(p.shared.lazy, id)
 	for _, t := range p.trees {
 		delete(t.lazy, id)
+		if t.parent == id {
+			t.parent = ""
+		}
+	}
+	if notify {
+		p.send(id, Message{Type: MsgDisconnect})
 	}
 }
 
-// addPeer puts id in the view; it is eager in every tree.
-func (p *Plumtree) addPeer(id string) {
-	p.view[id] = struct{}{}
-	p.heard[id] = p.tick
+// ask puts id in the view, pending until it answers, and sends it
+// NEIGHBOR. It is eager in every tree.
+func (p *Plumtree) ask(id string) {
+	p.view[id] = &link{heard: p.tick, attempts: 1, asked: p.tick}
+	p.send(id, Message{Type: MsgNeighbor})
 }
 
 // fill picks random members until the view holds Fanout peers.
@@ -393,24 +468,44 @@ func (p *Plumtree) fill() {
 	for i := 0; i < need && i < len(cand); i++ {
 		j := i + p.rng.IntN(len(cand)-i)
 		cand[i], cand[j] = cand[j], cand[i]
-		p.addPeer(cand[i])
-		p.send(cand[i], Message{Type: MsgNeighbor})
+		p.ask(cand[i])
 	}
 }
 
-// admitPeer makes sure from is in the view. It refuses peers that
-// membership does not allow and peers beyond MaxPeers, telling them with
-// DISCONNECT.
+// admitPeer makes sure from, which sent us a message that only
+// neighbours send, is in the view. It refuses peers that membership does
+// not allow (remembering them, see MaxInvites) and peers beyond
+// MaxPeers, telling them with DISCONNECT.
 func (p *Plumtree) admitPeer(from string) bool {
 	if _, ok := p.view[from]; ok {
 		return true
 	}
-	if _, ok := p.members[from]; !ok || len(p.view) >= p.cfg.MaxPeers {
+	if _, ok := p.members[from]; !ok {
+		p.invite(from)
 		p.send(from, Message{Type: MsgDisconnect})
 		return false
 	}
-	p.addPeer(from)
+	if len(p.view) >= p.cfg.MaxPeers {
+		p.send(from, Message{Type: MsgDisconnect})
+		return false
+	}
+	p.view[from] = &link{heard: p.tick}
 	return true
+}
+
+// invite remembers a non-member we refused, so that SetPeers asks it to
+// be a neighbour if membership allows it later.
+func (p *Plumtree) invite(id string) {
+	if _, ok := p.invites[id]; !ok && len(p.invites) >= p.cfg.MaxInvites {
+		oldest, first := "", true
+		for k, t := range p.invites {
+			if first || t < p.invites[oldest] || (t == p.invites[oldest] && k < oldest) {
+				oldest, first = k, false
+			}
+		}
+		delete(p.invites, oldest)
+	}
+	p.invites[id] = p.tick
 }
 
 // treeFor returns the tree of key, creating it from the shared template.
@@ -421,7 +516,7 @@ func (p *Plumtree) treeFor(key TreeKey) *tree {
 			p.evictTree()
 		}
 		tmpl := p.templateFor(key)
-		t = &tree{lazy: make(map[string]struct{}, len(tmpl.lazy))}
+		t = &tree{lazy: make(map[string]struct{}, len(tmpl.lazy)), created: p.tick}
 		for id := range tmpl.lazy {
 			t.lazy[id] = struct{}{}
 		}
@@ -432,17 +527,36 @@ func (p *Plumtree) treeFor(key TreeKey) *tree {
 }
 
 // templateFor picks the tree a new tree for key starts from: the known
-// tree with the next larger key (cyclically). Every node picks the same
-// one when they know the same trees (they do: every node sees every
-// origin's messages), and a settled tree is a spanning tree whichever
-// origin it was built for, so the new origin's first message costs one
-// payload per node. Without trees, the shared template.
+// tree with the next larger key (cyclically) among the trees at least
+// TemplateAge ticks old, or among all trees when none is that old.
+// Every node picks the same one when they know the same trees (they do:
+// every node sees every origin's messages; trees that old have been seen
+// everywhere, whereas during a burst of new origins a node still waiting
+// for one origin's first message would pick differently), and a settled
+// tree is a spanning tree whichever origin it was built for, so the new
+// origin's first message costs one payload per node. Without trees, the
+// shared template.
 func (p *Plumtree) templateFor(key TreeKey) *tree {
+	if t := p.templateAmong(key, p.tick-int64(p.cfg.TemplateAge)); t != nil {
+		return t
+	}
+	if t := p.templateAmong(key, p.tick); t != nil {
+		return t
+	}
+	return p.shared
+}
+
+// templateAmong is templateFor restricted to trees created at or before
+// tick bound; nil if there are none.
+func (p *Plumtree) templateAmong(key TreeKey, bound int64) *tree {
 	var (
 		best, lowest       *tree
 		bestKey, lowestKey TreeKey
 	)
 	for k, t := range p.trees {
+		if t.created > bound {
+			continue
+		}
 		if k > key && (best == nil || k < bestKey) {
 			best, bestKey = t, k
 		}
@@ -450,14 +564,10 @@ func (p *Plumtree) templateFor(key TreeKey) *tree {
 			lowest, lowestKey = t, k
 		}
 	}
-	switch {
-	case best != nil:
+	if best != nil {
 		return best
-	case lowest != nil:
-		return lowest
-	default:
-		return p.shared
 	}
+	return lowest
 }
 
 // evictTree forgets the least recently used eighth of the trees (at
@@ -542,8 +652,10 @@ func (p *Plumtree) Receive(from string, m Message) (Delivery, bool) {
 	if from == p.cfg.Self || from == "" {
 		return Delivery{}, false
 	}
-	if _, ok := p.view[from]; ok {
-		p.heard[from] = p.tick
+	if l := p.view[from]; l != nil && m.Type != MsgDisconnect {
+		// Peers only send to their neighbours: whatever it sent, from
+		// has us in its view, which answers any NEIGHBOR we sent it.
+		l.heard, l.attempts = p.tick, 0
 	}
 	switch m.Type {
 	case MsgGossip:
@@ -553,18 +665,54 @@ func (p *Plumtree) Receive(from string, m Message) (Delivery, bool) {
 	case MsgGraft:
 		p.onGraft(from, m)
 	case MsgPrune:
-		if _, ok := p.view[from]; ok {
-			for _, key := range m.Trees {
-				p.setLazy(p.treeFor(key), from)
-			}
+		if p.admitPeer(from) {
+			p.onPrune(from, m.Trees)
 		}
 	case MsgNeighbor:
-		p.admitPeer(from)
+		if p.admitPeer(from) {
+			p.send(from, Message{Type: MsgNeighborAck})
+		}
+	case MsgNeighborAck:
+		p.admitPeer(from) // normally a no-op: from is in the view, confirmed above
 	case MsgDisconnect:
-		p.dropPeer(from)
-		p.cooldown[from] = p.tick + int64(50*p.cfg.GraftTimeout)
+		p.dropPeer(from, false)
+		p.cooldown[from] = p.tick + 3*int64(p.cfg.NeighborRefresh)
 	}
 	return Delivery{}, false
+}
+
+// parentTicks is how long a tree's parent is kept against a first copy
+// with more hops: messages of one origin that travel concurrently take
+// different paths, and following the latest first copy could make two
+// nodes each other's parents, cut off from the origin.
+const parentTicks = 5
+
+// setParent records that from delivered a first copy of a message of t
+// with the given round.
+func (p *Plumtree) setParent(t *tree, from string, round uint32) {
+	if t.parent == "" || t.parent == from || round < t.parentRound || p.tick-t.parentTick > parentTicks {
+		t.parent, t.parentRound, t.parentTick = from, round, p.tick
+	}
+}
+
+// onPrune makes from lazy in the trees of a PRUNE, except in the trees
+// where from is our parent: its PRUNE answered a duplicate we pushed
+// while a later message of the same origin was reaching us through it
+// (concurrent messages of one origin); accepting it would cut us off the
+// tree, so we ask to stay with a GRAFT without IDs.
+func (p *Plumtree) onPrune(from string, keys []TreeKey) {
+	var keep []TreeKey
+	for _, key := range keys {
+		t := p.treeFor(key)
+		if t.parent == from {
+			keep = append(keep, key)
+			continue
+		}
+		p.setLazy(t, from)
+	}
+	if len(keep) > 0 {
+		p.send(from, Message{Type: MsgGraft, Trees: keep})
+	}
 }
 
 func (p *Plumtree) onGossip(from string, m Message) (Delivery, bool) {
@@ -574,12 +722,16 @@ func (p *Plumtree) onGossip(from string, m Message) (Delivery, bool) {
 	id := IDOf(m.Payload)
 	if s, ok := p.seen[id]; ok {
 		p.stats.Duplicates++
-		if s.state != seenRejected {
-			if _, inView := p.view[from]; inView {
-				// Prune even when from is already lazy here: it pushed,
-				// so it still holds us eager (trees start from templates
-				// that need not agree on both sides).
-				p.setLazy(p.treeFor(m.Tree), from)
+		// Prune even when from is already lazy here: it pushed, so it
+		// still holds us eager (trees start from templates that need not
+		// agree on both sides). But not the parent: when messages of one
+		// origin travel concurrently, the first copy of a later message
+		// may come through the link that brought a duplicate of an
+		// earlier one; pruning it would cut us off the tree. A pusher not
+		// in the view is admitted or told to drop us.
+		if s.state != seenRejected && p.admitPeer(from) {
+			if t := p.treeFor(m.Tree); t.parent != from {
+				p.setLazy(t, from)
 				p.send(from, Message{Type: MsgPrune, Trees: []TreeKey{m.Tree}})
 			}
 		}
@@ -590,8 +742,16 @@ func (p *Plumtree) onGossip(from string, m Message) (Delivery, bool) {
 		return Delivery{}, false
 	}
 	if p.admitPeer(from) {
-		// The link that delivered first belongs to the origin's tree.
-		p.setEager(p.treeFor(m.Tree), from)
+		// The link that delivered first belongs to the origin's tree. If
+		// it was lazy here, from may hold us lazy too by now (a PRUNE of
+		// ours crossing its push, or templates that disagree): a GRAFT
+		// without IDs makes the link eager on its side as well.
+		t := p.treeFor(m.Tree)
+		if _, lazy := t.lazy[from]; lazy {
+			p.send(from, Message{Type: MsgGraft, Trees: []TreeKey{m.Tree}})
+		}
+		p.setEager(t, from)
+		p.setParent(t, from, m.Round)
 	}
 	p.remember(id, seenPending)
 	p.pending[id] = pendingEntry{from: from, round: m.Round, tree: m.Tree, payload: m.Payload}
@@ -656,7 +816,13 @@ func (p *Plumtree) onIHave(from string, m Message) {
 }
 
 func (p *Plumtree) onGraft(from string, m Message) {
-	if len(m.IDs) != len(m.Trees) || !p.admitPeer(from) {
+	if len(m.IDs) != 0 && len(m.IDs) != len(m.Trees) || !p.admitPeer(from) {
+		return
+	}
+	if len(m.IDs) == 0 {
+		for _, key := range m.Trees {
+			p.setEager(p.treeFor(key), from)
+		}
 		return
 	}
 	for i, id := range m.IDs {
@@ -672,25 +838,50 @@ func (p *Plumtree) forgetMissing(id MessageID) {
 	delete(p.missing, id) // missOrder is cleaned lazily in Tick
 }
 
-// Tick advances time by one tick: it refills the view, grafts announcers
-// of messages that did not arrive in time, sends the batched IHAVEs and
-// expires old state.
+// Tick advances time by one tick: it re-sends unanswered NEIGHBORs (and
+// drops the neighbours that never answer), probes silent neighbours,
+// refills the view, grafts announcers of messages that did not arrive in
+// time, sends the batched IHAVEs and expires old state.
 func (p *Plumtree) Tick() {
 	p.tick++
-	p.fill()
+	p.checkLinks()
 	if p.tick%int64(p.cfg.NeighborRefresh) == 0 {
 		p.refreshNeighbors()
 	}
+	p.fill()
 	p.graftMissing()
 	p.flushLazy()
 	p.expire()
 }
 
-// refreshNeighbors re-sends NEIGHBOR to the neighbours silent since the
-// last refresh.
+// checkLinks re-sends the NEIGHBORs unanswered for AckTimeout ticks, and
+// drops (with DISCONNECT) the neighbours that did not answer
+// NeighborAttempts of them.
+func (p *Plumtree) checkLinks() {
+	for _, id := range sortedKeys(p.view) {
+		l := p.view[id]
+		if l.attempts == 0 || p.tick-l.asked < int64(p.cfg.AckTimeout) {
+			continue
+		}
+		if l.attempts >= p.cfg.NeighborAttempts {
+			p.stats.NeighborTimeouts++
+			p.dropPeer(id, true)
+			p.cooldown[id] = p.tick + 3*int64(p.cfg.NeighborRefresh)
+			continue
+		}
+		l.attempts++
+		l.asked = p.tick
+		p.send(id, Message{Type: MsgNeighbor})
+	}
+}
+
+// refreshNeighbors asks again, with NEIGHBOR, the confirmed neighbours
+// silent since the last refresh; checkLinks handles the answer.
 func (p *Plumtree) refreshNeighbors() {
 	for _, id := range sortedKeys(p.view) {
-		if p.tick-p.heard[id] >= int64(p.cfg.NeighborRefresh) {
+		l := p.view[id]
+		if l.attempts == 0 && p.tick-l.heard >= int64(p.cfg.NeighborRefresh) {
+			l.attempts, l.asked = 1, p.tick
 			p.send(id, Message{Type: MsgNeighbor})
 		}
 	}
@@ -814,6 +1005,11 @@ func (p *Plumtree) expire() {
 	for id, until := range p.cooldown {
 		if until <= p.tick {
 			delete(p.cooldown, id)
+		}
+	}
+	for id, at := range p.invites {
+		if p.tick-at > int64(p.cfg.InviteTicks) {
+			delete(p.invites, id)
 		}
 	}
 	if p.tick%64 == 0 {

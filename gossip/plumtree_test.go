@@ -6,7 +6,8 @@ import (
 )
 
 // newTestTree returns a Plumtree for "self" whose membership is peers and
-// whose view is exactly eager (all eager), with the outbox drained.
+// whose view is Fanout of them (by default all), confirmed (their
+// NEIGHBOR_ACKs received) and all eager, with the outbox drained.
 func newTestTree(tb testing.TB, cfg PlumtreeConfig, peers []string) *Plumtree {
 	tb.Helper()
 	cfg.Self = "self"
@@ -18,7 +19,15 @@ func newTestTree(tb testing.TB, cfg PlumtreeConfig, peers []string) *Plumtree {
 		tb.Fatal(err)
 	}
 	p.SetPeers(peers)
-	p.Outbox()
+	for _, e := range p.Outbox() {
+		if e.Msg.Type != MsgNeighbor {
+			tb.Fatalf("SetPeers sent %+v", e)
+		}
+		p.Receive(e.To, Message{Type: MsgNeighborAck})
+	}
+	if out := p.Outbox(); len(out) != 0 || p.Stats().PendingNeighbors != 0 {
+		tb.Fatalf("after acks: sent %+v, stats %+v", out, p.Stats())
+	}
 	return p
 }
 
@@ -264,7 +273,7 @@ func TestPlumtreeViewBounds(t *testing.T) {
 		}
 	}
 	p.Receive(others[0], Message{Type: MsgNeighbor})
-	assertSent(t, p)
+	assertSent(t, p, others[0]+":neighbor-ack")
 	p.Receive(others[1], Message{Type: MsgNeighbor}) // over MaxPeers
 	assertSent(t, p, others[1]+":disconnect")
 	// Not a member: refused too.
@@ -334,21 +343,185 @@ func TestPlumtreeBoundedMemory(t *testing.T) {
 }
 
 func TestPlumtreeNeighborRefresh(t *testing.T) {
-	p := newTestTree(t, PlumtreeConfig{NeighborRefresh: 5}, []string{"a", "b"})
+	p := newTestTree(t, PlumtreeConfig{NeighborRefresh: 5, AckTimeout: 2, NeighborAttempts: 2}, []string{"a", "b", "c"})
 	for range 4 {
 		p.Tick()
 		assertSent(t, p)
 	}
-	// a speaks; b stays silent (its NEIGHBOR may have been lost).
+	// a speaks; b and c stay silent.
 	p.Receive("a", Message{Type: MsgPrune, Trees: []TreeKey{1}})
-	p.Tick() // tick 5: refresh
-	assertSent(t, p, "b:neighbor")
-	for range 4 {
-		p.Tick()
-	}
+	p.Tick() // tick 5: refresh, a probe that must be answered
+	assertSent(t, p, "b:neighbor", "c:neighbor")
+	p.Receive("b", Message{Type: MsgNeighborAck})
+	p.Tick()
 	assertSent(t, p)
-	p.Tick() // tick 10: both silent since tick 5
+	p.Tick() // tick 7: c did not answer in AckTimeout ticks: asked again
+	assertSent(t, p, "c:neighbor")
+	p.Tick()
+	assertSent(t, p)
+	// tick 9: c never answered NeighborAttempts NEIGHBORs: dropped (told
+	// so, in case only its answers were lost); a is the only member left
+	// to refill the view with, and it is already in.
+	p.Tick()
+	assertSent(t, p, "c:disconnect")
+	if v := p.Neighbors(); !slices.Equal(v, []string{"a", "b"}) {
+		t.Fatalf("view %v", v)
+	}
+	if st := p.Stats(); st.NeighborTimeouts != 1 || st.PendingNeighbors != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+	p.Tick() // tick 10: a and b silent since tick 5
 	assertSent(t, p, "a:neighbor", "b:neighbor")
+}
+
+// TestPlumtreeNeighborAck: a NEIGHBOR is pending until answered; any
+// message from the peer answers it (peers only send to their neighbours);
+// an unanswered one is re-sent, then the peer is replaced.
+func TestPlumtreeNeighborAck(t *testing.T) {
+	p, err := NewPlumtree(PlumtreeConfig{Self: "self", Fanout: 2, AckTimeout: 2, NeighborAttempts: 2, Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.SetPeers([]string{"a", "b", "c"})
+	asked := p.Neighbors()
+	if st := p.Stats(); st.Neighbors != 2 || st.PendingNeighbors != 2 {
+		t.Fatalf("stats %+v", st)
+	}
+	p.Outbox()
+	// The first answers with NEIGHBOR_ACK, the second with a PRUNE.
+	p.Receive(asked[0], Message{Type: MsgNeighborAck})
+	p.Receive(asked[1], Message{Type: MsgPrune, Trees: []TreeKey{1}})
+	if st := p.Stats(); st.PendingNeighbors != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+	// A DISCONNECT in answer: the peer is dropped and replaced.
+	p.Receive(asked[0], Message{Type: MsgDisconnect})
+	p.Tick()
+	out := p.Outbox()
+	var third string
+	for _, id := range []string{"a", "b", "c"} {
+		if !slices.Contains(asked, id) {
+			third = id
+		}
+	}
+	if len(out) != 1 || out[0].To != third || out[0].Msg.Type != MsgNeighbor {
+		t.Fatalf("refill %+v", out)
+	}
+	// third never answers: asked once more, then dropped with DISCONNECT.
+	p.Tick()
+	assertSent(t, p)
+	p.Tick()
+	assertSent(t, p, third+":neighbor")
+	p.Tick()
+	p.Tick()
+	assertSent(t, p, third+":disconnect")
+	if v := p.Neighbors(); !slices.Equal(v, []string{asked[1]}) {
+		t.Fatalf("view %v", v)
+	}
+	// A NEIGHBOR_ACK from a peer no longer in the view: it believes we are
+	// neighbours, so it is admitted again (room, member).
+	p.Receive(third, Message{Type: MsgNeighborAck})
+	if v := p.Neighbors(); !slices.Contains(v, third) {
+		t.Fatalf("view %v", v)
+	}
+}
+
+// TestPlumtreeAsymmetricView reproduces the startup race that starved
+// nodes in TestDriverBroadcastReachesAll: a node's NEIGHBORs reach peers
+// that do not know it yet and refuse with DISCONNECT (it then leaves them
+// alone for 3·NeighborRefresh ticks), and the peers that refused it did
+// not ask it back once they knew it: it had no neighbour when the first
+// broadcasts went by. Here n0 and n2 know only the hub n1, which learns
+// about them last and whose Fanout is 1: it used to link to one of them
+// and leave the other isolated. Refused peers are now remembered and
+// asked back once membership allows them, and every link is confirmed
+// on both sides before any broadcast, which then reaches everyone with
+// no tick (no IHAVE, no GRAFT).
+func TestPlumtreeAsymmetricView(t *testing.T) {
+	names := []string{"n0", "n1", "n2"}
+	members := map[string][]string{"n0": {"n1"}, "n2": {"n1"}, "n1": {"n0", "n2"}}
+	nodes := map[string]*Plumtree{}
+	for i, n := range names {
+		p, err := NewPlumtree(PlumtreeConfig{Self: n, Fanout: 1, MaxPeers: 2, Seed: uint64(i + 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		nodes[n] = p
+	}
+	var queue []simMsg
+	collect := func(n string) {
+		for _, e := range nodes[n].Outbox() {
+			queue = append(queue, simMsg{from: n, env: e})
+		}
+	}
+	got := map[string]int{}
+	deliver := func() {
+		for len(queue) > 0 {
+			m := queue[0]
+			queue = queue[1:]
+			to := nodes[m.env.To]
+			if d, ok := to.Receive(m.from, m.env.Msg); ok {
+				got[m.env.To]++
+				to.Validated(d.ID, true)
+			}
+			collect(m.env.To)
+		}
+	}
+	for _, n := range []string{"n0", "n2", "n1"} {
+		nodes[n].SetPeers(members[n])
+		collect(n)
+		deliver()
+	}
+	for _, n := range names {
+		st := nodes[n].Stats()
+		if st.Neighbors == 0 || st.PendingNeighbors != 0 {
+			t.Fatalf("%s: view %v, stats %+v", n, nodes[n].Neighbors(), st)
+		}
+		for _, v := range nodes[n].Neighbors() {
+			if !slices.Contains(nodes[v].Neighbors(), n) {
+				t.Fatalf("one-sided link: %s has %s, %s has %v", n, v, v, nodes[v].Neighbors())
+			}
+		}
+	}
+	if st := nodes["n1"].Stats(); st.Invited != 2 {
+		t.Fatalf("hub stats %+v, want 2 invited", st)
+	}
+	for i, n := range names {
+		if _, err := nodes[n].Broadcast([]byte{byte(i)}); err != nil {
+			t.Fatal(err)
+		}
+		collect(n)
+		deliver()
+	}
+	for _, n := range names {
+		if got[n] != len(names)-1 {
+			t.Fatalf("%s got %d of %d broadcasts without any tick", n, got[n], len(names)-1)
+		}
+	}
+	// A stale or lost answer leaves a one-sided link: n0 drops a
+	// neighbour without telling it. The other side's periodic probe
+	// (NeighborRefresh) is answered with NEIGHBOR_ACK and repairs it.
+	p0 := nodes["n0"]
+	lost := p0.Neighbors()[0]
+	p0.dropPeer(lost, false)
+	for range 50 {
+		for _, n := range names {
+			nodes[n].Tick()
+			collect(n)
+		}
+		deliver()
+	}
+	if !slices.Contains(p0.Neighbors(), lost) {
+		t.Fatalf("one-sided link %s -> n0 not repaired: n0 view %v", lost, p0.Neighbors())
+	}
+}
+
+// TestPlumtreeMembershipDropNotifies: a neighbour that leaves membership is
+// told with DISCONNECT, never dropped silently.
+func TestPlumtreeMembershipDropNotifies(t *testing.T) {
+	p := newTestTree(t, PlumtreeConfig{}, []string{"a", "b"})
+	p.SetPeers([]string{"a"})
+	assertSent(t, p, "b:disconnect")
 }
 
 // FuzzPlumtreeSteps drives one state machine with an arbitrary sequence of
@@ -361,7 +534,8 @@ func FuzzPlumtreeSteps(f *testing.F) {
 		cfg := PlumtreeConfig{
 			Self: "self", Fanout: 2, MaxPeers: 3, GraftTimeout: 1, GraftRetry: 1,
 			MaxTrees: 4, MaxLazyQueue: 3, CacheBytes: 64, MaxSeen: 8, MaxMissing: 4,
-			MaxAnnouncers: 2, MaxPending: 2, NeighborRefresh: 3, Seed: 1,
+			MaxAnnouncers: 2, MaxPending: 2, NeighborRefresh: 3, AckTimeout: 1, NeighborAttempts: 2,
+			MaxInvites: 1, InviteTicks: 4, TemplateAge: 2, Seed: 1,
 		}
 		p, err := NewPlumtree(cfg)
 		if err != nil {
@@ -387,7 +561,11 @@ func FuzzPlumtreeSteps(f *testing.F) {
 			case 3:
 				p.Receive(from, Message{Type: MsgPrune, Trees: []TreeKey{tree}})
 			case 4:
-				p.Receive(from, Message{Type: MsgNeighbor})
+				if (arg/5)%2 == 0 {
+					p.Receive(from, Message{Type: MsgNeighbor})
+				} else {
+					p.Receive(from, Message{Type: MsgNeighborAck})
+				}
 			case 5:
 				p.Receive(from, Message{Type: MsgDisconnect})
 			case 6, 7:
@@ -405,7 +583,8 @@ func FuzzPlumtreeSteps(f *testing.F) {
 			p.Outbox()
 			st := p.Stats()
 			if st.Neighbors > cfg.MaxPeers || st.Trees > cfg.MaxTrees || st.CachedBytes > cfg.CacheBytes ||
-				len(p.seen) > cfg.MaxSeen || len(p.missing) > cfg.MaxMissing || len(p.pending) > cfg.MaxPending {
+				len(p.seen) > cfg.MaxSeen || len(p.missing) > cfg.MaxMissing || len(p.pending) > cfg.MaxPending ||
+				len(p.invites) > cfg.MaxInvites || st.PendingNeighbors > st.Neighbors {
 				t.Fatalf("bounds exceeded: %+v seen=%d missing=%d pending=%d", st, len(p.seen), len(p.missing), len(p.pending))
 			}
 			for _, q := range p.lazyQueue {

@@ -44,10 +44,12 @@ type MsgType uint8
 const (
 	MsgGossip     MsgType = 1 // eager push of a payload
 	MsgIHave      MsgType = 2 // lazy announcement of message IDs
-	MsgGraft      MsgType = 3 // "make me eager and send me these IDs"
+	MsgGraft      MsgType = 3 // "make me eager and send me these IDs" (or only "make me eager")
 	MsgPrune      MsgType = 4 // "make me lazy"
-	MsgNeighbor   MsgType = 5 // "add me to your view"
-	MsgDisconnect MsgType = 6 // "drop me from your view"
+	MsgNeighbor   MsgType = 5 // "add me to your view" (answered by NEIGHBOR_ACK or DISCONNECT)
+	MsgDisconnect MsgType = 6 // "drop me from your view" / "I will not add you"
+	// MsgNeighborAck answers NEIGHBOR: "you are in my view". Version 2.
+	MsgNeighborAck MsgType = 7
 )
 
 func (t MsgType) String() string {
@@ -64,6 +66,8 @@ func (t MsgType) String() string {
 		return "neighbor"
 	case MsgDisconnect:
 		return "disconnect"
+	case MsgNeighborAck:
+		return "neighbor-ack"
 	default:
 		return fmt.Sprintf("type(%d)", uint8(t))
 	}
@@ -71,8 +75,9 @@ func (t MsgType) String() string {
 
 // Wire bounds. A decoder rejects anything larger.
 const (
-	// WireVersion is the version of the Plumtree wire format.
-	WireVersion = 1
+	// WireVersion is the version of the Plumtree wire format. Version 2
+	// added NEIGHBOR_ACK; other versions are rejected.
+	WireVersion = 2
 	// MaxPayloadSize bounds one broadcast payload (a signed delta batch).
 	MaxPayloadSize = 1 << 20
 	// MaxIDsPerMessage bounds the IDs of one IHAVE or GRAFT.
@@ -87,9 +92,10 @@ const (
 //
 //	Gossip:     Payload, Round (hops from the origin), Tree
 //	IHave:      IDs, Rounds, Trees (same length)
-//	Graft:      IDs, Trees (same length)
+//	Graft:      IDs, Trees (same length), or only Trees (version 2: "make me
+//	            eager in these trees", nothing to send)
 //	Prune:      Trees (at least one)
-//	Neighbor, Disconnect: nothing
+//	Neighbor, NeighborAck, Disconnect: nothing
 type Message struct {
 	Type    MsgType
 	Payload []byte
@@ -221,7 +227,8 @@ func (m Message) validate() error {
 			return bad("unexpected fields")
 		}
 	case MsgGraft:
-		if len(m.IDs) == 0 || len(m.IDs) > MaxIDsPerMessage || len(m.Trees) != len(m.IDs) {
+		if len(m.IDs) > MaxIDsPerMessage || len(m.Trees) == 0 || len(m.Trees) > MaxIDsPerMessage ||
+			len(m.IDs) != 0 && len(m.Trees) != len(m.IDs) {
 			return bad("%d IDs, %d trees", len(m.IDs), len(m.Trees))
 		}
 		if len(m.Rounds) != 0 || len(m.Payload) != 0 || m.Round != 0 || m.Tree != 0 {
@@ -234,7 +241,7 @@ func (m Message) validate() error {
 		if len(m.IDs) != 0 || len(m.Rounds) != 0 || len(m.Payload) != 0 || m.Round != 0 || m.Tree != 0 {
 			return bad("unexpected fields")
 		}
-	case MsgNeighbor, MsgDisconnect:
+	case MsgNeighbor, MsgNeighborAck, MsgDisconnect:
 		if len(m.IDs) != 0 || len(m.Rounds) != 0 || len(m.Trees) != 0 || len(m.Payload) != 0 || m.Round != 0 || m.Tree != 0 {
 			return bad("unexpected fields")
 		}

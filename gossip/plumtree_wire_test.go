@@ -19,6 +19,7 @@ func TestMessageRoundTrip(t *testing.T) {
 		{"prune", Message{Type: MsgPrune, Trees: []TreeKey{TreeOf("o")}}},
 		{"neighbor", Message{Type: MsgNeighbor}},
 		{"disconnect", Message{Type: MsgDisconnect}},
+		{"neighbor-ack", Message{Type: MsgNeighborAck}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -51,18 +52,19 @@ func TestDecodeMessageRejects(t *testing.T) {
 	}{
 		{"empty", nil},
 		{"garbage", []byte{0xff, 0x00}},
-		{"version 2", enc(wireMessage{V: 2, T: uint8(MsgNeighbor)})},
+		{"version 1", enc(wireMessage{V: 1, T: uint8(MsgNeighbor)})},
+		{"version 3", enc(wireMessage{V: 3, T: uint8(MsgNeighbor)})},
 		{"version 0", enc(wireMessage{T: uint8(MsgNeighbor)})},
-		{"prune without trees", enc(wireMessage{V: 1, T: uint8(MsgPrune)})},
-		{"graft without trees", enc(wireMessage{V: 1, T: uint8(MsgGraft), IDs: [][]byte{make([]byte, 16)}})},
-		{"empty graft", enc(wireMessage{V: 1, T: uint8(MsgGraft)})},
-		{"unknown type", enc(wireMessage{V: 1, T: 99})},
-		{"gossip without payload", enc(wireMessage{V: 1, T: uint8(MsgGossip)})},
-		{"ihave without rounds", enc(wireMessage{V: 1, T: uint8(MsgIHave), IDs: [][]byte{make([]byte, 16)}, Trees: []uint64{1}})},
-		{"short id", enc(wireMessage{V: 1, T: uint8(MsgGraft), IDs: [][]byte{{1, 2}}, Trees: []uint64{1}})},
-		{"prune with payload", enc(wireMessage{V: 1, T: uint8(MsgPrune), Payload: []byte{1}, Trees: []uint64{1}})},
-		{"neighbor with tree", enc(wireMessage{V: 1, T: uint8(MsgNeighbor), Tree: 3})},
-		{"unknown field", []byte{0xa3, 0x01, 0x01, 0x02, 0x04, 0x18, 0x63, 0x00}},
+		{"prune without trees", enc(wireMessage{V: WireVersion, T: uint8(MsgPrune)})},
+		{"graft without trees", enc(wireMessage{V: WireVersion, T: uint8(MsgGraft), IDs: [][]byte{make([]byte, 16)}})},
+		{"empty graft", enc(wireMessage{V: WireVersion, T: uint8(MsgGraft)})},
+		{"unknown type", enc(wireMessage{V: WireVersion, T: 99})},
+		{"gossip without payload", enc(wireMessage{V: WireVersion, T: uint8(MsgGossip)})},
+		{"ihave without rounds", enc(wireMessage{V: WireVersion, T: uint8(MsgIHave), IDs: [][]byte{make([]byte, 16)}, Trees: []uint64{1}})},
+		{"short id", enc(wireMessage{V: WireVersion, T: uint8(MsgGraft), IDs: [][]byte{{1, 2}}, Trees: []uint64{1}})},
+		{"prune with payload", enc(wireMessage{V: WireVersion, T: uint8(MsgPrune), Payload: []byte{1}, Trees: []uint64{1}})},
+		{"neighbor with tree", enc(wireMessage{V: WireVersion, T: uint8(MsgNeighbor), Tree: 3})},
+		{"unknown field", []byte{0xa3, 0x01, 0x02, 0x02, 0x04, 0x18, 0x63, 0x00}},
 		{"oversized", make([]byte, maxWireSize+1)},
 	}
 	for _, tt := range tests {
@@ -82,6 +84,7 @@ func FuzzDecodeMessage(f *testing.F) {
 		{Type: MsgPrune, Trees: []TreeKey{5}},
 		{Type: MsgNeighbor},
 		{Type: MsgDisconnect},
+		{Type: MsgNeighborAck},
 	} {
 		b, err := EncodeMessage(m)
 		if err != nil {
@@ -89,7 +92,7 @@ func FuzzDecodeMessage(f *testing.F) {
 		}
 		f.Add(b)
 	}
-	f.Add([]byte{0xa1, 0x01, 0x01})
+	f.Add([]byte{0xa1, 0x01, 0x02})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := DecodeMessage(b)
 		if err != nil {
