@@ -3,7 +3,6 @@ package sim
 import (
 	"fmt"
 	"net"
-	"strconv"
 	"sync"
 	"time"
 
@@ -162,4 +161,3 @@ func (c *meteredConn) RemoteAddr() net.Addr {
 	return &net.TCPAddr{IP: net.ParseIP(nodeIP(c.to)), Port: memberPort}
 }
 
-func itoa(i int) string { return strconv.Itoa(i) }

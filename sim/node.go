@@ -5,7 +5,6 @@ import (
 	"crypto/ed25519"
 	"fmt"
 	"io"
-	"log/slog"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -590,4 +589,3 @@ func (c *Cluster) serfConfig(n *node, tr *memberTransport, events chan serf.Even
 	return sc
 }
 
-var _ = slog.Default
