@@ -160,4 +160,3 @@ func (c *meteredConn) LocalAddr() net.Addr {
 func (c *meteredConn) RemoteAddr() net.Addr {
 	return &net.TCPAddr{IP: net.ParseIP(nodeIP(c.to)), Port: memberPort}
 }
-

@@ -588,4 +588,3 @@ func (c *Cluster) serfConfig(n *node, tr *memberTransport, events chan serf.Even
 	sc.MemberlistConfig = mc
 	return sc
 }
-
