@@ -516,6 +516,50 @@ func TestPlumtreeAsymmetricView(t *testing.T) {
 	}
 }
 
+// TestPlumtreeParentKept: two messages of one origin travel concurrently
+// and reach us by different links. The link that brought the first copy
+// with the fewest hops (the parent) is not pruned by a duplicate, a PRUNE
+// from it is answered with a GRAFT without IDs, and a first copy through a
+// lazy link re-grafts it.
+func TestPlumtreeParentKept(t *testing.T) {
+	p := newTestTree(t, PlumtreeConfig{}, []string{"a", "b", "c"})
+	o := TreeOf("o")
+	m1, m2 := []byte("m1"), []byte("m2")
+	// m1 first from a (3 hops), m2 first from b (2 hops): b is the parent.
+	d, _ := p.Receive("a", Message{Type: MsgGossip, Payload: m1, Round: 3, Tree: o})
+	p.Validated(d.ID, true)
+	d, _ = p.Receive("b", Message{Type: MsgGossip, Payload: m2, Round: 2, Tree: o})
+	p.Validated(d.ID, true)
+	p.Outbox()
+	// The duplicate of m1 from b is not pruned; the duplicate of m2 from a is.
+	p.Receive("b", Message{Type: MsgGossip, Payload: m1, Round: 3, Tree: o})
+	assertSent(t, p)
+	p.Receive("a", Message{Type: MsgGossip, Payload: m2, Round: 3, Tree: o})
+	assertSent(t, p, "a:prune")
+	assertView(t, p, "o", []string{"b", "c"}, []string{"a"})
+	// b prunes us (a duplicate we pushed): we ask to stay eager.
+	p.Receive("b", Message{Type: MsgPrune, Trees: []TreeKey{o}})
+	out := p.Outbox()
+	if len(out) != 1 || out[0].To != "b" || out[0].Msg.Type != MsgGraft || len(out[0].Msg.IDs) != 0 || !slices.Equal(out[0].Msg.Trees, []TreeKey{o}) {
+		t.Fatalf("answer to the parent's PRUNE: %+v", out)
+	}
+	assertView(t, p, "o", []string{"b", "c"}, []string{"a"})
+	// A first copy from the lazy a: a is grafted back (it may hold us lazy).
+	d, _ = p.Receive("a", Message{Type: MsgGossip, Payload: []byte("m3"), Round: 1, Tree: o})
+	out = p.Outbox()
+	if len(out) != 1 || out[0].To != "a" || out[0].Msg.Type != MsgGraft || len(out[0].Msg.IDs) != 0 {
+		t.Fatalf("first copy through a lazy link: %+v", out)
+	}
+	p.Validated(d.ID, true)
+	assertView(t, p, "o", []string{"a", "b", "c"}, nil)
+	// A GRAFT without IDs makes the sender eager and sends nothing.
+	p.Outbox()
+	p.Receive("c", Message{Type: MsgPrune, Trees: []TreeKey{o}})
+	p.Receive("c", Message{Type: MsgGraft, Trees: []TreeKey{o}})
+	assertSent(t, p)
+	assertView(t, p, "o", []string{"a", "b", "c"}, nil)
+}
+
 // TestPlumtreeMembershipDropNotifies: a neighbour that leaves membership is
 // told with DISCONNECT, never dropped silently.
 func TestPlumtreeMembershipDropNotifies(t *testing.T) {

@@ -16,6 +16,7 @@ func TestMessageRoundTrip(t *testing.T) {
 		{"gossip round 0 tree 0", Message{Type: MsgGossip, Payload: []byte{0}}},
 		{"ihave", Message{Type: MsgIHave, IDs: []MessageID{{1}, {2}}, Rounds: []uint32{0, 5}, Trees: []TreeKey{1, 1 << 63}}},
 		{"graft", Message{Type: MsgGraft, IDs: []MessageID{{3}}, Trees: []TreeKey{7}}},
+		{"graft without ids", Message{Type: MsgGraft, Trees: []TreeKey{7, 8}}},
 		{"prune", Message{Type: MsgPrune, Trees: []TreeKey{TreeOf("o")}}},
 		{"neighbor", Message{Type: MsgNeighbor}},
 		{"disconnect", Message{Type: MsgDisconnect}},
