@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -337,8 +338,27 @@ func TestChaosRollingRestart(t *testing.T) {
 			}
 			if err != nil || len(miss) > 0 {
 				failures.Add(1)
+				// What the resolving peer thought of the missing nodes.
+				var view []string
+				if ms, merr := p.members(); merr == nil {
+					for _, m := range ms {
+						view = append(view, fmt.Sprintf("%s:%d", m.Name, m.Status))
+					}
+				}
+				var health string
+				if b, herr := p.get("/v1/health/service/api"); herr == nil {
+					var es []struct {
+						Node   struct{ Node string }
+						Checks []struct{ CheckID, Status string }
+					}
+					json.Unmarshal(b, &es)
+					for _, e := range es {
+						health += fmt.Sprintf(" %s%v", e.Node.Node, e.Checks)
+					}
+				}
 				failMu.Lock()
-				failSamples = append(failSamples, fmt.Sprintf("at %s (down %q): err=%v missing=%v", p.name, d, err, miss))
+				failSamples = append(failSamples, fmt.Sprintf("at %s (down %q, %s): err=%v missing=%v answer=%v members=%v health=%s",
+					p.name, d, time.Now().Format("15:04:05.000"), err, miss, ips, view, health))
 				failMu.Unlock()
 			}
 		}
