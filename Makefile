@@ -66,8 +66,8 @@ demo: build
 # the figures; .ci/chaos-harness builds the same mesh by hand.
 chaos: build
 	set -o pipefail; PEERD_CHAOS_LONG=1 $(GO) test -count=1 -run 'TestChaos|TestSecurity' -v -timeout 60m ./cmd/peerd/ \
-		| grep -v '^        time=' | tee chaos.out
-	@grep 'FIGURE' chaos.out || true
+		| grep -v '^        time=' | tee bin/chaos.out
+	@grep 'FIGURE' bin/chaos.out || true
 
 # The simulator at scale (docs/SIM.md): convergence at 100 and 1,000 peers,
 # a 50/50 partition and its heal, each with peerd's dissemination and with
