@@ -302,6 +302,23 @@ func TestChaosRollingRestart(t *testing.T) {
 		}
 		return nil
 	})
+	// The catalog lists an instance as soon as its service record arrives;
+	// DNS also needs its node record (and the node admitted). Start
+	// counting once every peer resolves every instance.
+	waitFor(t, 60*time.Second, func() error {
+		for _, p := range all {
+			ips, err := lookupA(p, "api.service.consul.")
+			if err != nil {
+				return fmt.Errorf("%s: %w", p.name, err)
+			}
+			for _, q := range all {
+				if !ips[q.ip] {
+					return fmt.Errorf("%s does not resolve %s's instance yet", p.name, q.name)
+				}
+			}
+		}
+		return nil
+	})
 	// down names the node being restarted (its instance may be missing).
 	var down atomic.Value
 	down.Store("")

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"sort"
 	"strconv"
@@ -227,7 +228,15 @@ func (nm *netMesh) addHost(suffix string, host int) (ns, addr string) {
 func (nm *netMesh) destroy() {
 	if nm.t.Failed() {
 		for _, a := range nm.nodes {
-			if st, err := a.info(); err == nil {
+			if pat := os.Getenv("PEERD_CHAOS_LOG_GREP"); pat != "" {
+			re := regexp.MustCompile(pat)
+			for _, l := range strings.Split(a.Logs(), "\n") {
+				if re.MatchString(l) {
+					nm.t.Logf("%s| %s", a.name, l)
+				}
+			}
+		}
+		if st, err := a.info(); err == nil {
 				nm.t.Logf("---- info of %s: replica %v\nanti_entropy %v\nserf %v\ndissemination %v", a.name,
 					st["replica"], st["anti_entropy"], st["serf"], st["dissemination"])
 			}
@@ -388,7 +397,15 @@ func (a *nsAgent) launch() {
 func (a *nsAgent) launchNoWait() {
 	a.nm.t.Helper()
 	cmd := exec.Command("ip", append([]string{"netns", "exec", a.ns, a.nm.bin}, a.args...)...)
-	logs := &bytes.Buffer{}
+	// One log buffer across restarts, so a failure shows the whole story.
+	a.mu.Lock()
+	logs := a.logs
+	if logs == nil {
+		logs = &bytes.Buffer{}
+	} else {
+		fmt.Fprintf(logs, "---- restart at %s ----\n", time.Now().Format("15:04:05.000"))
+	}
+	a.mu.Unlock()
 	w := &lockedWriter{mu: &a.mu, w: logs}
 	cmd.Stdout, cmd.Stderr = w, w
 	cmd.Env = append(os.Environ(), "CONSUL_HTTP_ADDR=", "PEERD_HTTP_ADDR=")
