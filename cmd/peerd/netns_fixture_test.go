@@ -229,14 +229,14 @@ func (nm *netMesh) destroy() {
 	if nm.t.Failed() {
 		for _, a := range nm.nodes {
 			if pat := os.Getenv("PEERD_CHAOS_LOG_GREP"); pat != "" {
-			re := regexp.MustCompile(pat)
-			for _, l := range strings.Split(a.Logs(), "\n") {
-				if re.MatchString(l) {
-					nm.t.Logf("%s| %s", a.name, l)
+				re := regexp.MustCompile(pat)
+				for _, l := range strings.Split(a.Logs(), "\n") {
+					if re.MatchString(l) {
+						nm.t.Logf("%s| %s", a.name, l)
+					}
 				}
 			}
-		}
-		if st, err := a.info(); err == nil {
+			if st, err := a.info(); err == nil {
 				nm.t.Logf("---- info of %s: replica %v\nanti_entropy %v\nserf %v\ndissemination %v", a.name,
 					st["replica"], st["anti_entropy"], st["serf"], st["dissemination"])
 			}
