@@ -150,13 +150,25 @@ func (r *Result) cdfSVG() string {
 	ts := slices.Clone(r.ReachAllTimes)
 	slices.Sort(ts)
 	xmax := 1.0
+	label := "time to reach every live peer (ms)"
 	if len(ts) > 0 {
+		// Clip at 3× the p99 so that a few updates stuck behind a
+		// partition do not flatten the curve.
+		p99 := ts[min(len(ts)-1, len(ts)*99/100)]
 		xmax = float64(ts[len(ts)-1]) / 1e6
+		if limit := 3 * float64(p99) / 1e6; limit < xmax {
+			xmax = limit
+			label += fmt.Sprintf(", clipped at 3×p99; max %.0f ms", float64(ts[len(ts)-1])/1e6)
+		}
 	}
-	s.axes("time to reach every live peer (ms)", "fraction of updates", xmax, 1)
+	s.axes(label, "fraction of updates", xmax, 1)
 	var xs, ys []float64
 	for i, d := range ts {
-		xs = append(xs, float64(d)/1e6)
+		x := float64(d) / 1e6
+		if x > xmax {
+			break
+		}
+		xs = append(xs, x)
 		ys = append(ys, float64(i+1)/float64(len(ts)))
 	}
 	s.polyline(xs, ys, xmax, 1, "steelblue", r.Mode, 0)
