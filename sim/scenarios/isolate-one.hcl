@@ -30,13 +30,13 @@ event {
 }
 
 event {
-  at     = "28s"
+  at     = "10s"
   action = "crash"
   node   = 3
 }
 
 event {
-  at     = "36s"
+  at     = "35s"
   action = "restart"
 }
 
