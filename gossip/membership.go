@@ -170,7 +170,7 @@ type Config struct {
 	// reaping. 0 means serf's default (15 s; 1 s for ProfileLocal).
 	ReapInterval time.Duration
 	// ReconnectTimeout is how long a failed member is kept (and retried)
-	// before it is reaped. 0 means serf's default (24 h; 30 s for
+	// before it is reaped. 0 means serf's default (24 h; 10 min for
 	// ProfileLocal).
 	ReconnectTimeout time.Duration
 	// TombstoneTimeout is how long a member that left is kept before it
@@ -267,9 +267,11 @@ func New(cfg Config) (*Membership, error) {
 		// (15 s). The LAN value (4) costs nothing at test sizes.
 		sc.MemberlistConfig.RetransmitMult = 4
 		sc.ReapInterval = time.Second
-		// ReconnectInterval keeps serf's 30 s: a restarted node finds its
-		// way back through its snapshot, not through others' retries.
-		sc.ReconnectTimeout = 30 * time.Second
+		// Failed members are retried every 5 s and kept for 10 minutes: a
+		// partition that outlasts the reconnect timeout would otherwise be
+		// reaped on both sides and never heal (docs/RELIABILITY.md).
+		sc.ReconnectInterval = 5 * time.Second
+		sc.ReconnectTimeout = 10 * time.Minute
 		sc.TombstoneTimeout = 30 * time.Second
 		sc.LeavePropagateDelay = time.Second
 		sc.BroadcastTimeout = 2 * time.Second

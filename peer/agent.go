@@ -43,17 +43,17 @@ type Agent struct {
 	// run before that (serf's event callback, transport handlers,
 	// anti-entropy) read members only through membership().
 	membersReady chan struct{}
-	driver  *gossip.Driver
-	ae      *gossip.AntiEntropy
-	httpSrv *http.Server
-	httpLn  net.Listener
-	dns     *resolver.Server
-	writes  *commitQueue
-	view    *memberView
-	peers   peerSet
-	outbox  outbox
-	stats   agentStats
-	proxy   *dataPlane // Connect data plane (proxy.go); set by Start
+	driver       *gossip.Driver
+	ae           *gossip.AntiEntropy
+	httpSrv      *http.Server
+	httpLn       net.Listener
+	dns          *resolver.Server
+	writes       *commitQueue
+	view         *memberView
+	peers        peerSet
+	outbox       outbox
+	stats        agentStats
+	proxy        *dataPlane // Connect data plane (proxy.go); set by Start
 
 	// local is the registry of locally run services and checks
 	// (services.go); its zero value is ready for SetLocalOptions.
@@ -86,7 +86,7 @@ func New(cfg Config) (*Agent, error) {
 
 		membersReady: make(chan struct{}),
 		outbox:       outbox{wake: make(chan struct{}, 1)},
-		view: &memberView{peers: map[string]netip.AddrPort{}, names: map[string]string{}, hello: map[string]bool{}},
+		view:         &memberView{peers: map[string]netip.AddrPort{}, names: map[string]string{}, hello: map[string]bool{}},
 	}
 	if len(cfg.NodeChain) > 0 {
 		chain, err := identity.UnmarshalChain(cfg.NodeChain)

@@ -74,7 +74,7 @@ func (q *commitQueue) run(ctx context.Context, published func([]*crdt.Delta)) {
 		_, err := q.st.AppendBatch(context.WithoutCancel(ctx), recs)
 		if err != nil {
 			q.log.Error("local writes not committed", "writes", len(batch), "err", err)
-			err = fmt.Errorf("peer: write not made durable: %w", err)
+			err = fmt.Errorf("peer: write not made durable (it is applied in memory and may still spread; see docs/RELIABILITY.md): %w", err)
 		}
 		deltas := make([]*crdt.Delta, 0, len(batch))
 		for _, w := range batch {
@@ -156,7 +156,7 @@ type agentStats struct {
 	badPayloads     atomic.Uint64
 	snapshots       atomic.Uint64
 	collected       atomic.Uint64 // record versions dropped by garbage collection
-	dirty           atomic.Bool // remote state merged since the last snapshot
+	dirty           atomic.Bool   // remote state merged since the last snapshot
 }
 
 // outbox collects committed local deltas until the next broadcast tick.
