@@ -180,6 +180,8 @@ func kvWriteError(err error) error {
 		return errorf(http.StatusRequestEntityTooLarge, "%v", err)
 	case errors.Is(err, crdt.ErrNotFound):
 		return nil
+	case errors.Is(err, ErrStoreUnavailable):
+		return errorf(http.StatusServiceUnavailable, "%v", err)
 	case errors.Is(err, crdt.ErrUnauthorized):
 		return errorf(http.StatusForbidden, "%v", err)
 	}

@@ -29,13 +29,33 @@ type pendingWrite struct {
 }
 
 // commitQueue batches local deltas into store transactions.
+//
+// When a commit fails (a full disk), its deltas are already applied to the
+// in-memory replica and their dots are taken. Dropping them would let a
+// later write reuse those dots; so they are kept, in order, and retried
+// every second until the store takes them, and until then every new local
+// write is refused before it touches the replica (ErrStoreUnavailable).
+// Only the writes of the failing batch have an ambiguous outcome: their
+// callers got an error, yet the writes are kept and become durable when
+// space returns, like a write whose answer timed out.
 type commitQueue struct {
 	st  *store.Store
 	log *slog.Logger
 	in  chan *pendingWrite
 
 	mu sync.Mutex // serializes mutate+enqueue (see above)
+
+	// failing is set while a failed batch waits to be retried; commit then
+	// refuses new writes up front.
+	failing atomic.Bool
 }
+
+// ErrStoreUnavailable is returned for local writes while the store cannot
+// write (for example a full disk); nothing was changed.
+var ErrStoreUnavailable = errors.New("peer: the local store cannot write (disk full?); writes are refused until it can, nothing was changed")
+
+// retryInterval is how often a failed batch is written again.
+const retryInterval = time.Second
 
 const (
 	commitQueueDepth = 8192
@@ -49,12 +69,21 @@ func newCommitQueue(st *store.Store, log *slog.Logger) *commitQueue {
 // run writes batches until ctx ends; committed deltas go to published.
 func (q *commitQueue) run(ctx context.Context, published func([]*crdt.Delta)) {
 	batch := make([]*pendingWrite, 0, commitMaxBatch)
-	recs := make([][]byte, 0, commitMaxBatch)
+	var (
+		stuckRecs   [][]byte      // records of a failed commit, oldest first
+		stuckDeltas []*crdt.Delta // their deltas, published once durable
+	)
+	retry := time.NewTicker(retryInterval)
+	defer retry.Stop()
 	for {
-		batch, recs = batch[:0], recs[:0]
+		batch = batch[:0]
 		select {
 		case w := <-q.in:
 			batch = append(batch, w)
+		case <-retry.C:
+			if len(stuckRecs) == 0 {
+				continue
+			}
 		case <-ctx.Done():
 			q.drainOnClose()
 			return
@@ -68,18 +97,29 @@ func (q *commitQueue) run(ctx context.Context, published func([]*crdt.Delta)) {
 				break fill
 			}
 		}
+		recs := append([][]byte(nil), stuckRecs...)
+		deltas := append([]*crdt.Delta(nil), stuckDeltas...)
 		for _, w := range batch {
 			recs = append(recs, w.rec)
+			deltas = append(deltas, w.delta)
 		}
 		_, err := q.st.AppendBatch(context.WithoutCancel(ctx), recs)
 		if err != nil {
-			q.log.Error("local writes not committed", "writes", len(batch), "err", err)
-			err = fmt.Errorf("peer: write not made durable (it is applied in memory and may still spread; see docs/RELIABILITY.md): %w", err)
+			if len(stuckRecs) == 0 {
+				q.log.Error("local writes not committed; refusing writes until the store can write", "writes", len(batch), "err", err)
+			}
+			stuckRecs, stuckDeltas = recs, deltas
+			q.failing.Store(true)
+			err = fmt.Errorf("peer: write not made durable: %w (the write stays applied in memory and is written when the store can write again; see docs/RELIABILITY.md)", err)
+		} else {
+			if len(stuckRecs) > 0 {
+				q.log.Info("store writes again; kept writes are durable", "writes", len(stuckRecs))
+			}
+			stuckRecs, stuckDeltas = nil, nil
+			q.failing.Store(false)
 		}
-		deltas := make([]*crdt.Delta, 0, len(batch))
 		for _, w := range batch {
 			w.done <- err
-			deltas = append(deltas, w.delta)
 		}
 		if err == nil {
 			published(deltas)
@@ -103,6 +143,9 @@ func (q *commitQueue) drainOnClose() {
 // A nil delta (nothing changed) returns at once.
 func (a *Agent) commit(ctx context.Context, mutate func(now time.Time) (*crdt.Delta, error)) error {
 	q := a.writes
+	if q.failing.Load() {
+		return ErrStoreUnavailable
+	}
 	q.mu.Lock()
 	d, err := mutate(time.Now())
 	if err != nil || d == nil {
