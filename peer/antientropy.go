@@ -6,9 +6,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/fxamacker/cbor/v2"
-
-	"github.com/peerd/peerd/crdt"
 	"github.com/peerd/peerd/gossip"
 )
 
@@ -23,29 +20,10 @@ func (r replicaSync) Digest() []byte {
 	return d[:]
 }
 
-func (r replicaSync) Heads() []byte {
-	b, err := cbor.Marshal(r.a.replica.Heads())
-	if err != nil {
-		// A map of strings to integers always encodes.
-		panic(fmt.Sprintf("peer: encoding heads: %v", err))
-	}
-	return b
-}
+func (r replicaSync) Heads() []byte { return r.a.replica.EncodeHeads() }
 
 func (r replicaSync) Missing(remoteHeads []byte, maxBytes int) ([][]byte, error) {
-	var vv crdt.VersionVector
-	if err := cbor.Unmarshal(remoteHeads, &vv); err != nil {
-		return nil, fmt.Errorf("peer: remote heads: %w", err)
-	}
-	var out [][]byte
-	for _, d := range r.a.replica.DeltaSince(vv, maxBytes) {
-		b, err := crdt.EncodeDelta(d)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, b)
-	}
-	return out, nil
+	return r.a.replica.MissingEncoded(remoteHeads, maxBytes)
 }
 
 func (r replicaSync) Apply(from string, batch []byte) error {

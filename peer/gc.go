@@ -5,8 +5,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/fxamacker/cbor/v2"
-
 	"github.com/peerd/peerd/crdt"
 )
 
@@ -45,7 +43,7 @@ func (a *Agent) collectGarbage() {
 			defer cancel()
 			b, err := a.roundTrip(ctx, id, syncHeads, nil)
 			if err == nil {
-				err = cbor.Unmarshal(b, &heads[i])
+				heads[i], err = crdt.DecodeHeads(b)
 			}
 			errs[i] = err
 		}()

@@ -422,7 +422,7 @@ func (a *Agent) serveSync(ctx context.Context, p transport.PeerInfo, hdr transpo
 			a.refreshPeers()
 		}
 	case syncHeads:
-		transport.WriteMsg(s, replicaSync{a}.Heads())
+		transport.WriteMsg(s, a.replica.EncodeHeads())
 	case syncExchange:
 		resp, err := a.ae.HandleExchange(ctx, from, req)
 		if err != nil {

@@ -10,7 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/fxamacker/cbor/v2"
 	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/serf/serf"
 
@@ -523,28 +522,10 @@ func (r replicaSync) Digest() []byte {
 	return d[:]
 }
 
-func (r replicaSync) Heads() []byte {
-	b, err := cbor.Marshal(r.inc.replica.Heads())
-	if err != nil {
-		panic(fmt.Sprintf("sim: encoding heads: %v", err)) // a map of strings to integers always encodes
-	}
-	return b
-}
+func (r replicaSync) Heads() []byte { return r.inc.replica.EncodeHeads() }
 
 func (r replicaSync) Missing(remoteHeads []byte, maxBytes int) ([][]byte, error) {
-	var vv crdt.VersionVector
-	if err := cbor.Unmarshal(remoteHeads, &vv); err != nil {
-		return nil, fmt.Errorf("sim: remote heads: %w", err)
-	}
-	var out [][]byte
-	for _, d := range r.inc.replica.DeltaSince(vv, maxBytes) {
-		b, err := crdt.EncodeDelta(d)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, b)
-	}
-	return out, nil
+	return r.inc.replica.MissingEncoded(remoteHeads, maxBytes)
 }
 
 func (r replicaSync) Apply(from string, batch []byte) error {
