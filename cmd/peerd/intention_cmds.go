@@ -68,8 +68,7 @@ func runIntentionWrite(ctx context.Context, c *cli, args []string, del bool) err
 		syn = "intention delete -from SRC -to DST [-sign-key KEY [-sign-cert CHAIN]]"
 	}
 	fs := newFlagSet(c, name, syn)
-	addr := fs.String("http-addr", defaultHTTPAddr(c), "agent HTTP address")
-	token := fs.String("token", defaultHTTPToken(c), "API token")
+	client := addClientFlags(fs, c)
 	allow := fs.Bool("allow", false, "allow (the default)")
 	deny := fs.Bool("deny", false, "deny")
 	desc := fs.String("description", "", "description")
@@ -88,11 +87,10 @@ func runIntentionWrite(ctx context.Context, c *cli, args []string, del bool) err
 	if *allow && *deny {
 		return usageErrorf("%s: -allow and -deny are exclusive", name)
 	}
-	cl, err := newAPIClient(*addr)
+	cl, err := client()
 	if err != nil {
-		return usageErrorf("%v", err)
+		return err
 	}
-	cl.token = *token
 	q := "?" + url.Values{"source": {src}, "destination": {dst}}.Encode()
 	var held apiIntentionOut
 	exists := cl.getJSON(ctx, "/v1/connect/intentions/exact"+q, &held) == nil

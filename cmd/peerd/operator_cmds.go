@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -97,17 +98,30 @@ func (a *apiClient) getJSON(ctx context.Context, path string, v any) error {
 // clientFlags parses the common -http-addr flag of operator commands.
 func clientFlags(c *cli, name, synopsis string, args []string) (*apiClient, []string, error) {
 	fs := newFlagSet(c, name, synopsis)
-	addr := fs.String("http-addr", defaultHTTPAddr(c), "agent HTTP address (env PEERD_HTTP_ADDR or CONSUL_HTTP_ADDR)")
-	token := fs.String("token", defaultHTTPToken(c), "API token (env PEERD_HTTP_TOKEN or CONSUL_HTTP_TOKEN)")
+	client := addClientFlags(fs, c)
 	if err := parseFlags(fs, args); err != nil {
 		return nil, nil, err
 	}
-	cl, err := newAPIClient(*addr)
+	cl, err := client()
 	if err != nil {
-		return nil, nil, usageErrorf("%v", err)
+		return nil, nil, err
 	}
-	cl.token = *token
 	return cl, fs.Args(), nil
+}
+
+// addClientFlags registers -http-addr and -token on fs; the returned
+// function builds the client once fs has been parsed.
+func addClientFlags(fs *flag.FlagSet, c *cli) func() (*apiClient, error) {
+	addr := fs.String("http-addr", defaultHTTPAddr(c), "agent HTTP address (env PEERD_HTTP_ADDR or CONSUL_HTTP_ADDR)")
+	token := fs.String("token", defaultHTTPToken(c), "API token (env PEERD_HTTP_TOKEN or CONSUL_HTTP_TOKEN)")
+	return func() (*apiClient, error) {
+		cl, err := newAPIClient(*addr)
+		if err != nil {
+			return nil, usageErrorf("%v", err)
+		}
+		cl.token = *token
+		return cl, nil
+	}
 }
 
 var memberStatusNames = map[int]string{0: "none", 1: "alive", 2: "leaving", 3: "left", 4: "failed"}

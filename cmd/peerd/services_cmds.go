@@ -55,8 +55,7 @@ const servicesRegisterSynopsis = `services register [-http-addr ADDR] [-token T]
 
 func runServicesRegister(ctx context.Context, c *cli, args []string) error {
 	fs := newFlagSet(c, "services register", servicesRegisterSynopsis)
-	addr := fs.String("http-addr", defaultHTTPAddr(c), "agent HTTP address")
-	token := fs.String("token", defaultHTTPToken(c), "API token")
+	client := addClientFlags(fs, c)
 	name := fs.String("name", "", "service name")
 	id := fs.String("id", "", "service ID (default: the name)")
 	port := fs.Int("port", 0, "service port")
@@ -67,11 +66,10 @@ func runServicesRegister(ctx context.Context, c *cli, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	cl, err := newAPIClient(*addr)
+	cl, err := client()
 	if err != nil {
-		return usageErrorf("%v", err)
+		return err
 	}
-	cl.token = *token
 	var defs []peer.ServiceDefinition
 	if *name != "" {
 		if fs.NArg() > 0 {
@@ -123,17 +121,15 @@ func runServicesRegister(ctx context.Context, c *cli, args []string) error {
 
 func runServicesDeregister(ctx context.Context, c *cli, args []string) error {
 	fs := newFlagSet(c, "services deregister", "services deregister [-http-addr ADDR] [-id ID | ID | FILE]")
-	addr := fs.String("http-addr", defaultHTTPAddr(c), "agent HTTP address")
-	token := fs.String("token", defaultHTTPToken(c), "API token")
+	client := addClientFlags(fs, c)
 	id := fs.String("id", "", "service ID")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	cl, err := newAPIClient(*addr)
+	cl, err := client()
 	if err != nil {
-		return usageErrorf("%v", err)
+		return err
 	}
-	cl.token = *token
 	var ids []string
 	switch {
 	case *id != "":
@@ -193,17 +189,15 @@ func runCatalogServices(ctx context.Context, c *cli, args []string) error {
 	var tagsFlag *string
 	args = reorderBoolFlag(args, "-tags", &tagsFlag)
 	fs := newFlagSet(c, "catalog services", "catalog services [-tags] [-node NAME]")
-	addr := fs.String("http-addr", defaultHTTPAddr(c), "agent HTTP address")
-	token := fs.String("token", defaultHTTPToken(c), "API token")
+	client := addClientFlags(fs, c)
 	node := fs.String("node", "", "list the services of this node only")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	cl, err := newAPIClient(*addr)
+	cl, err := client()
 	if err != nil {
-		return usageErrorf("%v", err)
+		return err
 	}
-	cl.token = *token
 	svcs := map[string][]string{}
 	if *node != "" {
 		var n struct {
@@ -278,8 +272,7 @@ func runReload(ctx context.Context, c *cli, args []string) error {
 
 func runMaint(ctx context.Context, c *cli, args []string) error {
 	fs := newFlagSet(c, "maint", "maint [-enable|-disable] [-reason TEXT] [-service ID]")
-	addr := fs.String("http-addr", defaultHTTPAddr(c), "agent HTTP address")
-	token := fs.String("token", defaultHTTPToken(c), "API token")
+	client := addClientFlags(fs, c)
 	enable := fs.Bool("enable", false, "enable maintenance mode")
 	disable := fs.Bool("disable", false, "disable maintenance mode")
 	reason := fs.String("reason", "", "reason shown in the maintenance check's notes")
@@ -287,11 +280,10 @@ func runMaint(ctx context.Context, c *cli, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	cl, err := newAPIClient(*addr)
+	cl, err := client()
 	if err != nil {
-		return usageErrorf("%v", err)
+		return err
 	}
-	cl.token = *token
 	if *enable && *disable {
 		return usageErrorf("maint: -enable and -disable are exclusive")
 	}

@@ -23,8 +23,7 @@ const watchSynopsis = `watch -type key -key KEY | -type keyprefix -prefix P | -t
 
 func runWatch(ctx context.Context, c *cli, args []string) error {
 	fs := newFlagSet(c, "watch", watchSynopsis)
-	addr := fs.String("http-addr", defaultHTTPAddr(c), "agent HTTP address")
-	token := fs.String("token", defaultHTTPToken(c), "API token")
+	client := addClientFlags(fs, c)
 	typ := fs.String("type", "", "key, keyprefix, service, services, nodes or checks")
 	key := fs.String("key", "", "key (type key)")
 	prefix := fs.String("prefix", "", "prefix (type keyprefix)")
@@ -37,11 +36,10 @@ func runWatch(ctx context.Context, c *cli, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	cl, err := newAPIClient(*addr)
+	cl, err := client()
 	if err != nil {
-		return usageErrorf("%v", err)
+		return err
 	}
-	cl.token = *token
 	cl.hc.Timeout = *wait + *wait/16 + 10*time.Second
 	q := url.Values{}
 	var path string
@@ -193,17 +191,15 @@ func runKVExport(ctx context.Context, c *cli, args []string) error {
 
 func runKVImport(ctx context.Context, c *cli, args []string) error {
 	fs := newFlagSet(c, "kv import", "kv import [-prefix P] [@FILE | - | JSON]")
-	addr := fs.String("http-addr", defaultHTTPAddr(c), "agent HTTP address")
-	token := fs.String("token", defaultHTTPToken(c), "API token")
+	client := addClientFlags(fs, c)
 	prefix := fs.String("prefix", "", "prefix added to every imported key")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	cl, err := newAPIClient(*addr)
+	cl, err := client()
 	if err != nil {
-		return usageErrorf("%v", err)
+		return err
 	}
-	cl.token = *token
 	var data []byte
 	switch {
 	case fs.NArg() == 0 || fs.Arg(0) == "-":
