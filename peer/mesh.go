@@ -3,8 +3,8 @@ package peer
 import (
 	"context"
 	"crypto/ed25519"
-	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -132,25 +132,13 @@ func withPort(addrs []string, port int) []string {
 			out = append(out, netip.AddrPortFrom(ip, uint16(port)).String())
 			continue
 		}
-		if _, _, err := splitHostPort(s); err == nil {
+		if _, _, err := net.SplitHostPort(s); err == nil {
 			out = append(out, s)
 			continue
 		}
 		out = append(out, s+":"+strconv.Itoa(port))
 	}
 	return out
-}
-
-func splitHostPort(s string) (string, int, error) {
-	i := len(s) - 1
-	for i >= 0 && s[i] != ':' {
-		i--
-	}
-	if i <= 0 {
-		return "", 0, errors.New("no port")
-	}
-	p, err := strconv.Atoi(s[i+1:])
-	return s[:i], p, err
 }
 
 // admit is gossip.Config.Admit: a member is used only once its node ID is
