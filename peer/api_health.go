@@ -44,6 +44,21 @@ func (a *Agent) nodeStatus(name string) (gossip.MemberStatus, bool) {
 	return gossip.StatusNone, false
 }
 
+// memberStatusMap returns every member's status by name, from one copy of
+// the member list (nil before membership has started).
+func (a *Agent) memberStatusMap() map[string]gossip.MemberStatus {
+	m := a.membership()
+	if m == nil {
+		return nil
+	}
+	ms := m.Members()
+	st := make(map[string]gossip.MemberStatus, len(ms))
+	for _, mb := range ms {
+		st[mb.Name] = mb.Status
+	}
+	return st
+}
+
 // serfCheck builds the serfHealth check of a node from membership.
 func (a *Agent) serfCheck(node string, idx uint64) apiHealthCheck {
 	c := apiHealthCheck{Node: node, CheckID: serfHealthID, Name: "Serf Health Status", Type: "",

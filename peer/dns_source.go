@@ -24,6 +24,11 @@ func (s dnsSource) AppendServiceInstances(dst []resolver.Instance, name string) 
 			}
 		}
 	}
+	if len(entries) == 0 {
+		return dst
+	}
+	// One membership snapshot per query, not one per instance.
+	status := a.memberStatusMap()
 	for _, e := range entries {
 		inst := resolver.Instance{
 			Node:    e.Node.Name,
@@ -34,8 +39,7 @@ func (s dnsSource) AppendServiceInstances(dst []resolver.Instance, name string) 
 		}
 		inst.NodeAddress, _ = netip.ParseAddr(e.Node.Address)
 		inst.ServiceAddress, _ = netip.ParseAddr(e.Service.Address)
-		st, _ := a.nodeStatus(e.Node.Name)
-		inst.NodeHealthy = st == gossip.StatusAlive
+		inst.NodeHealthy = e.Node.Name == a.cfg.NodeName || status[e.Node.Name] == gossip.StatusAlive
 		for _, c := range e.Checks {
 			switch c.Check.Status {
 			case crdt.StatusCritical:

@@ -219,7 +219,7 @@ func waitFor(ctx context.Context, minIndex uint64, wait time.Duration, current f
 		idx, ch := current()
 		// An index that went backwards (a restarted agent) answers at once,
 		// as Consul's client library expects to reset on it.
-		if idx > minIndex || idx < minIndex {
+		if idx != minIndex {
 			return
 		}
 		select {
