@@ -83,6 +83,9 @@ func newAPI(a *Agent) http.Handler {
 		// Things that need consensus.
 		{methods: "GET PUT POST DELETE", path: "/v1/session/", handle: s.noConsensus},
 		{methods: "GET PUT POST DELETE", path: "/v1/txn", handle: s.noConsensus},
+
+		// Profiling, with enable_debug.
+		{methods: "GET POST", path: "/debug/pprof/", handle: s.debugPprof},
 	}
 	return s
 }

@@ -33,6 +33,10 @@ type LocalOptions struct {
 	// HTTPToken, when set, must accompany every HTTP API request as
 	// ?token=, X-Consul-Token or Authorization: Bearer.
 	HTTPToken string
+	// EnableDebug serves Go's profiler (net/http/pprof) under /debug/pprof/
+	// on the HTTP API, as Consul's enable_debug does (behind HTTPToken when
+	// one is set).
+	EnableDebug bool
 }
 
 // SetLocalOptions sets the registry and API options; call it before Start.

@@ -54,7 +54,7 @@ func runAgent(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	a.SetLocalOptions(peer.LocalOptions{EnableScriptChecks: s.enableScriptChecks, HTTPToken: s.httpToken})
+	a.SetLocalOptions(peer.LocalOptions{EnableScriptChecks: s.enableScriptChecks, HTTPToken: s.httpToken, EnableDebug: s.enableDebug || s.dev})
 	reload := func() error {
 		// Service and check definitions are re-read; other settings need
 		// a restart.
@@ -147,6 +147,7 @@ func parseAgentFlags(c *cli, args []string) (*agentFlags, error) {
 	fs.StringVar(&f.logLevel, "log-level", "", "trace, debug, info, warn or error (default info)")
 	fs.BoolVar(&f.logJSON, "log-json", false, "log JSON lines")
 	fs.StringVar(&f.defaultIntentionPolicy, "default-intention-policy", "", "allow or deny data-plane connections no intention matches (default: allow with -dev, deny otherwise)")
+	fs.BoolVar(&f.enableDebug, "enable-debug", false, "serve Go's profiler under /debug/pprof/ on the HTTP API (always on with -dev)")
 	fs.BoolVar(&f.fastGossip, "fast-gossip", false, "loopback gossip timings: fast failure detection, for tests and demos")
 	if err := parseFlags(fs, args); err != nil {
 		return nil, err
@@ -192,6 +193,9 @@ func (fl *agentFlags) applyTo(s *agentSettings) {
 	num("dns-port", &s.dnsPort, f.dnsPort)
 	if fl.set["log-json"] {
 		s.logJSON = f.logJSON
+	}
+	if fl.set["enable-debug"] {
+		s.enableDebug = f.enableDebug
 	}
 	if fl.set["fast-gossip"] {
 		s.fastGossip = f.fastGossip

@@ -41,6 +41,7 @@ type agentFile struct {
 	// matches: "allow" or "deny" (peer.Config.DefaultIntentionPolicy).
 	DefaultIntentionPolicy *string `hcl:"default_intention_policy"`
 
+	EnableDebug             *bool    `hcl:"enable_debug"`
 	EnableScriptChecks      *bool    `hcl:"enable_script_checks"`
 	EnableLocalScriptChecks *bool    `hcl:"enable_local_script_checks"`
 	HTTPToken               *string  `hcl:"http_token"`
@@ -75,7 +76,7 @@ var agentFileKeys = map[string]map[string]bool{
 	"log_json": nil, "trust": nil, "node_key_file": nil, "node_cert_file": nil, "default_intention_policy": nil,
 	"ports": {"serf_lan": true, "peer": true, "http": true, "dns": true},
 
-	"enable_script_checks": nil, "enable_local_script_checks": nil, "http_token": nil,
+	"enable_script_checks": nil, "enable_local_script_checks": nil, "http_token": nil, "enable_debug": nil,
 	"acl": {"enabled": true, "default_policy": true, "tokens": true},
 	// Service and check definitions: checked by peer.ParseServiceFile.
 	"service": opaqueBlock, "services": opaqueBlock, "check": opaqueBlock, "checks": opaqueBlock,
@@ -113,6 +114,7 @@ type agentSettings struct {
 	dnsPort                int
 
 	enableScriptChecks bool
+	enableDebug        bool
 	httpToken          string
 	// configFiles are the files read, in order, for service definitions
 	// (read again by reload).
@@ -251,6 +253,9 @@ func (f *agentFile) applyTo(s *agentSettings) {
 	s.join = append(s.join, f.StartJoin...)
 	s.retryJoin = append(s.retryJoin, f.RetryJoin...)
 	s.trust = append(s.trust, f.Trust...)
+	if f.EnableDebug != nil {
+		s.enableDebug = *f.EnableDebug
+	}
 	if f.EnableScriptChecks != nil {
 		s.enableScriptChecks = *f.EnableScriptChecks
 	}

@@ -28,6 +28,7 @@ ports {
   dns  = 18600
 }
 trust = ["/etc/peerd/root.pub"]
+enable_debug = true
 `)
 	writeFile(t, dir, "20-override.json", `{"node_name": "web-02", "log_level": "debug", "ports": {"serf_lan": 18301}}`)
 	writeFile(t, dir, "ignored.txt", `not = "read"`)
@@ -44,6 +45,9 @@ trust = ["/etc/peerd/root.pub"]
 	}
 	if strings.Join(s.retryJoin, ",") != "10.0.0.6,10.0.0.7" || len(s.trust) != 1 || s.logLevel != "debug" {
 		t.Errorf("lists and levels: %+v", s)
+	}
+	if !s.enableDebug {
+		t.Errorf("enable_debug = true not read: %+v", s)
 	}
 
 	// Flags win over files; repeatable flags add.

@@ -173,6 +173,10 @@ func (p *agentProc) launch(extra ...string) {
 	w := &lockedWriter{mu: &p.mu, w: logs}
 	cmd.Stdout, cmd.Stderr = w, w
 	cmd.Env = append(os.Environ(), "CONSUL_HTTP_ADDR=", "PEERD_HTTP_ADDR=")
+	// PEERD_TEST_AGENT_ENV adds environment to agent processes only (e.g.
+	// "GOMAXPROCS=1 GODEBUG=..." when comparing runtime settings in a
+	// benchmark).
+	cmd.Env = append(cmd.Env, strings.Fields(os.Getenv("PEERD_TEST_AGENT_ENV"))...)
 	if err := cmd.Start(); err != nil {
 		p.m.t.Fatalf("start %s: %v", p.name, err)
 	}
