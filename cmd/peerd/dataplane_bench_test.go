@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -42,8 +43,15 @@ func TestDataPlaneFigures(t *testing.T) {
 	m.background(t, "demo-service", "-name", "echo", "-listen", fmt.Sprintf("%s:%d", n2.ip, port))
 	direct := fmt.Sprintf("http://%s:%d/x", n2.ip, port)
 	proxied := fmt.Sprintf("http://%s:%d/x", n1.ip, upPort)
+	// The floor: two plain TCP relay processes (io.Copy both ways, no
+	// encryption, no stream multiplexing) between the same load generator
+	// and service: what any pair of proxy processes costs on this machine.
+	r2 := startTestRelay(t, n2.ip, net.JoinHostPort(n2.ip, strconv.Itoa(port)))
+	r1 := startTestRelay(t, n1.ip, r2)
+	relayed := "http://" + r1 + "/x"
 	expectHTTP(t, "GET", direct, 200, "echo")
 	expectHTTP(t, "GET", proxied, 200, "echo")
+	expectHTTP(t, "GET", relayed, 200, "echo")
 
 	// Added latency, 1 KB request over a kept-alive connection; direct and
 	// proxied interleaved in blocks so both see the same machine load.
@@ -51,8 +59,8 @@ func TestDataPlaneFigures(t *testing.T) {
 	keep := func() *http.Client {
 		return &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1, DisableCompression: true}}
 	}
-	cd, cp := keep(), keep()
-	var dLat, pLat []float64
+	cd, cp, cr := keep(), keep(), keep()
+	var dLat, pLat, rLat []float64
 	one := func(c *http.Client, u string) float64 {
 		start := time.Now()
 		resp, err := c.Post(u, "application/octet-stream", bytes.NewReader(body))
@@ -66,6 +74,7 @@ func TestDataPlaneFigures(t *testing.T) {
 	for i := 0; i < 200; i++ { // warm-up
 		one(cd, direct)
 		one(cp, proxied)
+		one(cr, relayed)
 	}
 	for done := 0; done < n; done += 100 {
 		for i := 0; i < 100; i++ {
@@ -74,11 +83,17 @@ func TestDataPlaneFigures(t *testing.T) {
 		for i := 0; i < 100; i++ {
 			pLat = append(pLat, one(cp, proxied))
 		}
+		for i := 0; i < 100; i++ {
+			rLat = append(rLat, one(cr, relayed))
+		}
 	}
+	added := func(lat []float64, q float64) float64 { return percentile(lat, q) - percentile(dLat, q) }
 	t.Logf("1 KB request, kept-alive, %d each: direct p50 %.0f µs p90 %.0f p99 %.0f; proxied p50 %.0f p90 %.0f p99 %.0f; added p50 %.0f µs p90 %.0f p99 %.0f",
 		len(dLat), percentile(dLat, 50), percentile(dLat, 90), percentile(dLat, 99),
 		percentile(pLat, 50), percentile(pLat, 90), percentile(pLat, 99),
-		percentile(pLat, 50)-percentile(dLat, 50), percentile(pLat, 90)-percentile(dLat, 90), percentile(pLat, 99)-percentile(dLat, 99))
+		added(pLat, 50), added(pLat, 90), added(pLat, 99))
+	t.Logf("floor, two plain TCP relay processes: added p50 %.0f µs p90 %.0f p99 %.0f; the peerd pair above the floor: p50 %.0f µs p99 %.0f",
+		added(rLat, 50), added(rLat, 90), added(rLat, 99), percentile(pLat, 50)-percentile(rLat, 50), percentile(pLat, 99)-percentile(rLat, 99))
 
 	// New connection on a warm peer connection: TCP connect + one request,
 	// a new connection every time.
@@ -136,6 +151,67 @@ func TestDataPlaneFigures(t *testing.T) {
 		c.Close()
 	}
 	t.Logf("caller agent connect stats: connections %s, errors %s", n1.connectStat("upstream.echo.connections"), n1.connectStat("upstream.echo.errors"))
+}
+
+// relayEnv names the environment variable that turns the test binary into
+// a TCP relay ("LISTEN>TARGET"; TestMain checks it).
+const relayEnv = "PEERD_TEST_RELAY"
+
+// startTestRelay starts this test binary as a relay process listening on
+// ip (a free port) and forwarding to target; it returns the listen address.
+func startTestRelay(t testing.TB, ip, target string) string {
+	t.Helper()
+	addr := net.JoinHostPort(ip, strconv.Itoa(freeTCPPort(t, ip)))
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), relayEnv+"="+addr+">"+target)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			return addr
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("relay on %s did not start: %v", addr, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// runTestRelay is the relay process: every accepted connection is joined
+// to a new connection to the target with io.Copy in both directions.
+func runTestRelay(spec string) {
+	listen, target, ok := strings.Cut(spec, ">")
+	if !ok {
+		fmt.Fprintf(os.Stderr, "relay: bad spec %q\n", spec)
+		os.Exit(2)
+	}
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "relay:", err)
+		os.Exit(1)
+	}
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			os.Exit(1)
+		}
+		go func() {
+			defer c.Close()
+			d, err := net.Dial("tcp", target)
+			if err != nil {
+				return
+			}
+			defer d.Close()
+			go func() { io.Copy(d, c); d.(*net.TCPConn).CloseWrite() }()
+			io.Copy(c, d)
+		}()
+	}
 }
 
 type zeroReader struct{}

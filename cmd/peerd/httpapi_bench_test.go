@@ -47,6 +47,10 @@ func (p persistentTB) TempDir() string {
 
 // TestMain stops the shared benchmark agent when the package's tests end.
 func TestMain(m *testing.M) {
+	if spec := os.Getenv(relayEnv); spec != "" {
+		runTestRelay(spec) // this process is a relay started by a benchmark
+		return
+	}
 	code := m.Run()
 	for i := len(benchCleanups) - 1; i >= 0; i-- {
 		benchCleanups[i]()
