@@ -46,6 +46,24 @@ type AntiEntropyConfig struct {
 	// from Membership.Admitted. Called from the anti-entropy goroutine
 	// once per round, with no lock held. Required.
 	Peers func() []string
+	// Failed returns peers that membership has declared failed but still
+	// remembers (admitted, e.g. serf members with status failed until
+	// they are reaped). Anti-entropy now and then tries one of them, as
+	// serf's reconnect loop does: after a partition heals, each side has
+	// declared the other failed, and without this the two sides would
+	// repair each other only once membership has re-merged. Called from
+	// the anti-entropy goroutine once per round, with no lock held. Nil
+	// means failed peers are never tried.
+	Failed func() []string
+	// FailedShare bounds the extra sessions with failed peers: each round
+	// tries one failed peer with probability min(FailedShare, f/(f+a)),
+	// f and a being the numbers of failed and alive candidates, so one
+	// truly dead peer among many alive ones costs almost nothing, while
+	// after a 50/50 partition every other round reaches across. That
+	// session runs beside the round (at most one at a time), so a dead
+	// peer's timeout never delays the sessions with alive peers. 0 means
+	// 0.5; negative means never.
+	FailedShare float64
 	// Distance estimates the round-trip time to a peer (e.g.
 	// Membership.Distance); false when unknown. Nil means no nearness
 	// bias.
@@ -85,6 +103,8 @@ type AntiEntropyStats struct {
 	ApplyErrors    uint64 // batches Apply refused (pulled or pushed to us)
 	ExchangeErrors uint64 // failed exchanges (network, decode, replica)
 	Served         uint64 // requests answered by HandleExchange
+	FailedTried    uint64 // sessions started with a failed peer (Config.Failed)
+	FailedReached  uint64 // of those, sessions that completed
 }
 
 // AntiEntropy periodically compares digests with a peer and, when they
@@ -98,13 +118,14 @@ type AntiEntropy struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	// mu guards rng, lag, stats, started and closed.
-	mu      sync.Mutex
-	rng     *rand.Rand
-	lag     map[string]bool // peer -> digest differed at the last session
-	stats   AntiEntropyStats
-	started bool
-	closed  bool
+	// mu guards rng, lag, stats, started, closed and failedBusy.
+	mu         sync.Mutex
+	rng        *rand.Rand
+	lag        map[string]bool // peer -> digest differed at the last session
+	stats      AntiEntropyStats
+	started    bool
+	closed     bool
+	failedBusy bool // a session with a failed peer is running
 }
 
 // NewAntiEntropy builds an AntiEntropy; Start starts its rounds.
@@ -130,6 +151,9 @@ func NewAntiEntropy(cfg AntiEntropyConfig) (*AntiEntropy, error) {
 	}
 	if cfg.ExchangeTimeout <= 0 {
 		cfg.ExchangeTimeout = 5 * time.Second
+	}
+	if cfg.FailedShare == 0 {
+		cfg.FailedShare = 0.5
 	}
 	if cfg.Seed == 0 {
 		var b [8]byte
@@ -180,8 +204,14 @@ func (a *AntiEntropy) loop() {
 }
 
 // RunRound picks PeersPerRound peers and synchronises with each in turn.
+// It may also start a session with a failed peer (Config.Failed) beside
+// them; that session is not waited for.
 func (a *AntiEntropy) RunRound(ctx context.Context) {
 	peers := a.cfg.Peers()
+	var failed []string
+	if a.cfg.Failed != nil && a.cfg.FailedShare > 0 {
+		failed = a.cfg.Failed()
+	}
 	a.mu.Lock()
 	a.stats.Rounds++
 	for p := range a.lag {
@@ -190,11 +220,57 @@ func (a *AntiEntropy) RunRound(ctx context.Context) {
 		}
 	}
 	chosen := choosePeers(a.rng, peers, a.lag, a.cfg.Distance, a.cfg.PeersPerRound)
+	retry := a.chooseFailedLocked(peers, failed)
+	if retry != "" {
+		a.failedBusy = true
+		a.stats.FailedTried++
+		a.wg.Add(1)
+	}
 	a.mu.Unlock()
+	if retry != "" {
+		go a.syncFailed(a.ctx, retry)
+	}
 	for _, p := range chosen {
 		if err := a.SyncWith(ctx, p); err != nil {
 			a.logger.Debug("anti-entropy session failed", "peer", p, "err", err)
 		}
+	}
+}
+
+// chooseFailedLocked returns a failed peer to try this round, or "": with
+// probability min(FailedShare, f/(f+a)) when no such session is running.
+func (a *AntiEntropy) chooseFailedLocked(alive, failed []string) string {
+	if len(failed) == 0 || a.failedBusy || a.closed {
+		return ""
+	}
+	cand := slices.DeleteFunc(slices.Clone(failed), func(p string) bool { return p == "" || slices.Contains(alive, p) })
+	if len(cand) == 0 {
+		return ""
+	}
+	share := min(a.cfg.FailedShare, float64(len(cand))/float64(len(cand)+len(alive)))
+	if a.rng.Float64() >= share {
+		return ""
+	}
+	slices.Sort(cand) // the pick depends on the seed, not on the caller's order
+	return cand[a.rng.IntN(len(cand))]
+}
+
+// syncFailed runs one session with a failed peer; an error is expected
+// when it is really gone.
+func (a *AntiEntropy) syncFailed(ctx context.Context, peer string) {
+	defer a.wg.Done()
+	err := a.SyncWith(ctx, peer)
+	a.mu.Lock()
+	a.failedBusy = false
+	if err == nil {
+		a.stats.FailedReached++
+	}
+	delete(a.lag, peer) // not a candidate for the lag bias until it is alive again
+	a.mu.Unlock()
+	if err != nil {
+		a.logger.Debug("session with failed peer failed", "peer", peer, "err", err)
+	} else {
+		a.logger.Debug("reached a peer membership declared failed", "peer", peer)
 	}
 }
 

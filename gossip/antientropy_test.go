@@ -410,3 +410,162 @@ func TestAntiEntropyChunkedPush(t *testing.T) {
 		t.Fatalf("a holds %d, b holds %d", a.rep.count(), b.rep.count())
 	}
 }
+
+// TestAntiEntropyFailedPeersHealPartition: two sides that each hold the
+// other as failed (as serf does after a partition) repair each other by
+// anti-entropy alone once the network heals, without membership
+// re-merging; with Failed unset they never do.
+func TestAntiEntropyFailedPeersHealPartition(t *testing.T) {
+	tests := []struct {
+		name      string
+		failed    bool
+		share     float64
+		converges bool
+	}{
+		{"failed peers tried", true, 0, true},
+		{"failed peers never tried", true, -1, false},
+		{"no Failed callback", false, 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				net := &MemNet{}
+				names := []string{"a0", "a1", "a2", "b0", "b1", "b2"}
+				side := func(s string) []string {
+					return slices.DeleteFunc(slices.Clone(names), func(x string) bool { return x[0] != s[0] })
+				}
+				var nodes []*aeNode
+				for i, name := range names {
+					rep := newFakeReplica()
+					mine := slices.DeleteFunc(side(name), func(x string) bool { return x == name })
+					others := slices.DeleteFunc(slices.Clone(names), func(x string) bool { return x[0] == name[0] })
+					cfg := AntiEntropyConfig{
+						Replica:     rep,
+						Dialer:      net.Endpoint(name),
+						Peers:       func() []string { return mine },
+						FailedShare: tt.share,
+						Seed:        uint64(i + 1),
+						Logger:      testLogger(t),
+					}
+					if tt.failed {
+						cfg.Failed = func() []string { return others }
+					}
+					ae, err := NewAntiEntropy(cfg)
+					if err != nil {
+						t.Fatal(err)
+					}
+					net.ListenExchange(name, ae.HandleExchange)
+					defer ae.Close()
+					rep.write(name, []byte("w-"+name))
+					nodes = append(nodes, &aeNode{name: name, rep: rep, ae: ae})
+				}
+				for _, n := range nodes {
+					n.ae.Start()
+				}
+				for i := 0; i < 60 && !converged(nodes); i++ {
+					time.Sleep(time.Second)
+					synctest.Wait()
+				}
+				if got := converged(nodes); got != tt.converges {
+					t.Fatalf("converged=%v within 60 s, want %v", got, tt.converges)
+				}
+				var tried, reached uint64
+				for _, n := range nodes {
+					st := n.ae.Stats()
+					tried += st.FailedTried
+					reached += st.FailedReached
+				}
+				if tt.converges && reached == 0 {
+					t.Fatalf("converged without a session with a failed peer (tried %d)", tried)
+				}
+				if !tt.converges && tried != 0 {
+					t.Fatalf("%d sessions with failed peers, want none", tried)
+				}
+			})
+		})
+	}
+}
+
+// TestAntiEntropyFailedShare: how often a round tries a failed peer is
+// min(FailedShare, f/(f+a)); a dead peer costs at most one session in
+// flight, and its timeout does not hold up the rounds.
+func TestAntiEntropyFailedShare(t *testing.T) {
+	alive := func(n int) []string {
+		var out []string
+		for i := range n {
+			out = append(out, fmt.Sprintf("p%d", i))
+		}
+		return out
+	}
+	tests := []struct {
+		name     string
+		share    float64
+		alive    []string
+		failed   []string
+		min, max float64 // accepted fraction of rounds that try a failed peer
+	}{
+		{"one dead among 99", 0, alive(99), []string{"dead"}, 0, 0.02},
+		{"half failed, default cap", 0, alive(10), []string{"f1", "f2", "f3", "f4", "f5", "f6", "f7", "f8", "f9", "f10"}, 0.45, 0.55},
+		{"mostly failed, default cap", 0, alive(1), []string{"f1", "f2", "f3", "f4", "f5", "f6", "f7", "f8", "f9"}, 0.45, 0.55},
+		{"mostly failed, cap 0.1", 0.1, alive(1), []string{"f1", "f2", "f3", "f4", "f5", "f6", "f7", "f8", "f9"}, 0.07, 0.13},
+		{"failed listed as alive too", 0, alive(3), []string{"p0", "p1"}, 0, 0},
+		{"disabled", -1, alive(1), []string{"f1"}, 0, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a, err := NewAntiEntropy(AntiEntropyConfig{
+				Replica: newFakeReplica(), Dialer: (&MemNet{}).Endpoint("self"),
+				Peers: func() []string { return tt.alive }, Failed: func() []string { return tt.failed },
+				FailedShare: tt.share, Seed: 7,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			const rounds = 20000
+			hits := 0
+			for range rounds {
+				a.mu.Lock()
+				p := ""
+				if a.cfg.FailedShare > 0 {
+					p = a.chooseFailedLocked(tt.alive, tt.failed)
+				}
+				a.mu.Unlock()
+				if p != "" {
+					hits++
+					if !slices.Contains(tt.failed, p) || slices.Contains(tt.alive, p) {
+						t.Fatalf("picked %q", p)
+					}
+				}
+			}
+			if f := float64(hits) / rounds; f < tt.min || f > tt.max {
+				t.Fatalf("failed peer tried in %.3f of rounds, want [%.2f, %.2f]", f, tt.min, tt.max)
+			}
+		})
+	}
+	// A dead peer whose exchange hangs until the timeout: rounds with the
+	// alive peer go on meanwhile, and only one session with it is in flight.
+	synctest.Test(t, func(t *testing.T) {
+		hang := DialerFunc(func(ctx context.Context, to string, req []byte) ([]byte, error) {
+			if to == "dead" {
+				<-ctx.Done()
+				return nil, ctx.Err()
+			}
+			return nil, fmt.Errorf("refused")
+		})
+		a, err := NewAntiEntropy(AntiEntropyConfig{
+			Replica: newFakeReplica(), Dialer: hang, Seed: 3, FailedShare: 1,
+			Peers: func() []string { return []string{"alive"} }, Failed: func() []string { return []string{"dead"} },
+			ExchangeTimeout: 30 * time.Second,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.Start()
+		time.Sleep(29 * time.Second)
+		st := a.Stats()
+		if st.FailedTried != 1 || st.Rounds < 10 {
+			t.Fatalf("after 29 s: %d sessions with the dead peer, %d rounds; want 1 and ≥ 10", st.FailedTried, st.Rounds)
+		}
+		a.Close()
+	})
+}
