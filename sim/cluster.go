@@ -36,6 +36,13 @@ type Cluster struct {
 	nextVal   int
 	phaseBase time.Duration // start of the fault phase, since start
 	settle    time.Duration // when membership settled, since start
+
+	// schedule records what the run goroutine did and chose (joins,
+	// operations, faults with their random choices), each at its
+	// scheduled offset: identical in every run of a seed (see note).
+	schedule []string
+	stage    string        // "setup", "faults" or "heal"
+	at       time.Duration // scheduled offset of the action being played
 }
 
 // Span is a fault on the timeline, relative to the start of the fault phase.
@@ -83,6 +90,20 @@ func (c *Cluster) logf(format string, args ...any) {
 
 func (c *Cluster) since() time.Duration { return time.Since(c.start) }
 
+// note appends a line to the schedule. It carries the scheduled offset
+// of the action, never a measured time: how long membership takes to
+// settle, or a crash to stop its goroutines, varies between runs of a
+// seed, the schedule does not.
+func (c *Cluster) note(format string, args ...any) {
+	line := fmt.Sprintf(format, args...)
+	if c.stage == "faults" {
+		line = fmt.Sprintf("%s %9.3fs %s", c.stage, c.at.Seconds(), line)
+	} else {
+		line = c.stage + " " + line
+	}
+	c.schedule = append(c.schedule, line)
+}
+
 // Run executes the scenario and returns its result. It is meant to run
 // inside a testing/synctest bubble (virtual time); outside one it runs in
 // real time. Progress lines go to log (nil: none). Checker failures are
@@ -102,6 +123,7 @@ func Run(sc Scenario, log io.Writer) (*Result, error) {
 		start:   time.Now(),
 		byKey:   map[string][]*op{},
 		opens:   map[string]int{},
+		stage:   "setup",
 	}
 	c.rng = rand.New(rand.NewPCG(sc.Seed, 0x776f726b))
 	skewRng := rand.New(rand.NewPCG(sc.Seed, 0x736b6577))
@@ -129,6 +151,7 @@ func Run(sc Scenario, log io.Writer) (*Result, error) {
 				join = append(join, c.rng.IntN(i))
 			}
 		}
+		c.note("start %s join %v", n.id, join)
 		if err := n.start(join); err != nil {
 			return nil, err
 		}
@@ -159,11 +182,14 @@ func Run(sc Scenario, log io.Writer) (*Result, error) {
 	// Fault phase.
 	faultStart := time.Now()
 	c.phaseBase = c.since()
+	c.stage = "faults"
 	c.runTimeline(faultStart)
 	time.Sleep(time.Until(faultStart.Add(sc.Duration)))
 	faultEnd := c.since()
 
 	// Heal: links, link profile, crashed nodes.
+	c.stage = "heal"
+	c.note("heal all")
 	c.net.Heal()
 	c.net.SetProfile(sc.Network)
 	for _, n := range c.nodes {
@@ -291,6 +317,7 @@ func (c *Cluster) runTimeline(start time.Time) {
 	sort.SliceStable(acts, func(i, j int) bool { return acts[i].at < acts[j].at })
 	for _, a := range acts {
 		time.Sleep(time.Until(start.Add(a.at)))
+		c.at = a.at
 		a.do()
 	}
 }
@@ -321,6 +348,7 @@ func (c *Cluster) operation() {
 			rep.KVGet(key)
 		}
 		c.reads++
+		c.note("read %s %s", n.id, key)
 		return
 	}
 	del := c.rng.Float64() < w.Deletes
@@ -328,6 +356,14 @@ func (c *Cluster) operation() {
 	value := fmt.Sprintf("%s%d@%d", payloadMarker, c.nextVal, i)
 	o := &op{del: del, key: key, value: value, node: i, issued: c.since()}
 	healthy := !c.net.Faulty() && c.net.Profile() == c.sc.Network && len(live) == len(c.nodes)
+	// What is issued is part of the schedule; its outcome is not: a
+	// delete of a key the peer has not received yet writes nothing, and
+	// the dot depends on how many of the peer's writes took effect.
+	verb := "put"
+	if del {
+		verb = "delete"
+	}
+	c.note("%s %s %s %q healthy=%v", verb, n.id, key, value, healthy)
 	var seenBefore []*op
 	d, err := n.write(func(rep *crdt.Replica, now time.Time) (*crdt.Delta, error) {
 		// Which earlier ops on this key has the issuer seen? Those it
@@ -357,6 +393,7 @@ func (c *Cluster) operation() {
 	if _, _, dot, err := crdt.DecodeEntryHeader(d.Entries[0].Header); err == nil {
 		o.dot = dot
 	}
+
 	c.ops = append(c.ops, o)
 	c.byKey[key] = append(c.byKey[key], o)
 	c.metrics.track(i, d, time.Now(), healthy)
@@ -410,6 +447,7 @@ func (c *Cluster) restartNode(n *node) {
 	}
 	c.rng.Shuffle(len(join), func(a, b int) { join[a], join[b] = join[b], join[a] })
 	join = join[:min(3, len(join))]
+	c.note("restart %s join %v", n.id, join)
 	if err := n.restart(join); err != nil {
 		c.logf("restart %s: %v", n.id, err)
 		return
@@ -423,6 +461,7 @@ func (c *Cluster) crashNode(n *node) {
 	if !n.isUp() {
 		return
 	}
+	c.note("crash %s", n.id)
 	c.metrics.crashed(n.id, time.Now())
 	n.crash()
 	if c.sc.Membership == MembershipStatic {
@@ -440,6 +479,7 @@ func (c *Cluster) expand(e Event) []action {
 	case "partition":
 		return []action{{at, func() {
 			groups := c.split(e)
+			c.note("partition %v asymmetric=%v", groups, e.Asymmetric)
 			c.net.Partition(groups, e.Asymmetric)
 			sizes := make([]int, len(groups))
 			for i, g := range groups {
@@ -455,12 +495,14 @@ func (c *Cluster) expand(e Event) []action {
 				live := c.liveNodes()
 				i = live[c.rng.IntN(len(live))]
 			}
+			c.note("isolate %s", c.nodes[i].id)
 			c.net.Isolate(i, true)
 			c.openSpan("isolate " + c.nodes[i].id)
 			c.logf("isolate %s", c.nodes[i].id)
 		}}}
 	case "heal":
 		return []action{{at, func() {
+			c.note("heal")
 			c.net.Heal()
 			for l := range c.opens {
 				if !bytes.HasPrefix([]byte(l), []byte("crash ")) && !bytes.HasPrefix([]byte(l), []byte("network")) {
@@ -481,6 +523,7 @@ func (c *Cluster) expand(e Event) []action {
 		var out []action
 		for j, i := range set {
 			out = append(out, action{at + time.Duration(j)*step, func() {
+				c.note("swizzle cut %s", c.nodes[i].id)
 				c.net.Isolate(i, true)
 				c.openSpan("swizzle " + c.nodes[i].id)
 			}})
@@ -488,6 +531,7 @@ func (c *Cluster) expand(e Event) []action {
 		base := at + time.Duration(len(set))*step
 		for j, i := range restore {
 			out = append(out, action{base + time.Duration(j)*step, func() {
+				c.note("swizzle restore %s", c.nodes[i].id)
 				c.net.Isolate(i, false)
 				c.closeSpan("swizzle " + c.nodes[i].id)
 			}})
@@ -556,6 +600,7 @@ func (c *Cluster) expand(e Event) []action {
 			if set == nil || set["bandwidth"] {
 				p.Bandwidth = e.Link.Bandwidth
 			}
+			c.note("network %+v", p)
 			c.net.SetProfile(p)
 			for l := range c.opens {
 				if bytes.HasPrefix([]byte(l), []byte("network")) {
@@ -602,6 +647,7 @@ func (c *Cluster) shutdown() {
 	for _, n := range c.nodes {
 		n.crash()
 	}
+	c.net.Close()
 }
 
 // Membership kinds.
@@ -626,6 +672,7 @@ func (c *Cluster) staticJoin(n *node) {
 		m.aliveMu.Lock()
 		if m.alive != nil {
 			m.alive[n.id] = true
+			delete(m.failed, n.id)
 		}
 		m.aliveMu.Unlock()
 		m.membersDirty.Store(true)
@@ -650,6 +697,9 @@ func (c *Cluster) staticFail(n *node) {
 			}
 			m.aliveMu.Lock()
 			delete(m.alive, n.id)
+			if m.failed != nil {
+				m.failed[n.id] = true
+			}
 			m.aliveMu.Unlock()
 			m.membersDirty.Store(true)
 			c.metrics.failed(m.idx, n.id, now)

@@ -20,6 +20,9 @@ func nodeIP(i int) string {
 
 // nodeIndex parses "10.x.y.z:port" back to a node index.
 func nodeIndex(addr string) (int, error) {
+	if i, ok := fastNodeIndex(addr); ok {
+		return i, nil
+	}
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return 0, err
@@ -31,6 +34,34 @@ func nodeIndex(addr string) (int, error) {
 	return (int(ip[1])<<16 | int(ip[2])<<8 | int(ip[3])) - 1, nil
 }
 
+// fastNodeIndex parses the common form "10.x.y.z:port" without
+// allocating (memberlist passes an address string with every packet).
+func fastNodeIndex(addr string) (int, bool) {
+	if len(addr) < 3 || addr[:3] != "10." {
+		return 0, false
+	}
+	var oct [3]int
+	k, digits := 0, 0
+	for i := 3; i < len(addr); i++ {
+		c := addr[i]
+		switch {
+		case c >= '0' && c <= '9' && digits < 3:
+			oct[k] = oct[k]*10 + int(c-'0')
+			digits++
+		case c == '.' && k < 2 && digits > 0:
+			k, digits = k+1, 0
+		case c == ':' && k == 2 && digits > 0:
+			if oct[0] > 255 || oct[1] > 255 || oct[2] > 255 {
+				return 0, false
+			}
+			return (oct[0]<<16 | oct[1]<<8 | oct[2]) - 1, true
+		default:
+			return 0, false
+		}
+	}
+	return 0, false
+}
+
 // memberTransport is memberlist's transport for one node incarnation over
 // the simulated Network: packets are datagrams (lossy), streams are
 // net.Pipe pairs established after one round trip.
@@ -39,6 +70,7 @@ type memberTransport struct {
 	self  int
 	peers func(i int) *memberTransport // current transport of node i, or nil
 
+	from     net.Addr // this node's packet source address
 	packets  chan *memberlist.Packet
 	streams  chan net.Conn
 	shutdown chan struct{}
@@ -52,6 +84,7 @@ func newMemberTransport(n *Network, self int, peers func(int) *memberTransport) 
 		net:      n,
 		self:     self,
 		peers:    peers,
+		from:     &net.UDPAddr{IP: net.ParseIP(nodeIP(self)), Port: memberPort},
 		packets:  make(chan *memberlist.Packet, 4096),
 		streams:  make(chan net.Conn, 16),
 		shutdown: make(chan struct{}),
@@ -69,7 +102,7 @@ func (t *memberTransport) WriteTo(b []byte, addr string) (time.Time, error) {
 	}
 	now := time.Now()
 	buf := append([]byte(nil), b...)
-	from := &net.UDPAddr{IP: net.ParseIP(nodeIP(t.self)), Port: memberPort}
+	from := t.from
 	t.net.datagram(t.self, to, ClassMember, buf, func(b []byte) {
 		dst := t.peers(to)
 		if dst == nil {

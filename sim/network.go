@@ -71,7 +71,9 @@ type Network struct {
 
 	// mu guards every field below.
 	mu       sync.Mutex
-	rng      *rand.Rand
+	seed     uint64
+	rng      *rand.Rand // Network.Rand only; message draws use linkRNG
+	sent     linkCounters
 	def      LinkProfile
 	cut      map[[2]int]bool      // directed links that drop everything
 	part     []int                // partition group of each node; 0 is the default group
@@ -82,13 +84,20 @@ type Network struct {
 	epoch    []uint64             // incarnation of each node
 	buckets  []bucket
 	dropped  uint64
+
+	inboxes []inbox // per receiving node, see inbox.go
+	done    chan struct{}
+	wg      sync.WaitGroup
+	closed  bool
 }
 
 // NewNetwork builds a network of n nodes with the default link profile.
 func NewNetwork(n int, def LinkProfile, seed uint64) *Network {
 	return &Network{
 		start:    time.Now(),
+		seed:     seed,
 		rng:      rand.New(rand.NewPCG(seed, 0x6e6574)),
+		sent:     newLinkCounters(n),
 		def:      def,
 		cut:      map[[2]int]bool{},
 		part:     make([]int, n),
@@ -97,6 +106,8 @@ func NewNetwork(n int, def LinkProfile, seed uint64) *Network {
 		busy:     map[[2]int]time.Time{},
 		down:     make([]bool, n),
 		epoch:    make([]uint64, n),
+		inboxes:  make([]inbox, n),
+		done:     make(chan struct{}),
 	}
 }
 
@@ -228,23 +239,24 @@ func (n *Network) blockedLocked(from, to int) bool {
 }
 
 // delayLocked returns the delivery delay of a message of size bytes on
-// from→to, accounting for bandwidth queueing.
-func (n *Network) delayLocked(from, to, size int, reliable bool) time.Duration {
+// from→to, accounting for bandwidth queueing; its random draws come from
+// r, the message's generator.
+func (n *Network) delayLocked(r *linkRNG, from, to, size int, reliable bool) time.Duration {
 	p := n.def
 	d := p.Latency
 	if p.Jitter > 0 {
-		d += time.Duration(n.rng.Int64N(int64(p.Jitter)))
+		d += time.Duration(r.int64n(int64(p.Jitter)))
 	}
-	if p.Reorder > 0 && n.rng.Float64() < p.Reorder {
+	if p.Reorder > 0 && r.float64() < p.Reorder {
 		rd := p.ReorderDelay
 		if rd <= 0 {
 			rd = max(4*p.Latency, 10*time.Millisecond)
 		}
-		d += time.Duration(n.rng.Int64N(int64(rd)))
+		d += time.Duration(r.int64n(int64(rd)))
 	}
 	if reliable && p.Loss > 0 {
 		rto := max(3*p.Latency, 200*time.Millisecond)
-		for i := 0; i < 8 && n.rng.Float64() < p.Loss; i++ {
+		for i := 0; i < 8 && r.float64() < p.Loss; i++ {
 			d += rto
 			rto *= 2
 		}
@@ -270,23 +282,29 @@ func (n *Network) delayLocked(from, to, size int, reliable bool) time.Duration {
 func (n *Network) datagram(from, to int, c Class, b []byte, deliver func([]byte)) {
 	n.mu.Lock()
 	n.recordLocked(c, b)
-	if n.blockedLocked(from, to) || (n.def.Loss > 0 && n.rng.Float64() < n.def.Loss) {
+	if n.blockedLocked(from, to) {
+		n.dropped++
+		n.mu.Unlock()
+		return
+	}
+	r := n.linkRNGLocked(from, to)
+	if n.def.Loss > 0 && r.float64() < n.def.Loss {
 		n.dropped++
 		n.mu.Unlock()
 		return
 	}
 	copies := 1
-	if n.def.Duplicate > 0 && n.rng.Float64() < n.def.Duplicate {
+	if n.def.Duplicate > 0 && r.float64() < n.def.Duplicate {
 		copies = 2
 	}
 	ep := n.epoch[to]
-	delays := make([]time.Duration, copies)
-	for i := range delays {
-		delays[i] = n.delayLocked(from, to, len(b), false)
+	var delays [2]time.Duration
+	for i := range copies {
+		delays[i] = n.delayLocked(&r, from, to, len(b), false)
 	}
 	n.mu.Unlock()
-	for _, d := range delays {
-		time.AfterFunc(d, func() {
+	for _, d := range delays[:copies] {
+		n.schedule(to, d, func() {
 			if n.alive(to, ep) {
 				deliver(b)
 			}
@@ -306,9 +324,10 @@ func (n *Network) stream(from, to int, c Class, b []byte, deliver func([]byte)) 
 		return fmt.Errorf("%w: %d→%d", errUnreachable, from, to)
 	}
 	ep := n.epoch[to]
-	d := n.delayLocked(from, to, len(b), true)
+	r := n.linkRNGLocked(from, to)
+	d := n.delayLocked(&r, from, to, len(b), true)
 	n.mu.Unlock()
-	time.AfterFunc(d, func() {
+	n.schedule(to, d, func() {
 		if n.alive(to, ep) {
 			deliver(b)
 		}
@@ -326,7 +345,8 @@ func (n *Network) transit(from, to int, c Class, b []byte) (time.Duration, error
 		n.dropped++
 		return 0, fmt.Errorf("%w: %d→%d", errUnreachable, from, to)
 	}
-	return n.delayLocked(from, to, len(b), true), nil
+	r := n.linkRNGLocked(from, to)
+	return n.delayLocked(&r, from, to, len(b), true), nil
 }
 
 func (n *Network) alive(i int, ep uint64) bool {

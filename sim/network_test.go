@@ -30,6 +30,7 @@ func TestNetworkFaults(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				n := NewNetwork(4, LinkProfile{Latency: 10 * time.Millisecond}, 1)
+				defer n.Close()
 				tt.setup(n)
 				got := false
 				err := n.stream(tt.from, tt.to, ClassTree, []byte("x"), func([]byte) { got = true })
@@ -45,6 +46,7 @@ func TestNetworkFaults(t *testing.T) {
 func TestNetworkLatencyLossBandwidth(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		n := NewNetwork(2, LinkProfile{Latency: 50 * time.Millisecond, Bandwidth: 1000}, 7)
+		defer n.Close()
 		start := time.Now()
 		var at []time.Duration
 		for range 2 {
@@ -76,4 +78,69 @@ event { at = "1s" action = "partition" groups = 2 }`)
 	f.Fuzz(func(t *testing.T, s string) {
 		_, _ = ParseScenario(s)
 	})
+}
+
+func TestNodeIndex(t *testing.T) {
+	for _, i := range []int{0, 1, 254, 255, 256, 999, 65535, 59999} {
+		addr := nodeIP(i) + ":7946"
+		got, err := nodeIndex(addr)
+		if err != nil || got != i {
+			t.Fatalf("nodeIndex(%q) = %d, %v; want %d", addr, got, err, i)
+		}
+	}
+	for _, bad := range []string{"", "10.", "10.0.0:1", "10.0.0.1", "11.0.0.1:1", "10.0.0.256:1", "10.0.0.1234:1", "10..0.1:1"} {
+		if _, ok := fastNodeIndex(bad); ok {
+			t.Errorf("fastNodeIndex(%q) accepted", bad)
+		}
+	}
+}
+
+// TestLinkDrawsIndependentOfInterleaving: the k-th message on a directed
+// link gets the same delay in every run of a seed, whatever the order in
+// which links are used (the property replay relies on).
+func TestLinkDrawsIndependentOfInterleaving(t *testing.T) {
+	prof := LinkProfile{Latency: 5 * time.Millisecond, Jitter: 5 * time.Millisecond, Reorder: 0.3, Loss: 0.2}
+	links := [][2]int{{0, 1}, {1, 0}, {1, 2}, {2, 0}}
+	run := func(seed uint64, order func(k, l int) int) map[[2]int][]time.Duration {
+		n := NewNetwork(3, prof, seed)
+		defer n.Close()
+		got := map[[2]int][]time.Duration{}
+		const msgs = 200
+		for i := range msgs * len(links) {
+			lk := links[order(i/len(links), i%len(links))]
+			d, err := n.transit(lk[0], lk[1], ClassTree, []byte("m"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got[lk] = append(got[lk], d)
+		}
+		return got
+	}
+	inOrder := func(k, l int) int { return l }
+	reversed := func(k, l int) int { return len(links) - 1 - l }
+	rotated := func(k, l int) int { return (k + l) % len(links) }
+	a, b, c := run(42, inOrder), run(42, reversed), run(42, rotated)
+	other := run(43, inOrder)
+	same := func(x, y map[[2]int][]time.Duration) bool {
+		for _, lk := range links {
+			if len(x[lk]) != len(y[lk]) {
+				return false
+			}
+			for i := range x[lk] {
+				if x[lk][i] != y[lk][i] {
+					return false
+				}
+			}
+		}
+		return true
+	}
+	if !same(a, b) || !same(a, c) {
+		t.Fatal("per-link delays depend on the order in which links were used")
+	}
+	if same(a, other) {
+		t.Fatal("seeds 42 and 43 gave the same delays")
+	}
+	if same(map[[2]int][]time.Duration{links[0]: a[links[0]]}, map[[2]int][]time.Duration{links[0]: a[links[1]]}) {
+		t.Fatal("two links share their draws")
+	}
 }

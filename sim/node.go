@@ -58,6 +58,7 @@ type node struct {
 	// cheaper than serf.Members at thousands of peers.
 	aliveMu sync.Mutex
 	alive   map[string]bool
+	failed  map[string]bool // declared failed by serf, not yet reaped or back
 }
 
 func (n *node) now() time.Time { return time.Now().Add(n.skew) }
@@ -125,11 +126,14 @@ func (n *node) start(join []int) error {
 		}
 	}
 	ae, err := gossip.NewAntiEntropy(gossip.AntiEntropyConfig{
-		Replica:  replicaSync{inc},
-		Dialer:   gossip.DialerFunc(inc.exchange),
-		Peers:    n.currentPeers,
-		Interval: c.sc.AEInterval,
-		Seed:     c.seedFor("ae", n.idx),
+		Replica: replicaSync{inc},
+		Dialer:  gossip.DialerFunc(inc.exchange),
+		Peers:   n.currentPeers,
+		Failed:  n.failedPeers,
+		// Negative in the scenario: never (to measure the heal without).
+		FailedShare: c.sc.AEFailedShare,
+		Interval:    c.sc.AEInterval,
+		Seed:        c.seedFor("ae", n.idx),
 	})
 	if err != nil {
 		cancel()
@@ -161,6 +165,7 @@ func (n *node) start(join []int) error {
 	n.membersDirty.Store(true)
 	n.aliveMu.Lock()
 	n.alive = map[string]bool{}
+	n.failed = map[string]bool{}
 	n.aliveMu.Unlock()
 	if s == nil {
 		c.staticJoin(n)
@@ -254,6 +259,19 @@ func (n *node) currentPeers() []string {
 	return nil
 }
 
+// failedPeers returns the members serf declared failed and still
+// remembers (gossip.AntiEntropyConfig.Failed), sorted.
+func (n *node) failedPeers() []string {
+	n.aliveMu.Lock()
+	ids := make([]string, 0, len(n.failed))
+	for id := range n.failed {
+		ids = append(ids, id)
+	}
+	n.aliveMu.Unlock()
+	slices.Sort(ids)
+	return ids
+}
+
 // refreshPeers recomputes the alive peers from serf and hands them to
 // Plumtree, as peer does on membership events (debounced to one tick).
 func (n *node) refreshPeers() {
@@ -284,14 +302,18 @@ func (n *node) resyncAlive() int {
 		defer n.aliveMu.Unlock()
 		return len(n.alive)
 	}
-	alive := map[string]bool{}
+	alive, failed := map[string]bool{}, map[string]bool{}
 	for _, m := range s.Members() {
-		if m.Status == serf.StatusAlive && m.Name != n.id {
+		switch {
+		case m.Name == n.id:
+		case m.Status == serf.StatusAlive:
 			alive[m.Name] = true
+		case m.Status == serf.StatusFailed:
+			failed[m.Name] = true
 		}
 	}
 	n.aliveMu.Lock()
-	n.alive = alive
+	n.alive, n.failed = alive, failed
 	n.aliveMu.Unlock()
 	n.membersDirty.Store(true)
 	return len(alive)
@@ -369,8 +391,13 @@ func (n *node) eventLoop(ctx context.Context, inc *incarnation, events <-chan se
 					switch ev.Type {
 					case serf.EventMemberJoin, serf.EventMemberUpdate:
 						n.alive[m.Name] = true
+						delete(n.failed, m.Name)
+					case serf.EventMemberFailed:
+						delete(n.alive, m.Name)
+						n.failed[m.Name] = true
 					default:
 						delete(n.alive, m.Name)
+						delete(n.failed, m.Name)
 					}
 				}
 				n.aliveMu.Unlock()
@@ -565,6 +592,9 @@ func (c *Cluster) serfConfig(n *node, tr *memberTransport, events chan serf.Even
 	}
 	if c.sc.GossipInterval > 0 {
 		mc.GossipInterval = c.sc.GossipInterval
+	}
+	if c.sc.RetransmitMult > 0 {
+		mc.RetransmitMult = c.sc.RetransmitMult
 	}
 	sc.MemberlistConfig = mc
 	return sc

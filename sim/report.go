@@ -28,6 +28,7 @@ func (r *Result) WriteSummary(w io.Writer) {
 	}
 	p("scenario %s: %s  (seed %d, %d peers, mode %s)", r.Scenario, verdict, r.Seed, r.Peers, r.Mode)
 	p("replay: peerd sim -scenario FILE -seed %d   (same commit; see docs/SIM.md for the limits of replay)", r.Seed)
+	p("schedule: %d actions, fingerprint %s (equal in every run of this seed; schedule.txt)", len(r.Schedule), r.ScheduleFingerprint())
 	if r.MembershipSettled {
 		p("membership settled after %v (every peer saw ≥ 99.5%% of the others alive)", r.SettleTime)
 	} else {
@@ -94,6 +95,7 @@ func (r *Result) WriteReport(dir string) error {
 			b.copies[0]+b.copies[1]+b.copies[2])
 	}
 	files["traffic.csv"] = t.String()
+	files["schedule.txt"] = strings.Join(r.Schedule, "\n") + "\n"
 	files["convergence.svg"] = r.cdfSVG()
 	files["traffic.svg"] = r.trafficSVG()
 	files["timeline.svg"] = r.timelineSVG()

@@ -1,6 +1,8 @@
 package sim
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"time"
 
@@ -51,6 +53,22 @@ type Result struct {
 
 	Spans      []Span
 	Violations []string
+
+	// Schedule is what the run did and chose, in order: peer starts and
+	// their join targets, every operation (peer, key, value, dot), every
+	// fault with its random choices, restarts. It depends only on the
+	// scenario and the seed (TestReplaySchedule); see docs/SIM.md.
+	Schedule []string
+}
+
+// ScheduleFingerprint is a short hash of Schedule, to compare runs.
+func (r *Result) ScheduleFingerprint() string {
+	h := sha256.New()
+	for _, l := range r.Schedule {
+		h.Write([]byte(l))
+		h.Write([]byte{'\n'})
+	}
+	return hex.EncodeToString(h.Sum(nil)[:8])
 }
 
 // OK reports whether every checker passed.
@@ -152,7 +170,7 @@ func (c *Cluster) result(faultStart, healAt time.Time, converged bool, convergeT
 		Scenario: sc.Name, Seed: sc.Seed, Mode: sc.Mode, Peers: sc.Peers,
 		MembershipSettled: warm, SettleTime: c.settle,
 		Writes: c.writes, Reads: c.reads, Converged: converged, ConvergeTime: convergeTime,
-		FaultPhase: sc.Duration, Spans: c.spans, Detection: c.metrics.detection(),
+		FaultPhase: sc.Duration, Spans: c.spans, Schedule: c.schedule, Detection: c.metrics.detection(),
 		RepairBytes: aeAtConv.BytesPulled - aeAtHeal.BytesPulled, RepairWireBytes: aeWire, DifferenceBytes: diff,
 	}
 	live := make([]bool, len(c.nodes))

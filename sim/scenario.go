@@ -42,11 +42,19 @@ type Scenario struct {
 	// AEInterval is the anti-entropy interval (plus as much jitter).
 	// 0 means 1 s.
 	AEInterval time.Duration
+	// AEFailedShare is gossip.AntiEntropyConfig.FailedShare: how often
+	// anti-entropy tries a peer serf declared failed. 0 means gossip's
+	// default (0.5); negative means never.
+	AEFailedShare float64
 	// Fanout is Plumtree's fanout. 0 means gossip's default (4).
 	Fanout int
 	// ProbeInterval and GossipInterval override memberlist's LAN timings
 	// (1 s and 200 ms) when non-zero.
 	ProbeInterval, GossipInterval time.Duration
+	// RetransmitMult overrides memberlist's RetransmitMult (LAN default
+	// 4) when non-zero: each broadcast is sent RetransmitMult ×
+	// ⌈log10(N+1)⌉ times. Consul exposes it as gossip_lan.retransmit_mult.
+	RetransmitMult int
 	// JoinStagger is the delay between two peers starting. 0 means 5 ms.
 	JoinStagger time.Duration
 	// Idle is a quiet period after membership has settled, measured as
@@ -172,6 +180,9 @@ func (sc *Scenario) setDefaults() error {
 	if sc.Workload.Stop <= 0 || sc.Workload.Stop > sc.Duration {
 		sc.Workload.Stop = sc.Duration
 	}
+	if sc.RetransmitMult < 0 || sc.RetransmitMult > 100 {
+		return errors.New("sim: retransmit_mult must be in [0, 100]")
+	}
 	if sc.Skew >= 30*time.Second {
 		return errors.New("sim: skew must stay below 30 s (crdt refuses records 60 s ahead)")
 	}
@@ -200,6 +211,8 @@ type hclScenario struct {
 	Tick       string     `hcl:"tick"`
 	Batch      string     `hcl:"batch"`
 	AEInterval string     `hcl:"anti_entropy_interval"`
+	AEFailed   float64    `hcl:"anti_entropy_failed_share"`
+	Retransmit int        `hcl:"retransmit_mult"`
 	Fanout     int        `hcl:"fanout"`
 	Probe      string     `hcl:"probe_interval"`
 	Gossip     string     `hcl:"gossip_interval"`
@@ -333,6 +346,7 @@ func ParseScenario(text string) (*Scenario, error) {
 		Skew: dur("skew", f.Skew), Services: f.Services,
 		Tick: dur("tick", f.Tick), Batch: dur("batch", f.Batch),
 		AEInterval: dur("anti_entropy_interval", f.AEInterval), Fanout: f.Fanout,
+		AEFailedShare: f.AEFailed, RetransmitMult: f.Retransmit,
 		ProbeInterval: dur("probe_interval", f.Probe), GossipInterval: dur("gossip_interval", f.Gossip),
 		JoinStagger: dur("join_stagger", f.Stagger),
 		Idle:        dur("idle", f.Idle), Duration: dur("duration", f.Duration),

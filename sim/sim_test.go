@@ -121,3 +121,46 @@ func TestScenarioFiles(t *testing.T) {
 		}
 	}
 }
+
+// TestReplaySchedule: two runs of a seed play the same schedule (joins,
+// every operation with its peer, key, value and dot, every fault and its
+// random choices), although serf, memberlist and the scheduler make the
+// rest of the run differ; another seed plays another schedule.
+func TestReplaySchedule(t *testing.T) {
+	sc := func(seed uint64) Scenario {
+		return Scenario{
+			Name: "replay", Peers: 12, Seed: seed, Duration: 12 * time.Second, Idle: time.Second, Skew: time.Second,
+			Network:  LinkProfile{Latency: 5 * time.Millisecond, Jitter: 5 * time.Millisecond, Reorder: 0.1, Duplicate: 0.05},
+			Workload: Workload{Rate: 20, Reads: 0.3, Deletes: 0.2, Keys: 10},
+			Events: []Event{
+				{At: time.Second, Action: "partition", Groups: 2, Node: -1},
+				{At: 3 * time.Second, Action: "crash", Count: 2, Node: -1},
+				{At: 4 * time.Second, Action: "network", Node: -1, Link: LinkProfile{Latency: 10 * time.Millisecond, Loss: 0.2}},
+				{At: 5 * time.Second, Action: "heal", Node: -1},
+				{At: 6 * time.Second, Action: "restart", Node: -1},
+				{At: 7 * time.Second, Action: "swizzle", Fraction: 0.25, Step: 500 * time.Millisecond, Node: -1},
+				{At: 8 * time.Second, Action: "isolate", Node: -1},
+			},
+			Expect: Expect{ConvergeWithin: 30 * time.Second},
+		}
+	}
+	a, b, c := runOK(t, sc(5)), runOK(t, sc(5)), runOK(t, sc(6))
+	if len(a.Schedule) < 100 {
+		t.Fatalf("schedule of %d lines, want a workload and faults", len(a.Schedule))
+	}
+	for i := range max(len(a.Schedule), len(b.Schedule)) {
+		var x, y string
+		if i < len(a.Schedule) {
+			x = a.Schedule[i]
+		}
+		if i < len(b.Schedule) {
+			y = b.Schedule[i]
+		}
+		if x != y {
+			t.Fatalf("runs of seed 5 differ at schedule line %d:\n  %s\n  %s", i, x, y)
+		}
+	}
+	if a.ScheduleFingerprint() != b.ScheduleFingerprint() || a.ScheduleFingerprint() == c.ScheduleFingerprint() {
+		t.Fatalf("fingerprints %s %s (seed 5), %s (seed 6)", a.ScheduleFingerprint(), b.ScheduleFingerprint(), c.ScheduleFingerprint())
+	}
+}

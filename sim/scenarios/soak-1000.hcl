@@ -1,0 +1,37 @@
+# 1,000 real serf peers for 10 virtual minutes, join included: the scale
+# acceptance run (`make sim-big`). Light write workload (1 write/s and 1
+# local read/s on random peers), a 50/50 partition in the last minute of
+# the fault phase, healed at its end; then the run waits for equal
+# digests. memberlist's RetransmitMult is 2 instead of the LAN default 4
+# (Consul: gossip_lan.retransmit_mult): it halves the join storm, where
+# every peer re-broadcasts the alive message of every other peer it
+# learns (docs/SIM.md, "Scale and cost").
+name  = "soak-1000"
+peers = 1000
+seed  = 1
+join_stagger    = "10ms"
+retransmit_mult = 2
+idle     = "10s"
+duration = "550s"
+
+network {
+  latency = "1ms"
+  jitter  = "1ms"
+}
+
+workload {
+  rate    = 2
+  reads   = 0.5
+  deletes = 0.1
+  keys    = 500
+}
+
+event {
+  at     = "490s"
+  action = "partition"
+  groups = 2
+}
+
+expect {
+  converge_within = "120s"
+}
