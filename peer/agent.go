@@ -306,7 +306,7 @@ func (a *Agent) startDNS() error {
 		NodeName:   a.cfg.NodeName,
 		Recursors:  a.cfg.Recursors,
 		Logger:     a.log.With("component", "dns"),
-	}, dnsSource{a})
+	}, newDNSSource(a))
 	if err != nil {
 		return fmt.Errorf("peer: dns: %w", err)
 	}

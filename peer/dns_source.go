@@ -2,7 +2,9 @@ package peer
 
 import (
 	"net/netip"
+	"slices"
 	"strings"
+	"sync"
 
 	"github.com/peerd/peerd/crdt"
 	"github.com/peerd/peerd/gossip"
@@ -10,24 +12,74 @@ import (
 )
 
 // dnsSource answers the resolver from the local replica and membership.
-type dnsSource struct{ a *Agent }
+// The instances of a service are built once and kept while the service's
+// replica scope (instances, checks, node records) and the membership epoch
+// (api_block.go: bumped within memberPollInterval of any status change)
+// are unchanged, so a busy DNS client costs a map lookup and a copy, not a
+// walk of the replica and the member list per query.
+type dnsSource struct {
+	a *Agent
 
-var _ resolver.Source = dnsSource{}
+	mu    sync.Mutex
+	cache map[string]dnsCached // guarded by mu; by exact service name
+}
 
-func (s dnsSource) AppendServiceInstances(dst []resolver.Instance, name string) []resolver.Instance {
+// dnsCached is one service's instances and the indexes they were built at.
+type dnsCached struct {
+	index, epoch uint64
+	inst         []resolver.Instance
+}
+
+// dnsCacheMax bounds the cache; past it the cache is emptied (the names
+// queried vary little).
+const dnsCacheMax = 1024
+
+var _ resolver.Source = (*dnsSource)(nil)
+
+func newDNSSource(a *Agent) *dnsSource {
+	return &dnsSource{a: a, cache: map[string]dnsCached{}}
+}
+
+func (s *dnsSource) AppendServiceInstances(dst []resolver.Instance, name string) []resolver.Instance {
 	a := s.a
+	// Epoch first, then the index: a change between the two reads makes
+	// the entry look older than it is (rebuilt next time), never newer.
+	epoch, _ := a.local.members.current()
+	index := a.replica.ScopeIndex(crdt.ScopeService(name))
+	s.mu.Lock()
+	c, ok := s.cache[name]
+	s.mu.Unlock()
+	if ok && c.index == index && c.epoch == epoch {
+		return append(dst, c.inst...)
+	}
 	entries := a.replica.Services(name, nil)
 	if len(entries) == 0 {
+		// Consul's names are case-insensitive in DNS; not cached (rare).
 		for n := range a.replica.ServiceNames() {
 			if strings.EqualFold(n, name) && n != name {
 				entries = append(entries, a.replica.Services(n, nil)...)
 			}
 		}
+		return s.instances(dst, entries)
 	}
+	start := len(dst)
+	dst = s.instances(dst, entries)
+	s.mu.Lock()
+	if len(s.cache) >= dnsCacheMax {
+		clear(s.cache)
+	}
+	s.cache[name] = dnsCached{index: index, epoch: epoch, inst: slices.Clone(dst[start:])}
+	s.mu.Unlock()
+	return dst
+}
+
+// instances appends the resolver's view of entries to dst.
+func (s *dnsSource) instances(dst []resolver.Instance, entries []crdt.ServiceEntry) []resolver.Instance {
 	if len(entries) == 0 {
 		return dst
 	}
-	// One membership snapshot per query, not one per instance.
+	a := s.a
+	// One membership snapshot per build, not one per instance.
 	status := a.memberStatusMap()
 	for _, e := range entries {
 		inst := resolver.Instance{
@@ -58,7 +110,7 @@ func (s dnsSource) AppendServiceInstances(dst []resolver.Instance, name string) 
 	return dst
 }
 
-func (s dnsSource) Node(name string) (resolver.Node, bool) {
+func (s *dnsSource) Node(name string) (resolver.Node, bool) {
 	for _, n := range s.a.replica.Nodes() {
 		if strings.EqualFold(n.Node.Name, name) {
 			addr, _ := netip.ParseAddr(n.Node.Address)
@@ -70,7 +122,7 @@ func (s dnsSource) Node(name string) (resolver.Node, bool) {
 
 // ConnectUpstream answers NAME.connect.consul with the local upstream
 // listener of this agent's data plane that leads to service NAME.
-func (s dnsSource) ConnectUpstream(name string) (netip.AddrPort, bool) {
+func (s *dnsSource) ConnectUpstream(name string) (netip.AddrPort, bool) {
 	if s.a.proxy == nil {
 		return netip.AddrPort{}, false
 	}

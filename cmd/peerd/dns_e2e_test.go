@@ -54,7 +54,8 @@ func (p *agentProc) dig(t *testing.T, dig string, args ...string) []string {
 
 // TestDNSFollowsHealthOnAnotherPeer runs dig against real agents: a service
 // registered on n2 resolves on n1, disappears from n1's answers when its
-// TTL check fails on n2, and comes back when it passes again.
+// TTL check fails on n2, comes back when it passes again, and disappears
+// when n2 dies.
 func TestDNSFollowsHealthOnAnotherPeer(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts real processes")
@@ -95,4 +96,11 @@ func TestDNSFollowsHealthOnAnotherPeer(t *testing.T) {
 		t.Fatalf("pass check: %v %s", err, b)
 	}
 	expectDig("web.service.consul", "A", want)
+
+	// The node dies: its record and checks stay in the replica as they
+	// were, only membership changes, and n1's answers (cached per service)
+	// must follow it.
+	n2.kill()
+	expectMemberStatus(t, n1, n2.name, memberFailed)
+	expectDig("web.service.consul", "A", nil)
 }
