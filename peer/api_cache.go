@@ -16,8 +16,9 @@ import (
 
 // Hot read endpoints (health and catalog of one service) are answered from
 // a cache of encoded bodies. An entry is valid while the replica scope's
-// index and the membership view it was built from are unchanged, so a hit
-// is exactly the answer a fresh build would give. Busy clients (load
+// index and the membership epoch it was built at are unchanged, so a hit
+// is the answer a fresh build would give (membership changes reach it
+// within memberPollInterval, as they reach blocking queries). Busy clients (load
 // balancers polling /v1/health/service/web) then cost a map lookup and a
 // write, not a JSON encoding of every instance.
 
@@ -30,7 +31,7 @@ const (
 
 type cachedResp struct {
 	index   uint64
-	members uint64 // membershipDigest when built
+	members uint64 // membership epoch when built
 	body    []byte
 
 	gzOnce sync.Once
@@ -100,10 +101,13 @@ func cacheKey(r *http.Request) string {
 // serveCached answers from the cache or builds, encodes and caches the
 // body. build runs with the membership statuses of this request.
 func (s *apiServer) serveCached(w http.ResponseWriter, r *http.Request, idx uint64, build func(statuses map[string]gossip.MemberStatus) (any, error)) error {
-	digest, statuses := s.a.membershipDigest()
+	// The membership epoch (api_block.go), not a digest of the member list
+	// per request: a hit costs O(1) however large the mesh. Read before
+	// the statuses, so an entry is never labelled newer than its content.
+	epoch, _ := s.a.local.members.current()
 	if r.URL.Query().Has("near") {
 		// Distances drift without any index changing: never cached.
-		v, err := build(statuses)
+		v, err := build(s.a.memberStatusMap())
 		if err != nil {
 			return err
 		}
@@ -114,8 +118,8 @@ func (s *apiServer) serveCached(w http.ResponseWriter, r *http.Request, idx uint
 	c.mu.Lock()
 	e := c.m[key]
 	c.mu.Unlock()
-	if e == nil || e.index != idx || e.members != digest {
-		v, err := build(statuses)
+	if e == nil || e.index != idx || e.members != epoch {
+		v, err := build(s.a.memberStatusMap())
 		if err != nil {
 			return err
 		}
@@ -123,7 +127,7 @@ func (s *apiServer) serveCached(w http.ResponseWriter, r *http.Request, idx uint
 		if err := json.NewEncoder(&buf).Encode(v); err != nil {
 			return err
 		}
-		e = &cachedResp{index: idx, members: digest, body: buf.Bytes()}
+		e = &cachedResp{index: idx, members: epoch, body: buf.Bytes()}
 		c.mu.Lock()
 		if c.m == nil || len(c.m) >= respCacheMax || c.bytes+len(e.body) > respCacheMaxBytes {
 			c.m, c.bytes = map[string]*cachedResp{}, 0
