@@ -260,3 +260,35 @@ func BenchmarkServicesQuery(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkKVListPrefix lists one prefix of 100 keys in a replica holding
+// 10,000 keys under 100 prefixes and 20,000 service and check records (what
+// consul-template's `ls`/`tree` costs per wake-up).
+func BenchmarkKVListPrefix(b *testing.B) {
+	r, _ := NewReplica("local", hashSigner{"local"}, Options{})
+	for i := range 10000 {
+		if _, err := r.KVPut(fmt.Sprintf("app-%02d/key-%04d", i%100, i), []byte("v"), 0, t0); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for i := range 10000 {
+		mustD(r.PutService(Service{ID: fmt.Sprintf("s%d", i), Name: "web"}, t0))
+		mustD(r.PutCheck(Check{ID: fmt.Sprintf("c%d", i), ServiceID: fmt.Sprintf("s%d", i), Status: StatusPassing}, t0))
+	}
+	b.Run("list", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if got := r.KVList("app-07/"); len(got) != 100 {
+				b.Fatalf("%d keys", len(got))
+			}
+		}
+	})
+	b.Run("keys", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if got := r.KVKeys("app-", "/"); len(got) != 100 {
+				b.Fatalf("%d keys", len(got))
+			}
+		}
+	})
+}

@@ -1,6 +1,10 @@
 package crdt
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/google/btree"
+)
 
 // Scopes for ScopeIndex and Watch. A KV scope is ScopeKV+prefix.
 const (
@@ -258,15 +262,38 @@ func removeFromSet(m map[string]map[string]struct{}, k, v string) {
 func (r *Replica) kvScanIndexLocked(prefix string) uint64 {
 	var idx uint64
 	idx = r.kvFloor
-	for k, ks := range r.keys {
-		if k.kind == KindKV && ks.modifyIndex > idx && strings.HasPrefix(k.key, prefix) {
-			idx = ks.modifyIndex
-		}
-	}
+	r.kvRangeLocked(prefix, func(_ string, ks *keyState) bool {
+		idx = max(idx, ks.modifyIndex)
+		return true
+	})
 	for k, i := range r.kvTomb {
 		if i > idx && strings.HasPrefix(k, prefix) {
 			idx = i
 		}
 	}
 	return idx
+}
+
+// newKVOrder returns an empty ordered set of KV keys.
+func newKVOrder() *btree.BTreeG[string] {
+	return btree.NewG(32, func(a, b string) bool { return a < b })
+}
+
+// forgetKeyLocked drops a key's state (and its place in the KV order).
+func (r *Replica) forgetKeyLocked(k recKey) {
+	delete(r.keys, k)
+	if k.kind == KindKV {
+		r.kvOrder.Delete(k.key)
+	}
+}
+
+// kvRangeLocked calls f for every KV key under prefix, in key order, until
+// f returns false. It visits only the keys under the prefix.
+func (r *Replica) kvRangeLocked(prefix string, f func(key string, ks *keyState) bool) {
+	r.kvOrder.AscendGreaterOrEqual(prefix, func(key string) bool {
+		if !strings.HasPrefix(key, prefix) {
+			return false
+		}
+		return f(key, r.keys[recKey{KindKV, key}])
+	})
 }

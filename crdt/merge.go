@@ -387,6 +387,9 @@ func (r *Replica) applyLocked(h header, e Entry, val any, ctxOK bool) bool {
 	if ks == nil {
 		ks = &keyState{key: h.Key}
 		r.keys[k] = ks
+		if k.kind == KindKV {
+			r.kvOrder.ReplaceOrInsert(ks.key)
+		}
 	}
 	h.Key = ks.key
 	k.key = ks.key
@@ -441,7 +444,7 @@ func (r *Replica) applyLocked(h header, e Entry, val any, ctxOK bool) bool {
 		r.changedLocked(k, ks, old)
 	}
 	if len(ks.live) == 0 && ks.createIndex == 0 && !changed {
-		delete(r.keys, k)
+		r.forgetKeyLocked(k)
 	}
 	return changed
 }

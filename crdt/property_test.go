@@ -243,6 +243,19 @@ func (s *sim) invariants(i int) error {
 			return fmt.Errorf("replica %d: kv prefix %q index %d, scan says %d", i, p, got, want)
 		}
 	}
+	// The KV order holds exactly the KV keys of the key map.
+	kv := 0
+	for k := range r.keys {
+		if k.kind == KindKV {
+			kv++
+			if !r.kvOrder.Has(k.key) {
+				return fmt.Errorf("replica %d: kv key %q missing from the key order", i, k.key)
+			}
+		}
+	}
+	if r.kvOrder.Len() != kv {
+		return fmt.Errorf("replica %d: key order holds %d kv keys, the key map %d", i, r.kvOrder.Len(), kv)
+	}
 	for _, in := range r.intentionsLocked(true) {
 		k := IntentionKey(in.SourceName, in.DestinationName)
 		if in.Version < s.maxIV[i][k] {

@@ -225,12 +225,12 @@ func (r *Replica) KVList(prefix string) []KVPair {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var out []KVPair
-	for k, ks := range r.keys {
-		if k.kind == KindKV && len(ks.live) > 0 && strings.HasPrefix(k.key, prefix) {
-			out = append(out, kvPair(k.key, ks))
+	r.kvRangeLocked(prefix, func(key string, ks *keyState) bool {
+		if len(ks.live) > 0 {
+			out = append(out, kvPair(key, ks))
 		}
-	}
-	slices.SortFunc(out, func(a, b KVPair) int { return strings.Compare(a.Key, b.Key) })
+		return true
+	})
 	return out
 }
 
@@ -240,24 +240,25 @@ func (r *Replica) KVList(prefix string) []KVPair {
 func (r *Replica) KVKeys(prefix, separator string) []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	seen := map[string]struct{}{}
-	for k, ks := range r.keys {
-		if k.kind != KindKV || len(ks.live) == 0 || !strings.HasPrefix(k.key, prefix) {
-			continue
+	out := []string{}
+	r.kvRangeLocked(prefix, func(key string, ks *keyState) bool {
+		if len(ks.live) == 0 {
+			return true
 		}
-		key := k.key
 		if separator != "" {
 			if i := strings.Index(key[len(prefix):], separator); i >= 0 {
 				key = key[:len(prefix)+i+len(separator)]
 			}
 		}
-		seen[key] = struct{}{}
-	}
-	out := make([]string, 0, len(seen))
-	for k := range seen {
-		out = append(out, k)
-	}
-	return sortedStrings(out)
+		if n := len(out); n == 0 || out[n-1] != key {
+			out = append(out, key)
+		}
+		return true
+	})
+	// Keys come in order, so cut keys do too; sorting again is cheap on
+	// sorted input and keeps the answer right whatever the separator.
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 func sortedStrings(s []string) []string {

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/google/btree"
 )
 
 // Options tunes a Replica. The zero value is usable.
@@ -98,6 +100,7 @@ type Replica struct {
 	kvTomb         map[string]uint64              // absent KV key -> local index of its removal
 	kvFloor        uint64                         // highest pruned kvTomb index
 	kvPrefixIdx    map[string]uint64              // KV prefix -> index of its last change, for prefixes asked for
+	kvOrder        *btree.BTreeG[string]          // every KV key in keys, in order: prefix reads walk a range
 }
 
 // NewReplica returns an empty replica for origin, which signs its own
@@ -132,6 +135,7 @@ func NewReplica(origin string, signer Signer, opts Options) (*Replica, error) {
 		checksBySvc:    map[string]map[string]struct{}{},
 		kvTomb:         map[string]uint64{},
 		kvPrefixIdx:    map[string]uint64{},
+		kvOrder:        newKVOrder(),
 	}, nil
 }
 

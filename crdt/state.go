@@ -121,6 +121,7 @@ func (r *Replica) LoadState(b []byte, auth Authorizer) error {
 	r.origins = fresh.origins
 	r.byOrigin = fresh.byOrigin
 	r.keys = fresh.keys
+	r.kvOrder = fresh.kvOrder
 	r.pendingKill = fresh.pendingKill
 	r.horizon = fresh.horizon
 	r.svcByName = fresh.svcByName

@@ -192,7 +192,7 @@ func (r *Replica) CollectGarbage(liveHeads []VersionVector) int {
 	}
 	for k, ks := range r.keys {
 		if len(ks.live) == 0 && (k.kind != KindKV || ks.createIndex == 0) {
-			delete(r.keys, k)
+			r.forgetKeyLocked(k)
 		}
 	}
 	// Local KV deletion markers only feed prefix indexes; fold them into
