@@ -2,6 +2,7 @@ package crdt
 
 import (
 	"errors"
+	"math/rand/v2"
 	"testing"
 	"time"
 )
@@ -177,5 +178,43 @@ func TestHLCPacking(t *testing.T) {
 	x := c.tick(t0.Add(-time.Hour))
 	if !(a < b && b < x) || b.Logical() != 1 {
 		t.Fatalf("not monotonic: %s %s %s", a, b, x)
+	}
+}
+
+// TestCheckIntentionMatchesFullScan compares the replica's direct lookup
+// of the four candidate intentions with evaluating every intention, for
+// every pair of names (wildcards included) over a random set of
+// intentions, deletions among them.
+func TestCheckIntentionMatchesFullScan(t *testing.T) {
+	fx := newEdFixture()
+	r := newEdReplica(t, 1)
+	names := []string{"web", "db", "api", "cache", Wildcard}
+	rng := rand.New(rand.NewPCG(7, 7))
+	for i := range 40 {
+		in := Intention{SourceName: names[rng.IntN(len(names))], DestinationName: names[rng.IntN(len(names))],
+			Action: ActionAllow, Version: uint64(i + 1)}
+		if rng.IntN(2) == 0 {
+			in.Action = ActionDeny
+		}
+		if rng.IntN(5) == 0 {
+			in.Deleted = true
+		}
+		if _, err := r.PutIntention(signIntention(fx.intKey, in), fx.auth, t0); err != nil && !errors.Is(err, ErrRollback) {
+			t.Fatal(err)
+		}
+	}
+	r.mu.Lock()
+	all := r.intentionsLocked(true)
+	r.mu.Unlock()
+	for _, src := range names {
+		for _, dst := range names {
+			for _, def := range []bool{false, true} {
+				got, want := r.CheckIntention(src, dst, def), evaluateIntentions(all, src, dst, def)
+				if got.Allowed != want.Allowed || (got.Intention == nil) != (want.Intention == nil) ||
+					got.Intention != nil && IntentionKey(got.Intention.SourceName, got.Intention.DestinationName) != IntentionKey(want.Intention.SourceName, want.Intention.DestinationName) {
+					t.Errorf("%s -> %s (default %v): lookup %+v, full scan %+v", src, dst, def, got, want)
+				}
+			}
+		}
 	}
 }

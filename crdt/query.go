@@ -323,10 +323,29 @@ func (r *Replica) MatchIntentions(name string, bySource bool) []Intention {
 // CheckIntention decides whether src may connect to dst: the matching
 // intention of highest precedence decides (deny wins ties); with none, the
 // defaultAllow decides.
+//
+// Matching is by exact name or the wildcard, so at most four intentions can
+// apply: (src, dst), (*, dst), (src, *) and (*, *); they are looked up
+// directly, whatever the number of intentions.
 func (r *Replica) CheckIntention(src, dst string, defaultAllow bool) Decision {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return evaluateIntentions(r.intentionsLocked(false), src, dst, defaultAllow)
+	var buf [4]Intention
+	cands := buf[:0]
+	for _, s := range [2]string{src, Wildcard} {
+		for _, d := range [2]string{dst, Wildcard} {
+			if v := r.liveLocked(KindIntention, IntentionKey(s, d)); v != nil {
+				cands = append(cands, v.val.(*intentionVal).in)
+			}
+			if d == dst && dst == Wildcard {
+				break // the same key twice
+			}
+		}
+		if s == src && src == Wildcard {
+			break
+		}
+	}
+	return evaluateIntentions(cands, src, dst, defaultAllow)
 }
 
 // Revocations returns every signed revocation blob, sorted by hash.

@@ -358,7 +358,7 @@ func (s *apiServer) intentionCheck(w http.ResponseWriter, r *http.Request, _ str
 		return errorf(http.StatusBadRequest, "required query parameters 'source' and 'destination' are missing")
 	}
 	setIndex(w, a.replica.ScopeIndex(crdt.ScopeIntentions))
-	d := a.replica.CheckIntention(src, dst, a.cfg.Dev)
+	d := a.replica.CheckIntention(src, dst, a.defaultAllow())
 	return writeJSON(w, map[string]bool{"Allowed": d.Allowed})
 }
 
@@ -378,8 +378,8 @@ func (s *apiServer) agentAuthorize(w http.ResponseWriter, r *http.Request, _ str
 	if i := strings.LastIndex(src, "/svc/"); i >= 0 {
 		src = src[i+len("/svc/"):]
 	}
-	d := s.a.replica.CheckIntention(src, body.Target, s.a.cfg.Dev)
-	reason := "Default behavior configured by ACLs"
+	d := s.a.replica.CheckIntention(src, body.Target, s.a.defaultAllow())
+	reason := "Default behavior configured by default_intention_policy (" + s.a.cfg.DefaultIntentionPolicy + ")"
 	if d.Intention != nil {
 		reason = fmt.Sprintf("Matched L4 intention: %s => %s", d.Intention.SourceName, d.Intention.DestinationName)
 	}

@@ -99,7 +99,7 @@ func newDataPlane(a *Agent) *dataPlane {
 	var seed [32]byte
 	copy(seed[:], a.id)
 	return &dataPlane{
-		a: a, log: a.log.With("component", "proxy"), defaultAllow: a.cfg.DefaultIntentionPolicy == intentionAllow,
+		a: a, log: a.log.With("component", "proxy"), defaultAllow: a.defaultAllow(),
 		listeners: map[netip.AddrPort]*upstreamListener{}, inbound: map[*inboundConn]struct{}{},
 		perPeer: map[string]int{}, instOpen: map[string]int{}, failing: map[string]time.Time{},
 		upStats: map[string]*proxyMetrics{}, inStats: map[string]*proxyMetrics{},

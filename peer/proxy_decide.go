@@ -7,10 +7,11 @@ import (
 )
 
 // decisionCache memoizes intention decisions per (source, destination)
-// for as long as the replica's intentions scope does not change.
-// crdt.Replica.CheckIntention scans every intention (about 1 ms with 1,000
-// of them on this machine); a proxy asks on every new connection and, with
-// L7 permissions, on every request.
+// for as long as the replica's intentions scope does not change. A
+// decision is four lookups under the replica's lock
+// (crdt.Replica.CheckIntention); a proxy asks on every new connection and,
+// with L7 permissions, on every request, so the cache keeps that traffic
+// off the replica's lock.
 type decisionCache struct {
 	mu    sync.Mutex
 	index uint64                      // intentions scope index the entries hold for; guarded by mu
@@ -20,6 +21,10 @@ type decisionCache struct {
 // maxCachedDecisions bounds the cache; past it decisions are computed
 // without being kept until the next intention change empties it.
 const maxCachedDecisions = 16384
+
+// defaultAllow reports whether connections no intention matches are
+// allowed (default_intention_policy).
+func (a *Agent) defaultAllow() bool { return a.cfg.DefaultIntentionPolicy == intentionAllow }
 
 // decide is replica.CheckIntention(src, dst, default) through the cache.
 // The scope index is read before deciding, so a decision is never kept
