@@ -212,10 +212,13 @@ func (a *AntiEntropy) RunRound(ctx context.Context) {
 	if a.cfg.Failed != nil && a.cfg.FailedShare > 0 {
 		failed = a.cfg.Failed()
 	}
+	// One sorted copy per round at most: at thousands of peers, a scan of
+	// the list per lagging or failed peer was the cost of a round.
+	peers = sortedUnique(peers)
 	a.mu.Lock()
 	a.stats.Rounds++
 	for p := range a.lag {
-		if !slices.Contains(peers, p) {
+		if !inSorted(peers, p) {
 			delete(a.lag, p)
 		}
 	}
@@ -239,11 +242,17 @@ func (a *AntiEntropy) RunRound(ctx context.Context) {
 
 // chooseFailedLocked returns a failed peer to try this round, or "": with
 // probability min(FailedShare, f/(f+a)) when no such session is running.
+// alive is sorted (sortedUnique).
 func (a *AntiEntropy) chooseFailedLocked(alive, failed []string) string {
 	if len(failed) == 0 || a.failedBusy || a.closed {
 		return ""
 	}
-	cand := slices.DeleteFunc(slices.Clone(failed), func(p string) bool { return p == "" || slices.Contains(alive, p) })
+	cand := make([]string, 0, len(failed))
+	for _, p := range failed {
+		if p != "" && !inSorted(alive, p) {
+			cand = append(cand, p)
+		}
+	}
 	if len(cand) == 0 {
 		return ""
 	}
@@ -251,8 +260,32 @@ func (a *AntiEntropy) chooseFailedLocked(alive, failed []string) string {
 	if a.rng.Float64() >= share {
 		return ""
 	}
-	slices.Sort(cand) // the pick depends on the seed, not on the caller's order
+	cand = sortedUnique(cand) // the pick depends on the seed, not on the caller's order
 	return cand[a.rng.IntN(len(cand))]
+}
+
+// sortedUnique returns peers sorted and without duplicates: peers itself
+// when it already is (membership usually hands out sorted lists), else a
+// sorted copy. The result must not be modified.
+func sortedUnique(peers []string) []string {
+	ok := true
+	for i := 1; i < len(peers); i++ {
+		if peers[i-1] >= peers[i] {
+			ok = false
+			break
+		}
+	}
+	if ok {
+		return peers
+	}
+	c := slices.Clone(peers)
+	slices.Sort(c)
+	return slices.Compact(c)
+}
+
+func inSorted(sorted []string, p string) bool {
+	_, ok := slices.BinarySearch(sorted, p)
+	return ok
 }
 
 // syncFailed runs one session with a failed peer; an error is expected
@@ -278,26 +311,26 @@ func (a *AntiEntropy) syncFailed(ctx context.Context, peer string) {
 // probability 1/2, a peer whose digest differed last time (it lags or we
 // do), else with probability 1/4 one of the three nearest peers (when
 // Distance knows any), else any peer uniformly.
+//
+// Its cost is O(N) per round at most (the sortedness check, and the
+// nearness scan when Distance is set), not O(N) per lagging peer: rounds
+// run every second or two on every peer.
 func choosePeers(rng *rand.Rand, peers []string, lag map[string]bool, dist func(string) (time.Duration, bool), n int) []string {
-	cand := slices.Clone(peers)
-	slices.Sort(cand)
-	cand = slices.Compact(cand)
+	cand := sortedUnique(peers)
 	var out []string
-	take := func(pool []string) {
-		p := pool[rng.IntN(len(pool))]
-		out = append(out, p)
-		cand = slices.DeleteFunc(cand, func(c string) bool { return c == p })
-	}
-	for len(out) < n && len(cand) > 0 {
+	taken := func(p string) bool { return slices.Contains(out, p) } // n is small
+	take := func(pool []string) { out = append(out, pool[rng.IntN(len(pool))]) }
+	for len(out) < n && len(out) < len(cand) {
 		r := rng.Float64()
-		if r < 0.5 {
+		if r < 0.5 && len(lag) > 0 {
 			var lagging []string
-			for _, c := range cand {
-				if lag[c] {
+			for c, l := range lag {
+				if l && !taken(c) && inSorted(cand, c) {
 					lagging = append(lagging, c)
 				}
 			}
 			if len(lagging) > 0 {
+				slices.Sort(lagging) // map order must not leak into the pick
 				take(lagging)
 				continue
 			}
@@ -309,6 +342,9 @@ func choosePeers(rng *rand.Rand, peers []string, lag map[string]bool, dist func(
 			}
 			var known []pd
 			for _, c := range cand {
+				if taken(c) {
+					continue
+				}
 				if d, ok := dist(c); ok {
 					known = append(known, pd{c, d})
 				}
@@ -323,7 +359,12 @@ func choosePeers(rng *rand.Rand, peers []string, lag map[string]bool, dist func(
 				continue
 			}
 		}
-		take(cand)
+		for { // uniformly among the peers not taken yet; len(out) < len(cand)
+			if p := cand[rng.IntN(len(cand))]; !taken(p) {
+				out = append(out, p)
+				break
+			}
+		}
 	}
 	return out
 }
@@ -374,7 +415,11 @@ func (a *AntiEntropy) syncWith(ctx context.Context, peer string) error {
 		return err
 	}
 	a.mu.Lock()
-	a.lag[peer] = !resp.Equal
+	if resp.Equal {
+		delete(a.lag, peer) // only lagging peers are kept: the map stays small
+	} else {
+		a.lag[peer] = true
+	}
 	if resp.Equal {
 		a.stats.DigestsEqual++
 	} else {

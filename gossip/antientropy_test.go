@@ -569,3 +569,31 @@ func TestAntiEntropyFailedShare(t *testing.T) {
 		a.Close()
 	})
 }
+
+func TestSortedUnique(t *testing.T) {
+	tests := []struct{ in, want []string }{
+		{nil, nil},
+		{[]string{"a"}, []string{"a"}},
+		{[]string{"a", "b", "c"}, []string{"a", "b", "c"}},
+		{[]string{"c", "a", "b"}, []string{"a", "b", "c"}},
+		{[]string{"a", "b", "b", "c"}, []string{"a", "b", "c"}},
+		{[]string{"b", "a", "b"}, []string{"a", "b"}},
+	}
+	for _, tt := range tests {
+		in := slices.Clone(tt.in)
+		if got := sortedUnique(in); !slices.Equal(got, tt.want) {
+			t.Errorf("sortedUnique(%v) = %v, want %v", tt.in, got, tt.want)
+		}
+		if !slices.Equal(in, tt.in) {
+			t.Errorf("sortedUnique modified its input %v -> %v", tt.in, in)
+		}
+	}
+	// choosePeers accepts unsorted lists with duplicates.
+	rng := rand.New(rand.NewPCG(3, 4))
+	for range 100 {
+		got := choosePeers(rng, []string{"c", "a", "c", "b"}, map[string]bool{"b": true, "gone": true}, nil, 3)
+		if s := slices.Sorted(slices.Values(got)); !slices.Equal(s, []string{"a", "b", "c"}) {
+			t.Fatalf("choosePeers = %v", got)
+		}
+	}
+}
