@@ -81,9 +81,15 @@ func (n *Network) schedule(to int, delay time.Duration, fn func()) {
 
 func (n *Network) runInbox(b *inbox) {
 	defer n.wg.Done()
-	t := time.NewTimer(time.Hour)
-	t.Stop()
-	var due []func()
+	// A timer is never moved to an earlier time (Reset): the runtime
+	// then rescans every timer of the bubble, tens of thousands at 1,000
+	// peers. An earlier delivery gets a fresh timer instead; the stopped
+	// one is dropped lazily.
+	var (
+		t     *time.Timer
+		armed time.Time // when t fires; zero when t is nil or fired
+		due   []func()
+	)
 	for {
 		b.mu.Lock()
 		now := time.Now()
@@ -91,9 +97,9 @@ func (n *Network) runInbox(b *inbox) {
 		for len(b.q) > 0 && !b.q[0].at.After(now) {
 			due = append(due, heap.Pop(&b.q).(delivery).fn)
 		}
-		wait := time.Duration(-1)
+		var next time.Time
 		if len(b.q) > 0 {
-			wait = b.q[0].at.Sub(now)
+			next = b.q[0].at
 		}
 		b.mu.Unlock()
 		if len(due) > 0 {
@@ -103,16 +109,25 @@ func (n *Network) runInbox(b *inbox) {
 			}
 			continue
 		}
-		if wait >= 0 {
-			t.Reset(wait)
+		if !next.IsZero() && (armed.IsZero() || next.Before(armed)) {
+			if !armed.IsZero() {
+				t.Stop()
+			}
+			t, armed = time.NewTimer(next.Sub(now)), next
+		}
+		var tc <-chan time.Time
+		if !armed.IsZero() {
+			tc = t.C
 		}
 		select {
 		case <-n.done:
-			t.Stop()
+			if !armed.IsZero() {
+				t.Stop()
+			}
 			return
 		case <-b.wake:
-			t.Stop()
-		case <-t.C:
+		case <-tc:
+			armed = time.Time{}
 		}
 	}
 }
