@@ -38,6 +38,7 @@ func (a *Agent) startAntiEntropy() error {
 			return a.roundTrip(ctx, to, syncExchange, req)
 		}),
 		Peers:    a.currentPeers,
+		Failed:   a.failedPeers,
 		Distance: a.distance,
 		Interval: a.cfg.AntiEntropyInterval,
 		Logger:   a.log.With("component", "anti-entropy"),
@@ -59,6 +60,26 @@ func (a *Agent) currentPeers() []string {
 		return nil
 	}
 	return *p
+}
+
+// failedPeers returns the trusted members serf has declared failed (not
+// those that left): anti-entropy tries one of them now and then, so the
+// two sides of a healed partition repair each other before membership has
+// re-merged. Revoked or untrusted nodes are never tried.
+func (a *Agent) failedPeers() []string {
+	m := a.membership()
+	if m == nil {
+		return nil
+	}
+	var ids []string
+	for _, mem := range m.Members() {
+		id := mem.Tags[tagID]
+		if mem.Status != gossip.StatusFailed || id == "" || id == a.id || !a.trust.admitted(id) {
+			continue
+		}
+		ids = append(ids, id)
+	}
+	return ids
 }
 
 func (a *Agent) distance(id string) (d0 time.Duration, ok bool) {
@@ -87,5 +108,7 @@ func (a *Agent) antiEntropyStats() map[string]string {
 		"apply_errors":    fmt.Sprint(s.ApplyErrors),
 		"exchange_errors": fmt.Sprint(s.ExchangeErrors),
 		"served":          fmt.Sprint(s.Served),
+		"failed_tried":    fmt.Sprint(s.FailedTried),
+		"failed_reached":  fmt.Sprint(s.FailedReached),
 	}
 }
