@@ -240,7 +240,7 @@ func (r *Replica) WatchIndex(scope string) (uint64, <-chan struct{}) {
 	return r.scopeIndexLocked(scope), ch
 }
 
-func addToSet(m map[string]map[string]struct{}, k, v string) {
+func addToSet[K comparable](m map[K]map[string]struct{}, k K, v string) {
 	set := m[k]
 	if set == nil {
 		set = map[string]struct{}{}
@@ -249,7 +249,7 @@ func addToSet(m map[string]map[string]struct{}, k, v string) {
 	set[v] = struct{}{}
 }
 
-func removeFromSet(m map[string]map[string]struct{}, k, v string) {
+func removeFromSet[K comparable](m map[K]map[string]struct{}, k K, v string) {
 	if set := m[k]; set != nil {
 		delete(set, v)
 		if len(set) == 0 {
@@ -279,11 +279,25 @@ func newKVOrder() *btree.BTreeG[string] {
 	return btree.NewG(32, func(a, b string) bool { return a < b })
 }
 
-// forgetKeyLocked drops a key's state (and its place in the KV order).
+// indexKeyLocked records a key new to r.keys in the per-kind indexes.
+func (r *Replica) indexKeyLocked(k recKey) {
+	switch k.kind {
+	case KindKV:
+		r.kvOrder.ReplaceOrInsert(k.key)
+	case KindIntention, KindRevocation:
+		addToSet(r.rareKeys, k.kind, k.key)
+	}
+}
+
+// forgetKeyLocked drops a key's state and its place in the per-kind
+// indexes.
 func (r *Replica) forgetKeyLocked(k recKey) {
 	delete(r.keys, k)
-	if k.kind == KindKV {
+	switch k.kind {
+	case KindKV:
 		r.kvOrder.Delete(k.key)
+	case KindIntention, KindRevocation:
+		removeFromSet(r.rareKeys, k.kind, k.key)
 	}
 }
 

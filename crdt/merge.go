@@ -387,9 +387,7 @@ func (r *Replica) applyLocked(h header, e Entry, val any, ctxOK bool) bool {
 	if ks == nil {
 		ks = &keyState{key: h.Key}
 		r.keys[k] = ks
-		if k.kind == KindKV {
-			r.kvOrder.ReplaceOrInsert(ks.key)
-		}
+		r.indexKeyLocked(k)
 	}
 	h.Key = ks.key
 	k.key = ks.key

@@ -256,6 +256,20 @@ func (s *sim) invariants(i int) error {
 	if r.kvOrder.Len() != kv {
 		return fmt.Errorf("replica %d: key order holds %d kv keys, the key map %d", i, r.kvOrder.Len(), kv)
 	}
+	for _, kind := range []Kind{KindIntention, KindRevocation} {
+		n := 0
+		for k := range r.keys {
+			if k.kind == kind {
+				n++
+				if _, ok := r.rareKeys[kind][k.key]; !ok {
+					return fmt.Errorf("replica %d: %v key %q missing from its index", i, kind, k.key)
+				}
+			}
+		}
+		if len(r.rareKeys[kind]) != n {
+			return fmt.Errorf("replica %d: %v index holds %d keys, the key map %d", i, kind, len(r.rareKeys[kind]), n)
+		}
+	}
 	for _, in := range r.intentionsLocked(true) {
 		k := IntentionKey(in.SourceName, in.DestinationName)
 		if in.Version < s.maxIV[i][k] {

@@ -276,11 +276,8 @@ func (r *Replica) Intentions() []Intention {
 
 func (r *Replica) intentionsLocked(withDeleted bool) []Intention {
 	var out []Intention
-	for k, ks := range r.keys {
-		if k.kind != KindIntention {
-			continue
-		}
-		if v := winner(ks.live); v != nil {
+	for key := range r.rareKeys[KindIntention] {
+		if v := r.liveLocked(KindIntention, key); v != nil {
 			if in := v.val.(*intentionVal).in; withDeleted || !in.Deleted {
 				out = append(out, in)
 			}
@@ -353,9 +350,9 @@ func (r *Replica) Revocations() [][]byte {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var keys []string
-	for k, ks := range r.keys {
-		if k.kind == KindRevocation && len(ks.live) > 0 {
-			keys = append(keys, k.key)
+	for key := range r.rareKeys[KindRevocation] {
+		if r.liveLocked(KindRevocation, key) != nil {
+			keys = append(keys, key)
 		}
 	}
 	out := make([][]byte, 0, len(keys))

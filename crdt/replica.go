@@ -101,6 +101,7 @@ type Replica struct {
 	kvFloor        uint64                         // highest pruned kvTomb index
 	kvPrefixIdx    map[string]uint64              // KV prefix -> index of its last change, for prefixes asked for
 	kvOrder        *btree.BTreeG[string]          // every KV key in keys, in order: prefix reads walk a range
+	rareKeys       map[Kind]map[string]struct{}   // intention and revocation keys in keys: listed without a walk of keys
 }
 
 // NewReplica returns an empty replica for origin, which signs its own
@@ -136,6 +137,7 @@ func NewReplica(origin string, signer Signer, opts Options) (*Replica, error) {
 		kvTomb:         map[string]uint64{},
 		kvPrefixIdx:    map[string]uint64{},
 		kvOrder:        newKVOrder(),
+		rareKeys:       map[Kind]map[string]struct{}{},
 	}, nil
 }
 

@@ -122,6 +122,7 @@ func (r *Replica) LoadState(b []byte, auth Authorizer) error {
 	r.byOrigin = fresh.byOrigin
 	r.keys = fresh.keys
 	r.kvOrder = fresh.kvOrder
+	r.rareKeys = fresh.rareKeys
 	r.pendingKill = fresh.pendingKill
 	r.horizon = fresh.horizon
 	r.svcByName = fresh.svcByName
