@@ -9,13 +9,15 @@ import (
 
 // Health and catalog answers depend on membership too (serfHealth, nodes
 // that left are hidden), which the replica's scopes do not see. One
-// goroutine per agent polls the membership digest and bumps an epoch on
-// every change, closing a shared channel like the replica's watches do.
+// goroutine per agent compares the membership digest after every serf
+// event (and every memberPollInterval, as a backstop) and bumps an epoch
+// on every change, closing a shared channel like the replica's watches do.
 // The index of such answers is scope index + epoch: it grows when either
 // grows, so a Consul client's watch (which ignores answers whose index did
 // not change) sees a node failing.
 
-// memberPollInterval is how often the membership digest is compared.
+// memberPollInterval is how often the membership digest is compared
+// without an event.
 const memberPollInterval = 250 * time.Millisecond
 
 // memberWatch is the membership epoch; mu guards every field.
@@ -24,6 +26,25 @@ type memberWatch struct {
 	epoch  uint64
 	digest uint64
 	ch     chan struct{}
+	kicks  chan struct{} // capacity 1: a comparison is due
+}
+
+// kick asks for a comparison now (a membership event arrived); kicks
+// that arrive while one is pending coalesce.
+func (mw *memberWatch) kick() {
+	select {
+	case mw.kickCh() <- struct{}{}:
+	default:
+	}
+}
+
+func (mw *memberWatch) kickCh() chan struct{} {
+	mw.mu.Lock()
+	defer mw.mu.Unlock()
+	if mw.kicks == nil {
+		mw.kicks = make(chan struct{}, 1)
+	}
+	return mw.kicks
 }
 
 func (mw *memberWatch) current() (uint64, <-chan struct{}) {
@@ -53,6 +74,7 @@ func (mw *memberWatch) observe(digest uint64) {
 func (a *Agent) watchMembership() {
 	t := time.NewTicker(memberPollInterval)
 	defer t.Stop()
+	kicks := a.local.members.kickCh()
 	for {
 		d, _ := a.membershipDigest()
 		a.local.members.observe(d)
@@ -60,6 +82,7 @@ func (a *Agent) watchMembership() {
 		case <-a.ctx.Done():
 			return
 		case <-t.C:
+		case <-kicks:
 		}
 	}
 }

@@ -17,8 +17,8 @@ import (
 // Hot read endpoints (health and catalog of one service) are answered from
 // a cache of encoded bodies. An entry is valid while the replica scope's
 // index and the membership epoch it was built at are unchanged, so a hit
-// is the answer a fresh build would give (membership changes reach it
-// within memberPollInterval, as they reach blocking queries). Busy clients (load
+// is the answer a fresh build would give (membership changes reach it with
+// the next serf event, as they reach blocking queries). Busy clients (load
 // balancers polling /v1/health/service/web) then cost a map lookup and a
 // write, not a JSON encoding of every instance.
 

@@ -14,7 +14,7 @@ import (
 // dnsSource answers the resolver from the local replica and membership.
 // The instances of a service are built once and kept while the service's
 // replica scope (instances, checks, node records) and the membership epoch
-// (api_block.go: bumped within memberPollInterval of any status change)
+// (api_block.go: bumped after every serf event that changes a status)
 // are unchanged, so a busy DNS client costs a map lookup and a copy, not a
 // walk of the replica and the member list per query.
 type dnsSource struct {

@@ -188,6 +188,7 @@ func (a *Agent) onMemberEvent(e gossip.Event) {
 		}
 	}
 	a.refreshPeers()
+	a.local.members.kick()
 }
 
 func (a *Agent) noteAddr(m gossip.Member) {
