@@ -18,6 +18,8 @@ var (
 	ErrMalformed = errors.New("crdt: malformed")
 	// ErrInvalid: a local write is rejected (empty ID, bad status, ...).
 	ErrInvalid = errors.New("crdt: invalid record")
+	// ErrEquivocation: an origin signed two different records for one dot.
+	ErrEquivocation = errors.New("crdt: equivocation")
 )
 
 // Rejection reasons counted by Merge (see Replica.Rejected).
@@ -32,6 +34,11 @@ const (
 	RejectIntention    = "intention"
 	RejectRevocation   = "revocation"
 	RejectUnconfirmed  = "unconfirmed-stub"
+	// RejectEquivocation: a correctly signed record whose dot this replica
+	// already holds with different content — its origin signed two records
+	// for one dot: two processes run with the same node key (a cloned data
+	// dir or key), or the origin is faulty. The held record stays.
+	RejectEquivocation = "equivocation"
 )
 
 // ErrNotFound: a local delete names a record this node does not hold.

@@ -30,7 +30,9 @@ func (m *MergeResult) reject(reason string) {
 // replay). Every entry is checked BEFORE it is merged: the origin's
 // signature over the header, the body hash, the clock bound, and the
 // Authorizer's rights. Entries whose dot is already held are skipped
-// without verification.
+// without verification, unless their header differs from the held one:
+// then a valid signature makes it an equivocation (RejectEquivocation,
+// ErrEquivocation), and the held record stays.
 //
 // An entry that is correctly signed by its origin but whose content is
 // refused (not authorized, too large, intention rollback, undecodable body)
@@ -73,6 +75,12 @@ func (r *Replica) Merge(d *Delta, auth Authorizer, now time.Time) (MergeResult, 
 			continue
 		}
 		if r.cc.has(h.dot()) {
+			if v := r.lookup(h.dot()); v != nil && v.e.Header != nil && !bytes.Equal(v.e.Header, e.Header) &&
+				len(e.Sig) <= maxSigLen && auth.VerifyOrigin(h.Origin, signedMessage(e.Header), e.Sig) == nil {
+				res.Rejected++
+				note(RejectEquivocation, fmt.Errorf("%w: %s: %s signed two different records for this dot (same node key in two processes?)", ErrEquivocation, h.dot(), h.Origin))
+				continue
+			}
 			res.Duplicates++
 			continue
 		}

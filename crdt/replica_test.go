@@ -234,3 +234,38 @@ func TestProxyConfigDecodesToStringMaps(t *testing.T) {
 		t.Fatalf("nested config decoded as %T", s.Proxy.Config["nested"])
 	}
 }
+
+// TestEquivocationDetected: two replicas with the same origin and key (a
+// cloned node) both write dot 1; merging one into the other keeps the held
+// record and reports an equivocation instead of silently skipping it.
+func TestEquivocationDetected(t *testing.T) {
+	fx := newEdFixture()
+	a, b := newEdReplica(t, 1), newEdReplica(t, 1)
+	if a.Origin() != b.Origin() {
+		t.Fatal("fixture: want one origin")
+	}
+	da := must[*Delta](t)(a.KVPut("k", []byte("from-a"), 0, t0))
+	db := must[*Delta](t)(b.KVPut("k", []byte("from-b"), 0, t0))
+	c := newEdReplica(t, 2)
+	mustMerge(t, c, da, fx.auth, t0)
+	res, err := c.Merge(db, fx.auth, t0)
+	if !errors.Is(err, ErrEquivocation) || res.Reasons[RejectEquivocation] != 1 || res.Duplicates != 0 {
+		t.Fatalf("merge of the clone's write: %+v, %v; want one equivocation", res, err)
+	}
+	if p, _ := c.KVGet("k"); string(p.Value) != "from-a" {
+		t.Fatalf("held value %q, want the first one kept", p.Value)
+	}
+	// The same record again is a plain duplicate.
+	if res, err := c.Merge(da, fx.auth, t0); err != nil || res.Duplicates != 1 {
+		t.Fatalf("re-merge of the held record: %+v, %v", res, err)
+	}
+	// A different header under a held dot with a bad signature is not an
+	// alarm: it is skipped like any duplicate.
+	forged := *db
+	forged.Entries = []Entry{db.Entries[0]}
+	forged.Entries[0].Sig = append([]byte(nil), forged.Entries[0].Sig...)
+	forged.Entries[0].Sig[0] ^= 1
+	if res, err := c.Merge(&forged, fx.auth, t0); err != nil || res.Duplicates != 1 || res.Reasons[RejectEquivocation] != 0 {
+		t.Fatalf("forged duplicate: %+v, %v", res, err)
+	}
+}

@@ -289,6 +289,10 @@ func (a *Agent) mergeRemote(payload []byte) (useful bool, err error) {
 	a.stats.mergedEntries.Add(uint64(res.Accepted))
 	a.stats.duplicate.Add(uint64(res.Duplicates))
 	a.stats.rejectedEntries.Add(uint64(res.Rejected))
+	if n := res.Reasons[crdt.RejectEquivocation]; n > 0 {
+		a.log.Error("records refused: their origin signed two different records for one dot", "records", n, "err", err,
+			"hint", "two processes are running with the same node key (a copied data dir or key file); stop one and give it its own key")
+	}
 	if res.Accepted > 0 {
 		a.stats.dirty.Store(true)
 	}
