@@ -42,7 +42,7 @@ fuzz:
 # (each prints its table; docs/BENCHMARKS.md records them with the command).
 bench: build
 	$(GO) test -run='^$$' -bench=. -benchmem -timeout 60m $(PKGS) | tee bench.out
-	PEERD_BENCH=1 $(GO) test -count=1 -run 'TestMeshFigures' -v -timeout 30m ./cmd/peerd/ | grep -v '^        time=' | tee -a bench.out
+	PEERD_BENCH=1 $(GO) test -count=1 -run 'TestMeshFigures|TestDataPlaneFigures|TestDNSAgentFigures' -v -timeout 30m ./cmd/peerd/ | grep -v '^        time=' | tee -a bench.out
 
 lint:
 	$(GO) vet $(PKGS)
