@@ -22,6 +22,7 @@ type Cluster struct {
 	nodes   []*node
 	index   map[string]int
 	auth    authorizer
+	authz   *authzState // intentions and revocations (authz.go)
 	metrics *metrics
 	rng     *rand.Rand // workload and fault choices; used by the run goroutine only
 	log     io.Writer
@@ -140,6 +141,7 @@ func Run(sc Scenario, log io.Writer) (*Result, error) {
 		c.index[id] = i
 		c.auth.keys[id] = key.Public().(ed25519.PublicKey)
 	}
+	c.authz = newAuthz(c)
 	c.logf("seed %d: %d peers, mode %s, %s", sc.Seed, sc.Peers, sc.Mode, sc.Name)
 	defer c.shutdown()
 
@@ -197,6 +199,7 @@ func Run(sc Scenario, log io.Writer) (*Result, error) {
 			c.restartNode(n)
 		}
 	}
+	c.decommissionRevoked()
 	c.closeSpans(time.Since(faultStart))
 	healAt := time.Now()
 	aeAtHeal := c.aeTotals()
@@ -311,6 +314,7 @@ func (c *Cluster) runTimeline(start time.Time) {
 			acts = append(acts, action{at: t, do: c.operation})
 		}
 	}
+	acts = append(acts, c.intentionActions()...)
 	for _, e := range sc.Events {
 		acts = append(acts, c.expand(e)...)
 	}
@@ -325,7 +329,7 @@ func (c *Cluster) runTimeline(start time.Time) {
 func (c *Cluster) liveNodes() []int {
 	var out []int
 	for i, n := range c.nodes {
-		if n.isUp() {
+		if n.isUp() && !c.isRevoked(i) {
 			out = append(out, i)
 		}
 	}
@@ -500,6 +504,8 @@ func (c *Cluster) expand(e Event) []action {
 			c.openSpan("isolate " + c.nodes[i].id)
 			c.logf("isolate %s", c.nodes[i].id)
 		}}}
+	case "replay_intention", "revoke":
+		return c.authzEvent(e)
 	case "heal":
 		return []action{{at, func() {
 			c.note("heal")

@@ -59,8 +59,9 @@ func (r *Result) WriteSummary(w io.Writer) {
 			p("  %-40s %8.1fs → %8.1fs", s.Label, s.Start.Seconds(), s.End.Seconds())
 		}
 	}
-	p("checkers: convergence, no lost acknowledged write, no resurrection, no phantom value; " +
-		"intentions and revocations are not simulated")
+	r.Authz.writeSummary(p)
+	p("checkers: convergence, no lost acknowledged write, no resurrection, no phantom value, " +
+		"no intention rollback accepted, revoked peers cut off")
 	if r.OK() {
 		p("violations: none")
 	} else {

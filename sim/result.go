@@ -51,6 +51,8 @@ type Result struct {
 	Plumtree gossip.PlumtreeStats // summed over live nodes
 	AE       gossip.AntiEntropyStats
 
+	Authz AuthzResult // intentions and revocations (authz.go)
+
 	Spans      []Span
 	Violations []string
 
@@ -247,6 +249,7 @@ func (c *Cluster) result(faultStart, healAt time.Time, converged bool, convergeT
 		c.violation(r, "live peers did not reach equal digests within %v of the heal", sc.Expect.ConvergeWithin)
 	}
 	c.checkKV(r)
+	c.checkAuthz(r)
 	x := sc.Expect
 	if x.P50Convergence > 0 && r.ReachAll.P50 > x.P50Convergence {
 		c.violation(r, "p50 convergence %v > %v", r.ReachAll.P50, x.P50Convergence)

@@ -68,6 +68,8 @@ type Scenario struct {
 	Events []Event
 	// Expect are the budgets checked after the run.
 	Expect Expect
+
+	permissive permissiveAuthz // negative tests only (authz.go)
 }
 
 // Workload is a Poisson stream of KV operations on random live peers.
@@ -83,6 +85,11 @@ type Workload struct {
 	// Start and Stop bound the workload inside the fault phase. Stop 0
 	// means the end of the fault phase.
 	Start, Stop time.Duration
+	// Intentions is the number of intention versions the sim root signs,
+	// evenly spread over [Start, Stop), round-robin over IntentionPairs
+	// source → destination pairs (0 means 3), each submitted at a random
+	// live peer (see authz.go).
+	Intentions, IntentionPairs int
 }
 
 // Event is one timed fault. Actions:
@@ -99,6 +106,10 @@ type Workload struct {
 //	           each down for Down, one every Step
 //	network    change the link profile: Latency, Jitter, Loss, Duplicate,
 //	           Reorder, Bandwidth (fields left empty keep their value)
+//	replay_intention  re-inject an older signed version of an intention
+//	           at a random live node (or Node), see authz.go
+//	revoke     the sim root revokes Node's key (a random live node when
+//	           Node < 0), submitted at a random other live node
 type Event struct {
 	At         time.Duration
 	Action     string
@@ -188,7 +199,8 @@ func (sc *Scenario) setDefaults() error {
 	}
 	for i, e := range sc.Events {
 		switch e.Action {
-		case "partition", "isolate", "swizzle", "heal", "crash", "restart", "rolling", "network":
+		case "partition", "isolate", "swizzle", "heal", "crash", "restart", "rolling", "network",
+			"replay_intention", "revoke":
 		default:
 			return fmt.Errorf("sim: event %d: unknown action %q", i, e.Action)
 		}
@@ -241,6 +253,8 @@ type hclWork struct {
 	Keys    int     `hcl:"keys"`
 	Start   string  `hcl:"start"`
 	Stop    string  `hcl:"stop"`
+	Intents int     `hcl:"intentions"`
+	Pairs   int     `hcl:"intention_pairs"`
 }
 
 type hclEvent struct {
@@ -368,7 +382,7 @@ func ParseScenario(text string) (*Scenario, error) {
 	if len(f.Workload) == 1 {
 		w := f.Workload[0]
 		sc.Workload = Workload{Rate: w.Rate, Reads: w.Reads, Deletes: w.Deletes, Keys: w.Keys,
-			Start: dur("start", w.Start), Stop: dur("stop", w.Stop)}
+			Start: dur("start", w.Start), Stop: dur("stop", w.Stop), Intentions: w.Intents, IntentionPairs: w.Pairs}
 	}
 	for _, e := range f.Events {
 		ev := Event{
