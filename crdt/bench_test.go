@@ -3,6 +3,7 @@ package crdt
 import (
 	"fmt"
 	"runtime"
+	"slices"
 	"testing"
 	"time"
 )
@@ -291,4 +292,59 @@ func BenchmarkKVListPrefix(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkReadDuringRepair measures what a reader (a DNS or HTTP query:
+// KVGet) waits while another goroutine merges repair batches of 1,000
+// Ed25519-signed records: p50/p99/max of the read, per merged batch.
+func BenchmarkReadDuringRepair(b *testing.B) {
+	fx := newEdFixture()
+	src := newEdReplica(b, 1)
+	var batches []*Delta
+	for i := range 4000 {
+		d, err := src.KVPut(fmt.Sprintf("app/k-%d", i), []byte("v"), 0, t0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if i%1000 == 0 {
+			batches = append(batches, &Delta{})
+		}
+		last := batches[len(batches)-1]
+		last.Entries = append(last.Entries, d.Entries...)
+	}
+	var lat []time.Duration
+	b.ResetTimer()
+	for range b.N {
+		dst := newEdReplica(b, 2)
+		if _, err := dst.KVPut("probe", []byte("x"), 0, t0); err != nil {
+			b.Fatal(err)
+		}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for _, d := range batches {
+				if _, err := dst.Merge(d, fx.auth, t0); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+		for running := true; running; {
+			select {
+			case <-done:
+				running = false
+			default:
+			}
+			start := time.Now()
+			if _, ok := dst.KVGet("probe"); !ok {
+				b.Fatal("probe missing")
+			}
+			lat = append(lat, time.Since(start))
+			time.Sleep(100 * time.Microsecond)
+		}
+	}
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "read-p50-µs")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "read-p99-µs")
+	b.ReportMetric(float64(lat[len(lat)-1].Microseconds()), "read-max-µs")
 }

@@ -17,8 +17,9 @@ type Signer interface {
 
 // Authorizer is consulted for every incoming record before it is merged.
 // crdt holds no trust policy of its own. Implementations must be safe for
-// concurrent use; they are called with the replica's lock held and must not
-// call back into the replica.
+// concurrent use and must not call back into the replica: VerifyOrigin is
+// called before a merge takes the replica's lock (several merges may call
+// it at once), the others with the lock held.
 type Authorizer interface {
 	// VerifyOrigin checks that origin's key signed msg.
 	VerifyOrigin(origin string, msg, sig []byte) error
