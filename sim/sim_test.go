@@ -78,10 +78,11 @@ func sweepScenario(seed uint64, peers int) Scenario {
 	sc := Scenario{
 		Peers: peers, Seed: seed, Duration: 16 * time.Second, Skew: 2 * time.Second, Idle: time.Second,
 		Network:  LinkProfile{Latency: 5 * time.Millisecond, Jitter: 5 * time.Millisecond, Reorder: 0.05, Duplicate: 0.02},
-		Workload: Workload{Rate: 30, Reads: 0.3, Deletes: 0.25, Keys: 40},
+		Workload: Workload{Rate: 30, Reads: 0.3, Deletes: 0.25, Keys: 40, Intentions: 8, IntentionPairs: 2},
 		Expect:   Expect{ConvergeWithin: 30 * time.Second},
 	}
 	at := func(s int) time.Duration { return time.Duration(s) * time.Second }
+
 	switch seed % 6 {
 	case 0:
 		sc.Name = "partition"
@@ -106,6 +107,8 @@ func sweepScenario(seed uint64, peers int) Scenario {
 		sc.Events = []Event{{At: at(1), Action: "rolling", Count: 4, Step: 2 * time.Second, Down: time.Second, Node: -1},
 			{At: at(10), Action: "partition", Groups: 3, Node: -1}, {At: at(14), Action: "heal", Node: -1}}
 	}
+	// An older intention version replayed in the middle of every fault mix.
+	sc.Events = append(sc.Events, Event{At: at(8), Action: "replay_intention", Node: -1})
 	return sc
 }
 
