@@ -83,41 +83,49 @@ func meshFigures(t *testing.T, n int) {
 	t.Logf("n=%d RSS idle per agent: p50 %.1f MB, max %.1f MB", n, percentile(rssMB(all), 50), percentile(rssMB(all), 100))
 
 	// Propagation: one write at a time on a rotating node; blocking reads on
-	// every other node report when they see it.
-	payloadsBefore := sumPlumtree(t, all, "PayloadsSent")
-	graftsBefore := sumPlumtree(t, all, "GraftsSent")
-	givenUpBefore := sumPlumtree(t, all, "MissingGivenUp")
+	// every other node report when they see it. Two rounds: the first
+	// writes after start (Plumtree's tree still forming: every new source
+	// prunes and grafts links), then the same number again (steady state).
 	const writes = 40
-	var lat []float64
-	for w := 0; w < writes; w++ {
-		src := all[w%n]
-		key := fmt.Sprintf("bench/prop/%d", w)
-		var mu sync.Mutex
-		var wg sync.WaitGroup
-		start := time.Now()
-		for _, p := range all {
-			if p == src {
-				continue
-			}
-			wg.Add(1)
-			go func(p *agentProc) {
-				defer wg.Done()
-				if d, ok := waitKey(p, key, start); ok {
-					mu.Lock()
-					lat = append(lat, float64(d.Microseconds())/1000)
-					mu.Unlock()
+	round := func(name string, first int) {
+		payloadsBefore := sumPlumtree(t, all, "PayloadsSent")
+		graftsBefore := sumPlumtree(t, all, "GraftsSent")
+		givenUpBefore := sumPlumtree(t, all, "MissingGivenUp")
+		var lat []float64
+		for w := first; w < first+writes; w++ {
+			src := all[w%n]
+			key := fmt.Sprintf("bench/prop/%d", w)
+			var mu sync.Mutex
+			var wg sync.WaitGroup
+			start := time.Now()
+			for _, p := range all {
+				if p == src {
+					continue
 				}
-			}(p)
+				wg.Add(1)
+				go func(p *agentProc) {
+					defer wg.Done()
+					if d, ok := waitKey(p, key, start); ok {
+						mu.Lock()
+						lat = append(lat, float64(d.Microseconds())/1000)
+						mu.Unlock()
+					}
+				}(p)
+			}
+			src.kvPut(key, "v")
+			wg.Wait()
 		}
-		src.kvPut(key, "v")
-		wg.Wait()
+		time.Sleep(2 * time.Second)
+		payloads := sumPlumtree(t, all, "PayloadsSent") - payloadsBefore
+		t.Logf("n=%d %s: propagation of a KV write to the other %d agents (%d writes): p50 %.1f ms, p99 %.1f ms, max %.1f ms",
+			n, name, n-1, writes, percentile(lat, 50), percentile(lat, 99), percentile(lat, 100))
+		t.Logf("n=%d %s: plumtree repairs during the writes: %d grafts, %d missing messages given up to anti-entropy",
+			n, name, sumPlumtree(t, all, "GraftsSent")-graftsBefore, sumPlumtree(t, all, "MissingGivenUp")-givenUpBefore)
+		t.Logf("n=%d %s: payload transmissions per node per update: %.2f (%d payloads, %d updates, %d nodes)",
+			n, name, float64(payloads)/float64(writes*n), payloads, writes, n)
 	}
-	time.Sleep(2 * time.Second)
-	payloads := sumPlumtree(t, all, "PayloadsSent") - payloadsBefore
-	t.Logf("n=%d propagation of a KV write to the other %d agents (%d writes): p50 %.1f ms, p99 %.1f ms, max %.1f ms",
-		n, n-1, writes, percentile(lat, 50), percentile(lat, 99), percentile(lat, 100))
-	t.Logf("n=%d plumtree repairs during the writes: %d grafts, %d missing messages given up to anti-entropy",
-		n, sumPlumtree(t, all, "GraftsSent")-graftsBefore, sumPlumtree(t, all, "MissingGivenUp")-givenUpBefore)
+	round("first writes", 0)
+	round("next writes", writes)
 	for _, p := range all {
 		b, _ := p.get("/v1/agent/peerd/info")
 		var st map[string]map[string]string
@@ -126,8 +134,6 @@ func meshFigures(t *testing.T, n int) {
 			t.Logf("n=%d %s rejected %s entries: %s", n, p.name, r, st["replica"]["rejected_reasons"])
 		}
 	}
-	t.Logf("n=%d payload transmissions per node per update: %.2f (%d payloads, %d updates, %d nodes)",
-		n, float64(payloads)/float64(writes*n), payloads, writes, n)
 
 	// 10,000 keys written on one node, then RSS everywhere.
 	const keys = 10000
