@@ -214,6 +214,15 @@ func (a *Agent) openStore() error {
 	if err != nil {
 		return fmt.Errorf("peer: recovering the replica from %s: %w", a.cfg.DataDir, err)
 	}
+	// Re-apply the revocations the replica holds: the verifier starts from
+	// the configured roots only, and a revocation merged before the restart
+	// would otherwise be forgotten (anti-entropy never resends what the
+	// replica already holds).
+	for _, blob := range a.replica.Revocations() {
+		if err := a.trust.VerifyRevocation(blob); err != nil {
+			a.log.Warn("stored revocation not applied", "err", err)
+		}
+	}
 	// Learn the chains of the nodes recorded in the replica, so their
 	// records can be checked before we meet them again.
 	for _, n := range a.replica.Nodes() {

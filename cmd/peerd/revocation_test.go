@@ -59,4 +59,23 @@ func TestMeshRevocation(t *testing.T) {
 			t.Errorf("%s: from/n3 = %q: a revoked node's write was accepted", p.name, v)
 		}
 	}
+
+	// A restart must not forget the revocation: n2 comes back from its
+	// data dir (the revocation is a record in its replica, not in its
+	// config) and must still refuse n3, which keeps trying to talk to it.
+	n2.stop()
+	n2.launch()
+	expectMemberStatus(t, n2, n1.name, memberAlive)
+	for i := 0; i < 25; i++ { // 5 s: n3 is alive in serf and keeps asking
+		ms, err := n2.members()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mb := range ms {
+			if mb.Name == n3.name && mb.Status == memberAlive {
+				t.Fatalf("after a restart %s trusts the revoked %s again", n2.name, n3.name)
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
