@@ -9,7 +9,7 @@ FUZZTIME ?= 60s
 # Go's test timeout for the whole suite.
 TEST_TIMEOUT ?= 15m
 
-.PHONY: all build run test unit fuzz-short fuzz bench lint deps sim-big chaos clean
+.PHONY: all build run test unit fuzz-short fuzz bench lint deps sim-big chaos clean compat-tools
 
 all: build
 
@@ -80,3 +80,119 @@ sim-big: build
 	./$(BIN) sim -v -scenario sim/scenarios/converge-1000.hcl -out bin/sim-out/converge-1000
 	./$(BIN) sim -v -scenario sim/scenarios/converge-1000.hcl -mode memberlist -out bin/sim-out/converge-1000-memberlist
 	./$(BIN) sim -v -scenario sim/scenarios/converge-1000.hcl -membership static -out bin/sim-out/converge-1000-static
+
+# Real builds of the Consul tools users point at an agent, run against two
+# real agents (cmd/peerd/tools_compat_test.go, docs/COMPATIBILITY.md
+# "Consul tools"): consul-template, Fabio and Prometheus's Consul service
+# discovery (its discovery/consul package behind a small main, promsd).
+# Built once per version into bin/tools with the Go module proxy, never
+# added to peerd's go.mod. Fabio v1.6.3 cannot be `go install`ed (the proxy
+# withholds its version list and the checksum database has no entry), so
+# its module is downloaded, checked against FABIO_SUM (the hash of what the
+# proxy served on 2026-11-22) and built from a copy with its own go.mod.
+CONSUL_TEMPLATE_VERSION ?= v0.41.1
+FABIO_VERSION ?= v1.6.3
+FABIO_SUM ?= h1:ZLgQOjuLz66ABYI4qGVb2O6tHgu0ixNvsChTTtwg7Mo=
+PROMETHEUS_VERSION ?= v0.316.0
+TOOLS_DIR := $(CURDIR)/bin/tools
+define PROMSD_MAIN
+// promsd runs Prometheus's Consul service discovery against -server and
+// prints the targets after each update as one JSON object:
+// {"<service>": ["<address> node=<node> tags=<tags> health=<status>", ...]}.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/discovery"
+	"github.com/prometheus/prometheus/discovery/consul"
+	"github.com/prometheus/prometheus/discovery/targetgroup"
+)
+
+func main() {
+	server := flag.String("server", "localhost:8500", "Consul HTTP address")
+	services := flag.String("services", "", "comma-separated services to watch (default all)")
+	refresh := flag.Duration("refresh", 30*time.Second, "refresh_interval")
+	flag.Parse()
+	conf := consul.DefaultSDConfig
+	conf.Server = *server
+	conf.RefreshInterval = model.Duration(*refresh)
+	if *services != "" {
+		conf.Services = strings.Split(*services, ",")
+	}
+	reg := prometheus.NewRegistry()
+	metrics := conf.NewDiscovererMetrics(reg, discovery.NewRefreshMetrics(reg))
+	if err := metrics.Register(); err != nil {
+		fmt.Fprintln(os.Stderr, "promsd:", err)
+		os.Exit(1)
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	d, err := consul.NewDiscovery(&conf, logger, metrics)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "promsd:", err)
+		os.Exit(1)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	ch := make(chan []*targetgroup.Group)
+	go d.Run(ctx, ch)
+	state := map[string][]string{}
+	enc := json.NewEncoder(os.Stdout)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case groups := <-ch:
+			for _, g := range groups {
+				if g == nil || g.Source == "" {
+					continue
+				}
+				var targets []string
+				for _, t := range g.Targets {
+					targets = append(targets, fmt.Sprintf("%s node=%s tags=%s health=%s", t[model.AddressLabel],
+						t["__meta_consul_node"], t["__meta_consul_tags"], t["__meta_consul_health"]))
+				}
+				sort.Strings(targets)
+				if len(targets) == 0 {
+					delete(state, g.Source)
+				} else {
+					state[g.Source] = targets
+				}
+			}
+			enc.Encode(state)
+		}
+	}
+}
+endef
+export PROMSD_MAIN
+
+compat-tools:
+	@set -e; mkdir -p $(TOOLS_DIR); tmp=$$(mktemp -d); trap 'chmod -R u+w $$tmp; rm -rf $$tmp' EXIT; \
+	if ! $(TOOLS_DIR)/consul-template -v 2>&1 | grep -q '$(CONSUL_TEMPLATE_VERSION) '; then \
+		echo "building consul-template $(CONSUL_TEMPLATE_VERSION)"; \
+		GOBIN=$(TOOLS_DIR) $(GO) install github.com/hashicorp/consul-template@$(CONSUL_TEMPLATE_VERSION); \
+	fi; \
+	if ! $(TOOLS_DIR)/fabio -v 2>&1 | grep -q '^$(FABIO_VERSION:v%=%) '; then \
+		echo "building fabio $(FABIO_VERSION)"; \
+		sum=$$(cd $$tmp && GOFLAGS=-mod=mod GONOSUMDB=github.com/fabiolb/fabio $(GO) mod download -json github.com/fabiolb/fabio@$(FABIO_VERSION) | sed -n 's/^\t"Sum": "\(.*\)",$$/\1/p'); \
+		if [ "$$sum" != '$(FABIO_SUM)' ]; then echo "fabio $(FABIO_VERSION): module hash $$sum, want $(FABIO_SUM)"; exit 1; fi; \
+		cp -r $$($(GO) env GOMODCACHE)/github.com/fabiolb/fabio@$(FABIO_VERSION) $$tmp/src; chmod -R u+w $$tmp/src; rm -rf $$tmp/src/vendor; \
+		(cd $$tmp/src && $(GO) build -mod=mod -o $(TOOLS_DIR)/fabio .); \
+	fi; \
+	if ! $(GO) version -m $(TOOLS_DIR)/promsd 2>/dev/null | grep -q 'github.com/prometheus/prometheus.$(PROMETHEUS_VERSION)'; then \
+		echo "building promsd (Prometheus $(PROMETHEUS_VERSION) discovery/consul)"; \
+		mkdir $$tmp/promsd; printf '%s\n' "$$PROMSD_MAIN" > $$tmp/promsd/main.go; printf 'module promsd\n\ngo 1.26\n' > $$tmp/promsd/go.mod; \
+		(cd $$tmp/promsd && $(GO) get github.com/prometheus/prometheus@$(PROMETHEUS_VERSION) && $(GO) mod tidy && $(GO) build -o $(TOOLS_DIR)/promsd .); \
+	fi
+	set -o pipefail; PEERD_TOOLS=1 $(GO) test -count=1 -run '^TestTools' -v -timeout 10m ./cmd/peerd/ | grep -v '^        time='

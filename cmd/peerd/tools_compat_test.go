@@ -228,6 +228,13 @@ ls: {{ range ls "app/" }}{{ .Key }}={{ .Value }} {{ end }}
 		}
 		resp.Body.Close()
 		expectFile(t, tool, out, render(web1, "v2", "a=1 b=2 config=v2 "))
+
+		// n2 failing (kill -9) takes its instance out of ?passing: the
+		// serfHealth check of its node turns critical on n1.
+		n2.register(t, ttlService("web-2", "web", n2.ip, 8081, "passing"))
+		expectFile(t, tool, out, render(web1+web2, "v2", "a=1 b=2 config=v2 "))
+		n2.kill()
+		expectFile(t, tool, out, render(web1, "v2", "a=1 b=2 config=v2 "))
 	})
 }
 
