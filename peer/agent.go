@@ -218,11 +218,7 @@ func (a *Agent) openStore() error {
 	// the configured roots only, and a revocation merged before the restart
 	// would otherwise be forgotten (anti-entropy never resends what the
 	// replica already holds).
-	for _, blob := range a.replica.Revocations() {
-		if err := a.trust.VerifyRevocation(blob); err != nil {
-			a.log.Warn("stored revocation not applied", "err", err)
-		}
-	}
+	a.reapplyTrustStatements()
 	// Learn the chains of the nodes recorded in the replica, so their
 	// records can be checked before we meet them again.
 	for _, n := range a.replica.Nodes() {

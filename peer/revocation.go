@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/peerd/peerd/crdt"
@@ -62,6 +63,76 @@ func (a *Agent) enforceRevocations() {
 	}
 }
 
+// SubmitRotation verifies a root rotation statement (from `peerd rotate`)
+// and writes it to the replica like a revocation: every agent that merges
+// it retires the old root at once, and peers whose chains only the old root
+// vouched for are cut off. It refuses a statement that would invalidate
+// this node's own certificate (reissue it under the new root first) and
+// returns the names of the known nodes it cuts off.
+func (a *Agent) SubmitRotation(ctx context.Context, signed []byte) (cutOff []string, err error) {
+	rot, err := identity.UnmarshalRotation(signed)
+	if err != nil {
+		return nil, err
+	}
+	// Judge the statement's effect on a verifier with the rotation applied.
+	after := identity.NewVerifier(a.trust.v.Roots()...)
+	for _, r := range a.trust.v.Revocations() {
+		if err := after.AddRevocation(r, time.Now()); err != nil {
+			return nil, fmt.Errorf("rotation: copying revocations: %w", err)
+		}
+	}
+	if err := after.Rotate(rot, time.Now()); err != nil {
+		return nil, err
+	}
+	own, err := identity.UnmarshalChain(a.cfg.NodeChain)
+	if err != nil && len(a.cfg.NodeChain) > 0 {
+		return nil, fmt.Errorf("rotation: this node's chain: %w", err)
+	}
+	if _, err := after.Verify(a.pub, own, time.Now()); err != nil {
+		return nil, fmt.Errorf("rotation refused: this node's own certificate would no longer verify (%v); reissue it under the new root and restart the agent first", err)
+	}
+	if m := a.membership(); m != nil {
+		for _, mem := range m.Members() {
+			id := mem.Tags[tagID]
+			pub, perr := identity.ParseNodeID(id)
+			if perr != nil || id == a.id || !a.trust.admitted(id) {
+				continue
+			}
+			if _, err := after.Verify(pub, a.trust.chainOf(id), time.Now()); err != nil {
+				cutOff = append(cutOff, mem.Name)
+			}
+		}
+		slices.Sort(cutOff)
+	}
+	err = a.commit(ctx, func(now time.Time) (*crdt.Delta, error) {
+		return a.replica.AddRevocation(signed, a.trust, now)
+	})
+	if err != nil {
+		return nil, err
+	}
+	a.log.Warn("root rotated", "old", identity.NodeID(rot.OldRoot), "new", identity.NodeID(rot.NewRoot), "cut_off", cutOff)
+	a.enforceRevocations()
+	return cutOff, nil
+}
+
+// agentRotate serves PUT /v1/agent/peerd/rotate: the body is a rotation
+// statement made with `peerd rotate`. The answer lists the known nodes the
+// rotation cut off.
+func (s *apiServer) agentRotate(w http.ResponseWriter, r *http.Request, _ string) error {
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxRevocationBody+1))
+	if err != nil {
+		return errorf(http.StatusBadRequest, "reading body: %v", err)
+	}
+	if len(body) > maxRevocationBody {
+		return errorf(http.StatusRequestEntityTooLarge, "rotation statement larger than %d bytes", maxRevocationBody)
+	}
+	cut, err := s.a.SubmitRotation(r.Context(), body)
+	if err != nil {
+		return errorf(http.StatusBadRequest, "rotation refused: %v", err)
+	}
+	return writeJSON(w, map[string]any{"CutOff": cut})
+}
+
 // agentRevoke serves PUT /v1/agent/peerd/revoke: the body is a revocation
 // made with `peerd revoke`.
 func (s *apiServer) agentRevoke(w http.ResponseWriter, r *http.Request, _ string) error {
@@ -82,4 +153,32 @@ func (s *apiServer) agentRevoke(w http.ResponseWriter, r *http.Request, _ string
 func (a *Agent) revocationSummary() string {
 	n := len(a.replica.Revocations())
 	return fmt.Sprint(n)
+}
+
+// reapplyTrustStatements applies the revocations and root rotations the
+// replica holds to the verifier, which starts from the configured roots
+// only: without it a restarted agent would forget them (anti-entropy never
+// resends what the replica already holds). Rotations go first, oldest
+// first, since each must name a root the previous one left trusted.
+func (a *Agent) reapplyTrustStatements() {
+	var rotations []*identity.Rotation
+	var raw [][]byte
+	for _, blob := range a.replica.Revocations() {
+		if rot, err := identity.UnmarshalRotation(blob); err == nil {
+			rotations = append(rotations, rot)
+			continue
+		}
+		raw = append(raw, blob)
+	}
+	slices.SortFunc(rotations, func(x, y *identity.Rotation) int { return x.At.Compare(y.At) })
+	for _, rot := range rotations {
+		if err := a.trust.v.Rotate(rot, a.trust.now()); err != nil {
+			a.log.Warn("stored root rotation not applied", "old", identity.NodeID(rot.OldRoot), "new", identity.NodeID(rot.NewRoot), "err", err)
+		}
+	}
+	for _, blob := range raw {
+		if err := a.trust.VerifyRevocation(blob); err != nil {
+			a.log.Warn("stored revocation not applied", "err", err)
+		}
+	}
 }

@@ -82,6 +82,13 @@ func (tb *trustBook) capsOf(origin string) (identity.Capabilities, error) {
 	return tb.v.Verify(pub, chain, tb.now())
 }
 
+// chainOf returns the chain a node presented (nil when unknown or a root).
+func (tb *trustBook) chainOf(origin string) identity.Chain {
+	tb.mu.Lock()
+	defer tb.mu.Unlock()
+	return tb.chains[origin]
+}
+
 // admitted reports whether a node ID is currently trusted.
 func (tb *trustBook) admitted(origin string) bool {
 	_, err := tb.capsOf(origin)
@@ -161,14 +168,21 @@ func (tb *trustBook) VerifyIntention(signed []byte) (crdt.Intention, error) {
 	return in, nil
 }
 
-// VerifyRevocation checks a signed revocation and, when valid, applies it to
-// the Verifier at once, so the revoked subtree loses its rights.
+// VerifyRevocation checks a signed trust statement carried by the
+// replica's revocation records — a revocation, or a root rotation signed by
+// the old and the new root — and, when valid, applies it to the Verifier at
+// once: the revoked subtree loses its rights, or the old root is retired
+// in favour of the new one.
 func (tb *trustBook) VerifyRevocation(signed []byte) error {
 	r, err := identity.UnmarshalRevocation(signed)
-	if err != nil {
-		return err
+	if err == nil {
+		return tb.v.AddRevocation(r, tb.now())
 	}
-	return tb.v.AddRevocation(r, tb.now())
+	rot, rerr := identity.UnmarshalRotation(signed)
+	if rerr != nil {
+		return err // neither: report it as what it most often is
+	}
+	return tb.v.Rotate(rot, tb.now())
 }
 
 // SignIntention seals an intention document with key and chain.

@@ -26,6 +26,7 @@ func operatorCommands() []command {
 		{name: "leave", synopsis: "make the local agent leave the mesh gracefully and exit", run: runLeave},
 		{name: "kv", synopsis: "read and write the KV store: kv get|put|delete", run: runKV},
 		{name: "revocation", synopsis: "spread a signed revocation (from 'peerd revoke') through the mesh: revocation submit FILE", run: runRevocation},
+		{name: "rotation", synopsis: "retire the old root everywhere with a statement from 'peerd rotate': rotation submit FILE", run: runRotation},
 	}
 }
 
@@ -366,5 +367,39 @@ func runRevocation(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	fmt.Fprintf(c.stdout, "Revocation %s accepted; it spreads to every peer.\n", rest[0])
+	return nil
+}
+
+// runRotation is `peerd rotation submit FILE`: the local agent checks the
+// statement, refuses it if its own certificate would stop verifying, and
+// spreads it; the nodes whose certificates only the old root vouched for are
+// cut off everywhere (listed).
+func runRotation(ctx context.Context, c *cli, args []string) error {
+	if len(args) == 0 || args[0] != "submit" {
+		return usageErrorf("rotation: want 'rotation submit FILE'")
+	}
+	cl, rest, err := clientFlags(c, "rotation submit", "rotation submit [-http-addr ADDR] FILE", args[1:])
+	if err != nil {
+		return err
+	}
+	if len(rest) != 1 {
+		return usageErrorf("rotation submit: exactly one rotation statement file is required")
+	}
+	body, err := os.ReadFile(rest[0])
+	if err != nil {
+		return err
+	}
+	resp, _, err := cl.do(ctx, http.MethodPut, "/v1/agent/peerd/rotate", body)
+	if err != nil {
+		return err
+	}
+	var out struct{ CutOff []string }
+	if err := json.Unmarshal(resp, &out); err != nil {
+		return fmt.Errorf("rotation submit: agent answer: %w", err)
+	}
+	fmt.Fprintf(c.stdout, "Rotation %s accepted; it spreads to every peer, which retires the old root.\n", rest[0])
+	if len(out.CutOff) > 0 {
+		fmt.Fprintf(c.stdout, "Nodes whose certificates the old root issued are cut off: %s\n", strings.Join(out.CutOff, ", "))
+	}
 	return nil
 }
