@@ -140,6 +140,9 @@ func (a *nodeAuth) VerifyRevocation(signed []byte) error {
 type permissiveAuthz struct {
 	versions    bool // intentions lose their version (rollbacks become possible)
 	revocations bool // revocations are stored but never enforced
+	// forgetOnRestart: a restarted peer does not re-apply the revocations
+	// its replica holds (peer before its fix).
+	forgetOnRestart bool
 }
 
 // intPair is one source → destination whose versions the root issues.
@@ -786,5 +789,20 @@ func (c *Cluster) checkRevokedSplit(r *Result, revs []revocation) {
 			c.violation(r, "live peers hold different records of revoked %s (its head from %d to %d): "+
 				"records merged before the revocation are kept, the same records are refused after it", id, lo[id], hi[id])
 		}
+	}
+}
+
+// reapplyRevocations applies the revocations a recovered replica holds to
+// the incarnation's fresh trust book, as peer's openStore does since a
+// restarted agent trusted revoked nodes again (the sim found it too: a
+// crash and restart after a revocation made the restarted peers accept the
+// revoked peer's records). The permissive test hook skips it, to show the
+// checker catches a peer that forgets.
+func (c *Cluster) reapplyRevocations(r *crdt.Replica, auth *nodeAuth) {
+	if c.sc.permissive.forgetOnRestart {
+		return
+	}
+	for _, blob := range r.Revocations() {
+		_ = auth.VerifyRevocation(blob)
 	}
 }

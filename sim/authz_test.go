@@ -7,8 +7,9 @@ import (
 )
 
 // authzScenario: intention updates on both sides of a partition, replays of
-// older versions (during the partition and after the heal), and the
-// revocation of one peer, which keeps writing afterwards.
+// older versions (during the partition and after the heal), the
+// revocation of one peer, which keeps writing afterwards, and a crash and
+// restart of three others after it.
 func authzScenario(seed uint64, peers int, membership string) Scenario {
 	s := func(x float64) time.Duration { return time.Duration(x * float64(time.Second)) }
 	return Scenario{
@@ -24,6 +25,8 @@ func authzScenario(seed uint64, peers int, membership string) Scenario {
 			{At: s(11), Action: "replay_intention", Node: -1},
 			{At: s(12), Action: "replay_intention", Node: -1},
 			{At: s(14), Action: "revoke", Node: 3},
+			{At: s(16), Action: "crash", Count: 3, Node: -1},
+			{At: s(17), Action: "restart", Node: -1},
 		},
 		Expect: Expect{ConvergeWithin: s(30)},
 	}
@@ -59,19 +62,34 @@ func TestAuthzCheckers(t *testing.T) {
 		a.RollbackRefusals, a.ReplayRefusedAPI, a.CutOff, a.CutMessages, a.OriginRefusals)
 }
 
-// TestAuthzCheckersCanFail weakens the authorizers: intentions lose their
-// version (so the replica cannot refuse a rollback) and revocations are
-// stored but not enforced. Both checkers must report it.
+// TestAuthzCheckersCanFail weakens the peers; the checkers must report it:
+// intentions that lose their version (the replica can no longer refuse a
+// rollback), revocations stored but not enforced, and restarted peers that
+// do not re-apply the revocations their replica holds (peer before 805a2f3).
 func TestAuthzCheckersCanFail(t *testing.T) {
-	sc := authzScenario(7, 16, MembershipStatic)
-	sc.permissive = permissiveAuthz{versions: true, revocations: true}
-	res, err := RunVirtual(t, sc, logWriter(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := res.Authz
-	if res.OK() || a.RollbacksAccepted == 0 || a.RevokedAccepted == 0 || a.NewestEverywhere || a.PeersCuttingOffAll {
-		t.Errorf("checkers missed it: %d rollbacks accepted, %d revoked records accepted, newest everywhere %v, cut off everywhere %v; violations:\n%s",
-			a.RollbacksAccepted, a.RevokedAccepted, a.NewestEverywhere, a.PeersCuttingOffAll, strings.Join(res.Violations, "\n"))
+	for _, tc := range []struct {
+		name              string
+		weak              permissiveAuthz
+		rollback, revoked bool // which checker must fire
+	}{
+		{"versions+revocations", permissiveAuthz{versions: true, revocations: true}, true, true},
+		{"forget-on-restart", permissiveAuthz{forgetOnRestart: true}, false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sc := authzScenario(7, 16, MembershipStatic)
+			sc.permissive = tc.weak
+			res, err := RunVirtual(t, sc, logWriter(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			a := res.Authz
+			rollback := a.RollbacksAccepted > 0 || !a.NewestEverywhere
+			revoked := a.RevokedAccepted > 0 || !a.PeersCuttingOffAll
+			if res.OK() || rollback != tc.rollback || revoked != tc.revoked {
+				t.Errorf("rollback checker fired %v (want %v), revocation checker %v (want %v): %d rollbacks accepted, "+
+					"%d revoked records accepted; violations:\n%s",
+					rollback, tc.rollback, revoked, tc.revoked, a.RollbacksAccepted, a.RevokedAccepted, strings.Join(res.Violations, "\n"))
+			}
+		})
 	}
 }

@@ -79,8 +79,8 @@ func (n *node) start(join []int) error {
 	if err != nil {
 		return err
 	}
-	// A fresh trust book, as a restarted agent's: revocations held in
-	// the persisted replica are not re-applied to it (see docs/SIM.md).
+	// A fresh trust book, as a restarted agent's, which re-applies the
+	// revocations the persisted replica holds (peer's openStore).
 	auth := c.newNodeAuth(n)
 	n.auth.Store(auth)
 	n.mu.Lock()
@@ -90,6 +90,7 @@ func (n *node) start(join []int) error {
 		if err := r.LoadState(state, auth); err != nil {
 			return fmt.Errorf("sim: %s: load state: %w", n.id, err)
 		}
+		c.reapplyRevocations(r, auth)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	wg := &sync.WaitGroup{}

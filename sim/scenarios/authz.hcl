@@ -4,7 +4,7 @@
 # through a peer's API); peer 3's key is revoked and it keeps writing.
 # Checkers: no peer ever goes back to an older intention version and every
 # live peer ends with the newest; once a peer holds the revocation it
-# refuses peer 3's records and traffic.
+# refuses peer 3's records and traffic, also after a crash and restart.
 name     = "authz"
 peers    = 30
 seed     = 1
@@ -50,6 +50,17 @@ event {
   at     = "14s"
   action = "revoke"             # the root revokes peer 3, submitted at a random other peer
   node   = 3
+}
+
+event {
+  at     = "16s"
+  action = "crash"              # restarted peers re-apply the revocations their replica holds
+  count  = 3
+}
+
+event {
+  at     = "17s"
+  action = "restart"
 }
 
 expect {
