@@ -763,31 +763,35 @@ func (a *AuthzResult) writeSummary(p func(format string, args ...any)) {
 // them (the origin check fails, so crdt keeps no dead stub), and
 // anti-entropy offers them again in every session.
 func (c *Cluster) checkRevokedSplit(r *Result, revs []revocation) {
-	if len(revs) == 0 {
-		return
-	}
-	lo, hi := map[string]uint64{}, map[string]uint64{}
-	first := true
-	for _, n := range c.nodes {
-		rep := n.rep()
-		if rep == nil {
-			continue
-		}
-		h := rep.Heads()
-		for _, rv := range revs {
-			id := c.nodes[rv.subject].id
-			if first {
-				lo[id], hi[id] = h[id], h[id]
-			}
-			lo[id], hi[id] = min(lo[id], h[id]), max(hi[id], h[id])
-		}
-		first = false
-	}
 	for _, rv := range revs {
 		id := c.nodes[rv.subject].id
-		if lo[id] != hi[id] {
-			c.violation(r, "live peers hold different records of revoked %s (its head from %d to %d): "+
-				"records merged before the revocation are kept, the same records are refused after it", id, lo[id], hi[id])
+		sets := map[string]int{} // the revoked peer's dots a peer holds → peers holding exactly those
+		lo, hi := -1, 0
+		for _, n := range c.nodes {
+			rep := n.rep()
+			if rep == nil {
+				continue
+			}
+			h := rep.Heads()
+			delete(h, id)
+			var dots []uint64
+			for _, d := range rep.DeltaSince(h, 0) {
+				for _, e := range d.Entries {
+					if _, _, dot, err := crdt.DecodeEntryHeader(e.Header); err == nil && dot.Origin == id {
+						dots = append(dots, dot.Counter)
+					}
+				}
+			}
+			slices.Sort(dots)
+			sets[fmt.Sprint(dots)]++
+			if lo < 0 || len(dots) < lo {
+				lo = len(dots)
+			}
+			hi = max(hi, len(dots))
+		}
+		if len(sets) > 1 {
+			c.violation(r, "live peers hold %d different sets of revoked %s's records (%d to %d records): "+
+				"records merged before the revocation are kept, the same records are refused after it", len(sets), id, lo, hi)
 		}
 	}
 }
