@@ -746,7 +746,7 @@ func (c *Cluster) checkAuthz(r *Result) {
 func (a *AuthzResult) writeSummary(p func(format string, args ...any)) {
 	if a.Intentions > 0 || a.Replays > 0 {
 		p("intentions: %d versions of %d pairs issued; %d replays of older versions (API: %d refused as rollback, %d accepted by a peer holding no newer); "+
-			"merges refused %d rollbacks; newest version at every live peer: %v",
+			"older versions refused by merges (late arrivals and replays): %d; newest version at every live peer: %v",
 			a.Intentions, a.Pairs, a.Replays, a.ReplayRefusedAPI, a.ReplayAcceptedAPI, a.RollbackRefusals, a.NewestEverywhere)
 	}
 	if a.Revocations > 0 {
