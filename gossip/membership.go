@@ -164,8 +164,12 @@ type Config struct {
 	// SnapshotPath is a file where serf records the members it has seen,
 	// so that a restarted node rejoins them without -join. Empty disables
 	// snapshots. After a graceful Leave the snapshot is cleared (a node
-	// that left does not rejoin by itself).
+	// that left does not rejoin by itself) unless RejoinAfterLeave is set.
 	SnapshotPath string
+	// RejoinAfterLeave makes a node that left gracefully rejoin the
+	// members of its snapshot when it starts again (Consul's
+	// rejoin_after_leave). False: it waits for an explicit join.
+	RejoinAfterLeave bool
 	// ReapInterval is how often failed and left members are examined for
 	// reaping. 0 means serf's default (15 s; 1 s for ProfileLocal).
 	ReapInterval time.Duration
@@ -253,7 +257,7 @@ func New(cfg Config) (*Membership, error) {
 	sc.NodeName = cfg.NodeName
 	sc.Tags = maps.Clone(cfg.Tags)
 	sc.SnapshotPath = cfg.SnapshotPath
-	sc.RejoinAfterLeave = false
+	sc.RejoinAfterLeave = cfg.RejoinAfterLeave
 	std := newStdLogger(logger)
 	sc.Logger = std
 	sc.LogOutput = nil

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/peerd/peerd/crdt"
@@ -63,6 +64,7 @@ type Agent struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	leaving   atomic.Bool // Leave was called: members are no longer remembered
 	leaveOnce sync.Once
 	left      chan struct{} // closed when the agent left through the API
 
@@ -329,9 +331,12 @@ func (a *Agent) Leave(timeout time.Duration) error {
 		return nil
 	}
 	// Like serf's snapshot after a leave: a node that left on purpose does
-	// not rejoin by itself when it starts again.
-	if err := a.store.DeleteMeta(metaKnownMembers); err != nil {
-		a.log.Warn("forgetting known members", "err", err)
+	// not rejoin by itself when it starts again, unless rejoin_after_leave.
+	if !a.cfg.RejoinAfterLeave {
+		a.leaving.Store(true) // before the delete: no event may write them back
+		if err := a.store.DeleteMeta(metaKnownMembers); err != nil {
+			a.log.Warn("forgetting known members", "err", err)
+		}
 	}
 	return a.members.Leave(timeout)
 }

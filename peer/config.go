@@ -81,6 +81,11 @@ type Config struct {
 	// Recursors answer DNS names outside Domain. Zero: REFUSED for those.
 	Recursors []string
 
+	// RejoinAfterLeave makes an agent that left gracefully rejoin the
+	// members it knew when it starts again, as Consul's rejoin_after_leave
+	// (-rejoin) does. False: after a leave it needs -join or -retry-join.
+	RejoinAfterLeave bool
+
 	// FastGossip uses memberlist's loopback timings (fast failure detection)
 	// instead of LAN timings. Meant for tests and -dev.
 	FastGossip bool

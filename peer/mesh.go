@@ -87,12 +87,13 @@ func (a *Agent) startMembership() error {
 			tagID:   a.id,
 			tagPeer: netip.AddrPortFrom(a.cfg.AdvertiseAddr, a.tr.Addr().Port()).String(),
 		},
-		SecretKey:    a.cfg.EncryptKey,
-		SnapshotPath: filepath.Join(a.cfg.DataDir, "serf", "local.snapshot"),
-		Profile:      profile,
-		Admit:        a.admit,
-		OnEvent:      a.onMemberEvent,
-		Logger:       a.log.With("component", "serf"),
+		SecretKey:        a.cfg.EncryptKey,
+		SnapshotPath:     filepath.Join(a.cfg.DataDir, "serf", "local.snapshot"),
+		RejoinAfterLeave: a.cfg.RejoinAfterLeave,
+		Profile:          profile,
+		Admit:            a.admit,
+		OnEvent:          a.onMemberEvent,
+		Logger:           a.log.With("component", "serf"),
 	})
 	if err != nil {
 		return fmt.Errorf("peer: %w", err)
@@ -279,6 +280,9 @@ const metaKnownMembers = "known-members"
 // they changed. serf keeps a snapshot too, but it buffers its writes and a
 // kill -9 can lose them; this list is written through the store.
 func (a *Agent) rememberMembers() {
+	if a.leaving.Load() {
+		return
+	}
 	var addrs []string
 	for _, m := range a.members.Admitted() {
 		if m.Tags[tagID] == a.id || m.Status != gossip.StatusAlive {

@@ -148,6 +148,7 @@ func parseAgentFlags(c *cli, args []string) (*agentFlags, error) {
 	fs.BoolVar(&f.logJSON, "log-json", false, "log JSON lines")
 	fs.StringVar(&f.defaultIntentionPolicy, "default-intention-policy", "", "allow or deny data-plane connections no intention matches (default: allow with -dev, deny otherwise)")
 	fs.BoolVar(&f.enableDebug, "enable-debug", false, "serve Go's profiler under /debug/pprof/ on the HTTP API (always on with -dev)")
+	fs.BoolVar(&f.rejoin, "rejoin", false, "after a graceful leave, rejoin the members known before it at the next start (Consul's rejoin_after_leave)")
 	fs.BoolVar(&f.fastGossip, "fast-gossip", false, "loopback gossip timings: fast failure detection, for tests and demos")
 	if err := parseFlags(fs, args); err != nil {
 		return nil, err
@@ -199,6 +200,9 @@ func (fl *agentFlags) applyTo(s *agentSettings) {
 	}
 	if fl.set["fast-gossip"] {
 		s.fastGossip = f.fastGossip
+	}
+	if fl.set["rejoin"] {
+		s.rejoin = f.rejoin
 	}
 	s.join = appendNew(s.join, f.join)
 	s.retryJoin = appendNew(s.retryJoin, f.retryJoin)
@@ -258,6 +262,7 @@ func buildPeerConfig(s *agentSettings, logger *slog.Logger) (peer.Config, func()
 	cfg.Logger = logger
 	cfg.Dev = s.dev
 	cfg.FastGossip = s.fastGossip
+	cfg.RejoinAfterLeave = s.rejoin
 	cfg.DefaultIntentionPolicy = s.defaultIntentionPolicy
 
 	if s.dev {

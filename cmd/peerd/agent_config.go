@@ -42,6 +42,7 @@ type agentFile struct {
 	DefaultIntentionPolicy *string `hcl:"default_intention_policy"`
 
 	EnableDebug             *bool    `hcl:"enable_debug"`
+	RejoinAfterLeave        *bool    `hcl:"rejoin_after_leave"`
 	EnableScriptChecks      *bool    `hcl:"enable_script_checks"`
 	EnableLocalScriptChecks *bool    `hcl:"enable_local_script_checks"`
 	HTTPToken               *string  `hcl:"http_token"`
@@ -77,7 +78,8 @@ var agentFileKeys = map[string]map[string]bool{
 	"ports": {"serf_lan": true, "peer": true, "http": true, "dns": true},
 
 	"enable_script_checks": nil, "enable_local_script_checks": nil, "http_token": nil, "enable_debug": nil,
-	"acl": {"enabled": true, "default_policy": true, "tokens": true},
+	"rejoin_after_leave": nil,
+	"acl":                {"enabled": true, "default_policy": true, "tokens": true},
 	// Service and check definitions: checked by peer.ParseServiceFile.
 	"service": opaqueBlock, "services": opaqueBlock, "check": opaqueBlock, "checks": opaqueBlock,
 }
@@ -103,6 +105,7 @@ type agentSettings struct {
 	logLevel      string
 	logJSON       bool
 	fastGossip    bool
+	rejoin        bool // rejoin_after_leave
 	trust         []string
 	nodeKeyFile   string
 	nodeCertFile  string
@@ -255,6 +258,9 @@ func (f *agentFile) applyTo(s *agentSettings) {
 	s.trust = append(s.trust, f.Trust...)
 	if f.EnableDebug != nil {
 		s.enableDebug = *f.EnableDebug
+	}
+	if f.RejoinAfterLeave != nil {
+		s.rejoin = *f.RejoinAfterLeave
 	}
 	if f.EnableScriptChecks != nil {
 		s.enableScriptChecks = *f.EnableScriptChecks

@@ -149,3 +149,49 @@ func TestMeshOfFiveProcesses(t *testing.T) {
 		}
 	}
 }
+
+// TestRejoinAfterLeave: an agent that left gracefully waits for an explicit
+// join when it starts again, unless it runs with -rejoin (Consul's
+// rejoin_after_leave); then it rejoins the members it knew.
+func TestRejoinAfterLeave(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real processes")
+	}
+	m := newMesh(t)
+	n1 := m.start("n1", agentOpts{})
+	plain := m.start("plain", agentOpts{join: []string{"n1"}})
+	rejoiner := m.start("rejoiner", agentOpts{join: []string{"n1"}, extra: []string{"-rejoin"}})
+	expectMemberStatus(t, n1, plain.name, memberAlive)
+	expectMemberStatus(t, n1, rejoiner.name, memberAlive)
+
+	for _, p := range []*agentProc{plain, rejoiner} {
+		m.cli("leave", "-http-addr", p.ip+":8500")
+		select {
+		case <-p.done:
+		case <-time.After(20 * time.Second):
+			t.Fatalf("%s did not exit after leave", p.name)
+		}
+		expectMemberStatus(t, n1, p.name, memberLeft)
+	}
+	// Started again without -join, the plain agent stays out (checked for
+	// 3 s) ...
+	plain.extra = nil
+	plain.launch()
+	for i := 0; i < 15; i++ {
+		ms, err := n1.members()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mb := range ms {
+			if mb.Name == plain.name && mb.Status == memberAlive {
+				t.Fatalf("%s rejoined after a leave without -rejoin\n%s", plain.name, plain.Logs())
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	// ... and the -rejoin one comes back by itself.
+	rejoiner.extra = []string{"-rejoin"}
+	rejoiner.launch()
+	expectMemberStatus(t, n1, rejoiner.name, memberAlive)
+	expectMemberStatus(t, rejoiner, n1.name, memberAlive)
+}
