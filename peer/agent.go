@@ -32,7 +32,7 @@ type Agent struct {
 	log     *slog.Logger
 	id      string // node ID, derived from the node key
 	pub     ed25519.PublicKey
-	chain   identity.Chain
+	chain   atomic.Pointer[[]byte] // this node's encoded chain; see SetNodeChain
 	trust   *trustBook
 	replica *crdt.Replica
 
@@ -91,14 +91,13 @@ func New(cfg Config) (*Agent, error) {
 		view:         &memberView{peers: map[string]netip.AddrPort{}, names: map[string]string{}, hello: map[string]bool{}},
 	}
 	if len(cfg.NodeChain) > 0 {
-		chain, err := identity.UnmarshalChain(cfg.NodeChain)
-		if err != nil {
+		if _, err := identity.UnmarshalChain(cfg.NodeChain); err != nil {
 			return nil, fmt.Errorf("peer: node certificate: %w", err)
 		}
-		a.chain = chain
 	}
+	a.chain.Store(&cfg.NodeChain)
 	v := identity.NewVerifier(cfg.TrustRoots...)
-	a.trust = newTrustBook(v, time.Now)
+	a.trust = newTrustBook(v, time.Now, a.id)
 	if _, err := a.trust.learn(pub, cfg.NodeChain); err != nil {
 		return nil, fmt.Errorf("peer: this node's own certificate does not verify against the trust roots: %w", err)
 	}
@@ -185,10 +184,11 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 		return err
 	}
 	a.startProxy() // data plane: upstream listeners and KindProxy streams (proxy.go)
-	a.wg.Add(3)
+	a.wg.Add(4)
 	go func() { defer a.wg.Done(); a.gcLoop() }()
 	go func() { defer a.wg.Done(); a.snapshotLoop() }()
 	go func() { defer a.wg.Done(); a.watchRevocations() }()
+	go func() { defer a.wg.Done(); a.watchCertExpiry() }() // certs.go
 	return nil
 }
 
@@ -224,6 +224,9 @@ func (a *Agent) openStore() error {
 	// Learn the chains of the nodes recorded in the replica, so their
 	// records can be checked before we meet them again.
 	for _, n := range a.replica.Nodes() {
+		if n.Origin == a.id {
+			continue // this node's chain is the configured one, not the stored one
+		}
 		if pub, err := identity.ParseNodeID(n.Origin); err == nil {
 			a.trust.learn(pub, n.Node.Cert)
 		}
@@ -238,7 +241,7 @@ func (a *Agent) publishNode() error {
 		Name:    a.cfg.NodeName,
 		Address: a.cfg.AdvertiseAddr.String(),
 		Meta:    map[string]string{"peerd-version": Version},
-		Cert:    a.cfg.NodeChain,
+		Cert:    a.nodeChain(),
 	}
 	if old, ok := a.replica.Node(a.id); ok && nodeEqual(old, n) {
 		return nil
@@ -264,7 +267,7 @@ var Version = "0.1.0-dev"
 func (a *Agent) startTransport() error {
 	tr, err := transport.New(transport.Config{
 		Key:        a.cfg.NodeKey,
-		Chain:      a.cfg.NodeChain,
+		Chain:      a.nodeChain(),
 		ListenAddr: netip.AddrPortFrom(a.cfg.BindAddr, uint16(a.cfg.PeerPort)).String(),
 		VerifyPeer: a.trust.verifyPeer,
 		Logger:     a.log.With("component", "transport"),

@@ -136,7 +136,8 @@ func (a *Agent) infoStats() map[string]map[string]string {
 	if a.tr != nil {
 		st["transport"] = map[string]string{"stats": fmt.Sprintf("%+v", a.tr.Stats())}
 	}
-	st["connect"] = a.connectStats() // data plane (proxy.go)
+	st["connect"] = a.connectStats()    // data plane (proxy.go)
+	st["certificate"] = a.certSummary() // certs.go
 	return st
 }
 

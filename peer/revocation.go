@@ -84,8 +84,8 @@ func (a *Agent) SubmitRotation(ctx context.Context, signed []byte) (cutOff []str
 	if err := after.Rotate(rot, time.Now()); err != nil {
 		return nil, err
 	}
-	own, err := identity.UnmarshalChain(a.cfg.NodeChain)
-	if err != nil && len(a.cfg.NodeChain) > 0 {
+	own, err := identity.UnmarshalChain(a.nodeChain())
+	if err != nil && len(a.nodeChain()) > 0 {
 		return nil, fmt.Errorf("rotation: this node's chain: %w", err)
 	}
 	if _, err := after.Verify(a.pub, own, time.Now()); err != nil {

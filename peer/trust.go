@@ -25,8 +25,9 @@ const envIntention = "peerd/intention/v1"
 // Rights are exercised only by records signed with the node's private key
 // (checked in VerifyOrigin) or by a TLS handshake proving possession of it.
 type trustBook struct {
-	v   *identity.Verifier
-	now func() time.Time
+	v    *identity.Verifier
+	now  func() time.Time
+	self string // this node's ID: its chain is set by the agent, never learned from records
 
 	mu     sync.Mutex
 	chains map[string]identity.Chain // node ID → chain it presented; guarded by mu
@@ -34,8 +35,8 @@ type trustBook struct {
 
 var _ crdt.Authorizer = (*trustBook)(nil)
 
-func newTrustBook(v *identity.Verifier, now func() time.Time) *trustBook {
-	return &trustBook{v: v, now: now, chains: make(map[string]identity.Chain)}
+func newTrustBook(v *identity.Verifier, now func() time.Time, self string) *trustBook {
+	return &trustBook{v: v, now: now, self: self, chains: make(map[string]identity.Chain)}
 }
 
 // learn records the chain a node presents, after checking that it verifies
@@ -109,6 +110,9 @@ func (tb *trustBook) learnFromDelta(d *crdt.Delta) {
 		n, err := crdt.DecodeNode(e.Body)
 		if err != nil {
 			continue
+		}
+		if dot.Origin == tb.self {
+			continue // an older record of ours may carry a chain we replaced
 		}
 		pub, err := identity.ParseNodeID(dot.Origin)
 		if err != nil {

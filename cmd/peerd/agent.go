@@ -56,8 +56,9 @@ func runAgent(ctx context.Context, c *cli, args []string) error {
 	}
 	a.SetLocalOptions(peer.LocalOptions{EnableScriptChecks: s.enableScriptChecks, HTTPToken: s.httpToken, EnableDebug: s.enableDebug || s.dev})
 	reload := func() error {
-		// Service and check definitions are re-read; other settings need
-		// a restart.
+		// Service and check definitions and the node certificate file (a
+		// renewed certificate for the same key) are re-read; other
+		// settings need a restart.
 		re := &agentSettings{}
 		if err := loadConfigPaths(fl.configPaths, re); err != nil {
 			return err
@@ -65,6 +66,19 @@ func runAgent(ctx context.Context, c *cli, args []string) error {
 		svcs, checks, err := loadServiceDefs(re.configFiles, s.enableScriptChecks)
 		if err != nil {
 			return err
+		}
+		if s.nodeCertFile != "" {
+			chain, err := identity.ReadChainFile(s.nodeCertFile)
+			if err != nil {
+				return fmt.Errorf("reload: node_cert_file: %w", err)
+			}
+			b, err := chain.Marshal()
+			if err != nil {
+				return fmt.Errorf("reload: node_cert_file: %w", err)
+			}
+			if err := a.SetNodeChain(ctx, b); err != nil {
+				return fmt.Errorf("reload: %w", err)
+			}
 		}
 		return a.ReloadServices(svcs, checks)
 	}
