@@ -69,12 +69,15 @@ chaos: build
 		| grep -v '^        time=' | tee bin/chaos.out
 	@grep 'FIGURE' bin/chaos.out || true
 
-# The simulator at scale (docs/SIM.md): convergence at 100 and 1,000 peers,
-# a 50/50 partition and its heal, each with peerd's dissemination and with
+# The simulator at scale (docs/SIM.md): first the acceptance soak (1,000
+# real serf peers for 10 virtual minutes, join included; it prints its CPU
+# and wall time), then convergence at 100 and 1,000 peers, a 50/50
+# partition and its heal, each with peerd's dissemination and with
 # memberlist's broadcast queue (baseline), and 1,000 peers with the lighter
-# static membership. Reports go to bin/sim-out/. With real serf the
-# 1,000-peer runs take about half an hour each on a loaded 2-core machine.
+# static membership. Reports go to bin/sim-out/. Figures and timings:
+# docs/BENCHMARKS.md, section "sim".
 sim-big: build
+	/usr/bin/time -v ./$(BIN) sim -v -scenario sim/scenarios/soak-1000.hcl -out bin/sim-out/soak-1000
 	./$(BIN) sim -v -scenario sim/scenarios/converge-100.hcl -out bin/sim-out/converge-100
 	./$(BIN) sim -v -scenario sim/scenarios/converge-100.hcl -mode memberlist -out bin/sim-out/converge-100-memberlist
 	./$(BIN) sim -v -scenario sim/scenarios/converge-1000.hcl -out bin/sim-out/converge-1000
