@@ -106,6 +106,7 @@ func New(cfg Config) (*Agent, error) {
 		return nil, err
 	}
 	a.replica = r
+	a.proxy = newDataPlane(a) // started by Start (startProxy)
 	return a, nil
 }
 

@@ -108,10 +108,11 @@ func newDataPlane(a *Agent) *dataPlane {
 }
 
 // startProxy registers the stream handler and starts the listeners and the
-// watcher; called from Start once transport and the replica are ready.
+// watcher; called from Start once transport and the replica are ready. The
+// data plane itself exists from New on: DNS and the HTTP API, started
+// earlier, read it.
 func (a *Agent) startProxy() {
-	dp := newDataPlane(a)
-	a.proxy = dp
+	dp := a.proxy
 	a.tr.Handle(transport.KindProxy, dp.serveStream)
 	dp.reconcile()
 	dp.wg.Add(1)

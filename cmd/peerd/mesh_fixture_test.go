@@ -37,7 +37,11 @@ func peerdBinary(t testing.TB) string {
 			return
 		}
 		builtBin = filepath.Join(dir, "peerd")
-		out, err := exec.Command("go", "build", "-o", builtBin, ".").CombinedOutput()
+		// PEERD_TEST_BUILD_FLAGS adds build flags, e.g. "-race" (with
+		// GORACE=halt_on_error=1 an agent that races exits and the test
+		// using it fails).
+		args := append([]string{"build"}, strings.Fields(os.Getenv("PEERD_TEST_BUILD_FLAGS"))...)
+		out, err := exec.Command("go", append(args, "-o", builtBin, ".")...).CombinedOutput()
 		if err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
 		}
