@@ -11,7 +11,7 @@ peers = 1000
 seed  = 1
 join_stagger = "10ms"
 idle     = "10s"
-duration = "550s"
+duration = "565s"
 
 network {
   latency = "1ms"
@@ -26,7 +26,7 @@ workload {
 }
 
 event {
-  at     = "490s"
+  at     = "505s"
   action = "partition"
   groups = 2
 }
