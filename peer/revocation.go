@@ -75,21 +75,22 @@ func (a *Agent) SubmitRotation(ctx context.Context, signed []byte) (cutOff []str
 		return nil, err
 	}
 	// Judge the statement's effect on a verifier with the rotation applied.
+	now := a.trust.now()
 	after := identity.NewVerifier(a.trust.v.Roots()...)
 	for _, r := range a.trust.v.Revocations() {
-		if err := after.AddRevocation(r, time.Now()); err != nil {
-			return nil, fmt.Errorf("rotation: copying revocations: %w", err)
+		if err := after.AddRevocation(r, now); err != nil {
+			return nil, fmt.Errorf("copying revocations: %w", err)
 		}
 	}
-	if err := after.Rotate(rot, time.Now()); err != nil {
+	if err := after.Rotate(rot, now); err != nil {
 		return nil, err
 	}
 	own, err := identity.UnmarshalChain(a.nodeChain())
 	if err != nil && len(a.nodeChain()) > 0 {
-		return nil, fmt.Errorf("rotation: this node's chain: %w", err)
+		return nil, fmt.Errorf("this node's chain: %w", err)
 	}
-	if _, err := after.Verify(a.pub, own, time.Now()); err != nil {
-		return nil, fmt.Errorf("rotation refused: this node's own certificate would no longer verify (%v); reissue it under the new root and restart the agent first", err)
+	if _, err := after.Verify(a.pub, own, now); err != nil {
+		return nil, fmt.Errorf("this node's own certificate would no longer verify (%v); reissue it under the new root and run 'peerd reload' here first", err)
 	}
 	if m := a.membership(); m != nil {
 		for _, mem := range m.Members() {
@@ -98,7 +99,7 @@ func (a *Agent) SubmitRotation(ctx context.Context, signed []byte) (cutOff []str
 			if perr != nil || id == a.id || !a.trust.admitted(id) {
 				continue
 			}
-			if _, err := after.Verify(pub, a.trust.chainOf(id), time.Now()); err != nil {
+			if _, err := after.Verify(pub, a.trust.chainOf(id), now); err != nil {
 				cutOff = append(cutOff, mem.Name)
 			}
 		}
@@ -115,16 +116,26 @@ func (a *Agent) SubmitRotation(ctx context.Context, signed []byte) (cutOff []str
 	return cutOff, nil
 }
 
+// readStatement reads a signed trust statement (what names it in errors)
+// from a request body of at most maxRevocationBody bytes.
+func readStatement(r *http.Request, what string) ([]byte, error) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxRevocationBody+1))
+	if err != nil {
+		return nil, errorf(http.StatusBadRequest, "reading body: %v", err)
+	}
+	if len(body) > maxRevocationBody {
+		return nil, errorf(http.StatusRequestEntityTooLarge, "%s larger than %d bytes", what, maxRevocationBody)
+	}
+	return body, nil
+}
+
 // agentRotate serves PUT /v1/agent/peerd/rotate: the body is a rotation
 // statement made with `peerd rotate`. The answer lists the known nodes the
 // rotation cut off.
 func (s *apiServer) agentRotate(w http.ResponseWriter, r *http.Request, _ string) error {
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxRevocationBody+1))
+	body, err := readStatement(r, "rotation statement")
 	if err != nil {
-		return errorf(http.StatusBadRequest, "reading body: %v", err)
-	}
-	if len(body) > maxRevocationBody {
-		return errorf(http.StatusRequestEntityTooLarge, "rotation statement larger than %d bytes", maxRevocationBody)
+		return err
 	}
 	cut, err := s.a.SubmitRotation(r.Context(), body)
 	if err != nil {
@@ -136,12 +147,9 @@ func (s *apiServer) agentRotate(w http.ResponseWriter, r *http.Request, _ string
 // agentRevoke serves PUT /v1/agent/peerd/revoke: the body is a revocation
 // made with `peerd revoke`.
 func (s *apiServer) agentRevoke(w http.ResponseWriter, r *http.Request, _ string) error {
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxRevocationBody+1))
+	body, err := readStatement(r, "revocation")
 	if err != nil {
-		return errorf(http.StatusBadRequest, "reading body: %v", err)
-	}
-	if len(body) > maxRevocationBody {
-		return errorf(http.StatusRequestEntityTooLarge, "revocation larger than %d bytes", maxRevocationBody)
+		return err
 	}
 	if err := s.a.SubmitRevocation(r.Context(), body); err != nil {
 		return errorf(http.StatusBadRequest, "revocation refused: %v", err)
