@@ -384,3 +384,102 @@ func TestToolsPrometheusConsulSD(t *testing.T) {
 		"web": {fmt.Sprintf("%s:8080 node=n1 tags=,blue, health=passing", n1.ip), fmt.Sprintf("%s:8081 node=n2 tags=,, health=passing", n2.ip)},
 	})
 }
+
+func TestToolsTraefik(t *testing.T) {
+	traefik := toolBinary(t, "traefik")
+	for _, tc := range []struct {
+		name  string
+		flags []string
+	}{
+		// Blocking queries: consul/api/watch plans "services" and "checks".
+		{"watch", []string{"--providers.consulCatalog.watch=true"}},
+		// Polling: a full read every refresh interval.
+		{"poll", []string{"--providers.consulCatalog.refreshInterval=1s"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m, n1, n2 := twoAgents(t)
+			host, port := n2.ip, freeTCPPort(t, n2.ip)
+			svcAddr := fmt.Sprintf("%s:%d", host, port)
+			m.background(t, "demo-service", "-name", "web", "-listen", svcAddr)
+			rule := "traefik.http.routers.web.rule=PathPrefix(`/web`)"
+			n2.register(t, map[string]any{"ID": "web-1", "Name": "web", "Address": host, "Port": port,
+				"Tags":  []string{rule},
+				"Check": map[string]any{"CheckID": "web-1-http", "HTTP": "http://" + svcAddr + "/health", "Interval": "1s", "Timeout": "1s"}})
+
+			entry := fmt.Sprintf("127.0.0.1:%d", freeTCPPort(t, "127.0.0.1"))
+			args := append([]string{
+				"--entryPoints.web.address=" + entry,
+				"--providers.consulCatalog=true",
+				"--providers.consulCatalog.endpoint.address=" + n1.ip + ":8500",
+				// DEBUG logs every proxied request; INFO keeps the
+				// failure output readable.
+				"--log.level=INFO",
+			}, tc.flags...)
+			tool := startTool(t, traefik, args...)
+			base := "http://" + entry
+
+			waitTool(t, tool)
+			expectHTTP(t, "GET", base+"/web", http.StatusOK, "web (GET /web)")
+			expectHTTP(t, "GET", base+"/other", http.StatusNotFound, "")
+
+			// A second instance on n1 (a second demo service) is balanced in.
+			port1 := freeTCPPort(t, n1.ip)
+			addr1 := fmt.Sprintf("%s:%d", n1.ip, port1)
+			m.background(t, "demo-service", "-name", "web-on-n1", "-listen", addr1)
+			n1.register(t, ttlService("web-2", "web", n1.ip, port1, "passing", rule))
+			expectHTTP(t, "GET", base+"/web", http.StatusOK, "web-on-n1 (GET /web)")
+
+			// Its check failing takes it out again; deregistering the
+			// first instance leaves no server: 503 (the router remains
+			// while web-2 is registered) or 404. In watch mode Traefik
+			// reloads only when the answer of /v1/catalog/services or
+			// /v1/health/state/any changes (consul/api/watch compares
+			// results), so it depends on the agent never exposing the
+			// service without its checks (docs/COMPATIBILITY.md).
+			if _, err := n1.put("/v1/agent/check/fail/web-2-ttl", ""); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, 30*time.Second, func() error {
+				// Both answers seen in a row of requests: only web.
+				for i := 0; i < 10; i++ {
+					body := getBody(base + "/web")
+					if !strings.HasPrefix(body, "web (GET /web)") {
+						return fmt.Errorf("GET /web answered %q, want web only", body)
+					}
+				}
+				return nil
+			})
+			n2.deregister(t, "web-1")
+			waitFor(t, 30*time.Second, func() error {
+				resp, err := httpClient.Get(base + "/web")
+				if err != nil {
+					return err
+				}
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusServiceUnavailable && resp.StatusCode != http.StatusNotFound {
+					// Say what n1 answers Traefik's reads now.
+					var ids []string
+					b, _ := n1.get("/v1/health/service/web")
+					var entries []struct{ Service struct{ ID string } }
+					json.Unmarshal(b, &entries)
+					for _, e := range entries {
+						ids = append(ids, e.Service.ID)
+					}
+					return fmt.Errorf("GET /web through traefik: %s, want 503 or 404 (n1's /v1/health/service/web lists %v)", resp.Status, ids)
+				}
+				return nil
+			})
+		})
+	}
+}
+
+// getBody answers the body of GET u, or the error as text.
+func getBody(u string) string {
+	resp, err := httpClient.Get(u)
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return fmt.Sprintf("%s [%d]", b, resp.StatusCode)
+}
