@@ -87,7 +87,8 @@ sim-big: build
 # Real builds of the Consul tools users point at an agent, run against two
 # real agents (cmd/peerd/tools_compat_test.go, docs/COMPATIBILITY.md
 # "Consul tools"): consul-template, Fabio and Prometheus's Consul service
-# discovery (its discovery/consul package behind a small main, promsd).
+# discovery (its discovery/consul package behind a small main, promsd),
+# Traefik's consulCatalog provider.
 # Built once per version into bin/tools with the Go module proxy, never
 # added to peerd's go.mod. Fabio v1.6.3 cannot be `go install`ed (the proxy
 # withholds its version list and the checksum database has no entry), so
@@ -97,6 +98,10 @@ CONSUL_TEMPLATE_VERSION ?= v0.41.1
 FABIO_VERSION ?= v1.6.3
 FABIO_SUM ?= h1:ZLgQOjuLz66ABYI4qGVb2O6tHgu0ixNvsChTTtwg7Mo=
 PROMETHEUS_VERSION ?= v0.316.0
+# Traefik: built from a copy too (its go.mod has replace directives); the
+# first build takes about 20 minutes on a loaded 2-core machine. v3.7.x
+# needs a fork of go-http-auth that the proxy here does not serve.
+TRAEFIK_VERSION ?= v3.6.12
 TOOLS_DIR := $(CURDIR)/bin/tools
 define PROMSD_MAIN
 // promsd runs Prometheus's Consul service discovery against -server and
@@ -197,5 +202,11 @@ compat-tools:
 		echo "building promsd (Prometheus $(PROMETHEUS_VERSION) discovery/consul)"; \
 		mkdir $$tmp/promsd; printf '%s\n' "$$PROMSD_MAIN" > $$tmp/promsd/main.go; printf 'module promsd\n\ngo 1.26\n' > $$tmp/promsd/go.mod; \
 		(cd $$tmp/promsd && $(GO) get github.com/prometheus/prometheus@$(PROMETHEUS_VERSION) && $(GO) mod tidy && $(GO) build -o $(TOOLS_DIR)/promsd .); \
+	fi; \
+	if ! $(TOOLS_DIR)/traefik version 2>/dev/null | grep -q 'Version: *$(TRAEFIK_VERSION:v%=%)$$'; then \
+		echo "building traefik $(TRAEFIK_VERSION) (long)"; \
+		dir=$$(cd $$tmp && GOFLAGS=-mod=mod $(GO) mod download -json github.com/traefik/traefik/v3@$(TRAEFIK_VERSION) | sed -n 's/^\t"Dir": "\(.*\)",$$/\1/p'); \
+		cp -r $$dir $$tmp/traefik; chmod -R u+w $$tmp/traefik; \
+		(cd $$tmp/traefik && $(GO) build -ldflags '-X github.com/traefik/traefik/v3/pkg/version.Version=$(TRAEFIK_VERSION:v%=%)' -o $(TOOLS_DIR)/traefik ./cmd/traefik); \
 	fi
 	set -o pipefail; PEERD_TOOLS=1 $(GO) test -count=1 -run '^TestTools' -v -timeout 10m ./cmd/peerd/ | grep -v '^        time='

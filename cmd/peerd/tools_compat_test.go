@@ -154,16 +154,30 @@ func TestToolsConsulTemplate(t *testing.T) {
 	n1.kvPut("app/a", "1")
 	n1.kvPut("app/b", "2")
 	// The template is rendered from n1: wait until n1's replica has n2's
-	// instance, so that the first render is deterministic.
+	// instance and its critical check, so that the first render is
+	// deterministic. (n2 replicates the service before its check: for a
+	// moment n1 lists web-down without it, hence passing; see
+	// docs/COMPATIBILITY.md.)
 	waitFor(t, 30*time.Second, func() error {
-		b, err := n1.get("/v1/catalog/service/web")
+		b, err := n1.get("/v1/health/service/web")
 		if err != nil {
 			return err
 		}
-		if !strings.Contains(string(b), "web-down") {
-			return fmt.Errorf("n1 does not list web-down yet: %s", b)
+		var entries []struct {
+			Service struct{ ID string }
+			Checks  []struct{ CheckID, Status string }
 		}
-		return nil
+		if err := json.Unmarshal(b, &entries); err != nil {
+			return err
+		}
+		for _, e := range entries {
+			for _, c := range e.Checks {
+				if e.Service.ID == "web-down" && c.CheckID == "web-down-ttl" && c.Status == "critical" {
+					return nil
+				}
+			}
+		}
+		return fmt.Errorf("n1 does not list web-down with its critical check yet: %s", b)
 	})
 
 	dir := t.TempDir()
