@@ -27,11 +27,15 @@ import (
 const toolsHint = "run `make compat-tools` (builds the tools into bin/tools, then runs these tests)"
 
 // toolBinary returns bin/tools/<name>, skipping the test when it is absent
-// (failing instead when PEERD_TOOLS=1 asks for the tools explicitly).
+// (failing instead when PEERD_TOOLS=1 asks for the tools explicitly);
+// PEERD_TOOLS=0 skips the tests even when the binaries are there.
 func toolBinary(t *testing.T, name string) string {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("starts real processes")
+	}
+	if os.Getenv("PEERD_TOOLS") == "0" {
+		t.Skip("PEERD_TOOLS=0")
 	}
 	path := filepath.Join(repoRoot(t), "bin", "tools", name)
 	if _, err := os.Stat(path); err != nil {
