@@ -19,10 +19,11 @@ import (
 
 // Real builds of the Consul tools users point at an agent, run unchanged
 // against real peerd agents (docs/COMPATIBILITY.md, "Consul tools"):
-// consul-template, Fabio and Prometheus's Consul service discovery.
-// `make compat-tools` builds them into bin/tools (versions pinned in the
-// Makefile) and runs these tests; without the binaries they skip, so that
-// `make test` needs neither the network nor the extra time.
+// consul-template, Fabio, Prometheus's Consul service discovery and
+// Traefik's consulCatalog provider. `make compat-tools` builds them into
+// bin/tools (versions pinned in the Makefile) and runs these tests; without
+// the binaries they skip, so that `make test` needs neither the network
+// nor the extra time.
 
 const toolsHint = "run `make compat-tools` (builds the tools into bin/tools, then runs these tests)"
 
