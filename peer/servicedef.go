@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"reflect"
 	"strings"
@@ -202,6 +203,7 @@ func (c *CheckDefinition) validate(allowScripts bool) error {
 		}
 	}
 	if t == checkTypeHTTP {
+		c.HTTP = unbracketIPv4(c.HTTP)
 		u, err := url.Parse(c.HTTP)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return fmt.Errorf("HTTP check URL %q is not an http(s) URL", c.HTTP)
@@ -453,4 +455,23 @@ func validateNodeCheck(c *CheckDefinition, allowScripts bool) error {
 		return fmt.Errorf("check ID %q contains '/' or NUL", c.ID)
 	}
 	return c.validate(allowScripts)
+}
+
+// unbracketIPv4 rewrites an IPv4 host written in brackets
+// ("http://[127.0.0.1]:9998/health", as fabio registers its own check) to
+// the plain form: Go's URL parser accepted it before Go 1.26 and refuses
+// it now, and Consul agents built with older Go run such checks.
+func unbracketIPv4(raw string) string {
+	scheme, rest, ok := strings.Cut(raw, "://[")
+	if !ok {
+		return raw
+	}
+	host, tail, ok := strings.Cut(rest, "]")
+	if !ok {
+		return raw
+	}
+	if ip, err := netip.ParseAddr(host); err != nil || !ip.Is4() {
+		return raw
+	}
+	return scheme + "://" + host + tail
 }

@@ -107,6 +107,15 @@ checks = [{ name = "mem", ttl = "1m" }]
 				}
 			},
 		},
+		{
+			name: "bracketed IPv4 in an HTTP check URL is accepted (fabio registers its check so)",
+			file: `service { name = "x" check { http = "http://[127.0.0.1]:9998/health" interval = "1s" } }`,
+			check: func(t *testing.T, f ServiceFile) {
+				if got := f.Services[0].Checks[0].HTTP; got != "http://127.0.0.1:9998/health" {
+					t.Fatalf("HTTP = %q", got)
+				}
+			},
+		},
 		{name: "unknown key", file: "service {\n  name = \"x\"\n  prot = 1\n}\n", wantErr: `t.hcl: line 3`},
 		{name: "bad duration", file: "service {\n  name = \"x\"\n  check {\n    ttl = \"soon\"\n  }\n}\n", wantErr: "line 4"},
 		{name: "missing name", file: "\n\nservice {\n  port = 1\n}\n", wantErr: "t.hcl:3: service \"\": missing service name"},

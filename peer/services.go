@@ -1,6 +1,7 @@
 package peer
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -72,7 +73,13 @@ type localState struct {
 	started  bool
 	services map[string]*localService // by service ID
 	checks   map[string]*localCheck   // by check ID
+	// batch, when non-nil, collects the replica writes of one registration
+	// or deregistration (batchLocked), committed together as one delta.
+	batch []mutation
 }
+
+// mutation is one replica write, run under the commit lock.
+type mutation = func(now time.Time) (*crdt.Delta, error)
 
 type localService struct {
 	Def    ServiceDefinition
@@ -207,16 +214,76 @@ func (a *Agent) saveLocked() error {
 }
 
 func (a *Agent) commitDelete(k crdt.Kind, id string) error {
-	err := a.commit(a.ctx, func(now time.Time) (*crdt.Delta, error) {
+	return a.commitLocked(func(now time.Time) (*crdt.Delta, error) {
+		var d *crdt.Delta
+		var err error
 		if k == crdt.KindService {
-			return a.replica.DeleteService(id, now)
+			d, err = a.replica.DeleteService(id, now)
+		} else {
+			d, err = a.replica.DeleteCheck(id, now)
 		}
-		return a.replica.DeleteCheck(id, now)
+		if errors.Is(err, crdt.ErrNotFound) {
+			return nil, nil
+		}
+		return d, err
 	})
-	if errors.Is(err, crdt.ErrNotFound) {
+}
+
+// commitLocked commits one replica write of the registry, or adds it to
+// the batch being collected. l.mu must be held.
+func (a *Agent) commitLocked(m mutation) error {
+	if l := &a.local; l.batch != nil {
+		l.batch = append(l.batch, m)
 		return nil
 	}
-	return err
+	return a.commit(a.ctx, m)
+}
+
+// batchLocked runs f with the registry's replica writes collected, then
+// commits them as one delta: a service and its checks (or their removal)
+// reach every other agent together, never one without the other — Consul
+// writes a registration in one transaction, and watchers such as
+// consul-template and Traefik act on the states in between. What f queued
+// is committed even when f fails part-way. l.mu must be held.
+func (a *Agent) batchLocked(f func() error) error {
+	l := &a.local
+	if l.batch != nil {
+		return f() // already collecting
+	}
+	l.batch = []mutation{}
+	err := f()
+	muts := l.batch
+	l.batch = nil
+	if len(muts) == 0 {
+		return err
+	}
+	var mutErr error
+	cerr := a.commit(a.ctx, func(now time.Time) (*crdt.Delta, error) {
+		var all *crdt.Delta
+		for _, m := range muts {
+			d, err := m(now)
+			if err != nil {
+				// A refused write changed nothing; the others stand.
+				mutErr = cmp.Or(mutErr, err)
+				continue
+			}
+			if d == nil {
+				continue
+			}
+			if all == nil {
+				all = &crdt.Delta{}
+			}
+			all.Entries = append(all.Entries, d.Entries...)
+		}
+		return all, nil
+	})
+	if err != nil {
+		return err
+	}
+	if cerr != nil {
+		return cerr
+	}
+	return mutErr
 }
 
 // publishServiceLocked writes the service record when the replica's
@@ -228,7 +295,7 @@ func (a *Agent) publishServiceLocked(s *localService) error {
 			return nil
 		}
 	}
-	return a.commit(a.ctx, func(now time.Time) (*crdt.Delta, error) { return a.replica.PutService(want, now) })
+	return a.commitLocked(func(now time.Time) (*crdt.Delta, error) { return a.replica.PutService(want, now) })
 }
 
 func serviceEqual(x, y crdt.Service) bool {
@@ -283,10 +350,16 @@ func (a *Agent) registerService(def ServiceDefinition, source string, replaceChe
 	if !l.started {
 		return errRegistryNotRunning
 	}
-	for _, d := range defs {
-		if err := a.putServiceLocked(d, source, replaceChecks); err != nil {
-			return err
+	err := a.batchLocked(func() error {
+		for _, d := range defs {
+			if err := a.putServiceLocked(d, source, replaceChecks); err != nil {
+				return err
+			}
 		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	return a.saveLocked()
 }
@@ -342,7 +415,7 @@ func (a *Agent) DeregisterService(ctx context.Context, id string) error {
 	if _, ok := l.services[id]; !ok {
 		return errorf(http.StatusNotFound, "Unknown service ID %q. Ensure that the service ID is passed, not the service name.", id)
 	}
-	if err := a.removeServiceLocked(id); err != nil {
+	if err := a.batchLocked(func() error { return a.removeServiceLocked(id) }); err != nil {
 		return err
 	}
 	return a.saveLocked()
@@ -489,7 +562,7 @@ func (a *Agent) writeCheckLocked(c *localCheck, now time.Time) error {
 			return nil
 		}
 	}
-	err := a.commit(a.ctx, func(now time.Time) (*crdt.Delta, error) { return a.replica.PutCheck(rec, now) })
+	err := a.commitLocked(func(now time.Time) (*crdt.Delta, error) { return a.replica.PutCheck(rec, now) })
 	if err == nil {
 		c.written, c.outputPending = now, false
 	}
@@ -800,6 +873,17 @@ func (a *Agent) ReloadServices(defs []ServiceDefinition, checks []CheckDefinitio
 	for _, c := range checks {
 		wantCheck[c.ID] = true
 	}
+	err := a.batchLocked(func() error { return a.reloadLocked(all, checks, want, wantCheck) })
+	if err != nil {
+		return err
+	}
+	return a.saveLocked()
+}
+
+// reloadLocked is ReloadServices' replacement of the config-file
+// definitions, inside one batch.
+func (a *Agent) reloadLocked(all []ServiceDefinition, checks []CheckDefinition, want, wantCheck map[string]bool) error {
+	l := &a.local
 	for id, s := range l.services {
 		if s.Source == sourceConfig && !want[id] {
 			if err := a.removeServiceLocked(id); err != nil {
@@ -829,5 +913,5 @@ func (a *Agent) ReloadServices(defs []ServiceDefinition, checks []CheckDefinitio
 			return err
 		}
 	}
-	return a.saveLocked()
+	return nil
 }
