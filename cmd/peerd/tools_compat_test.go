@@ -302,10 +302,11 @@ func TestToolsFabio(t *testing.T) {
 	expectHTTP(t, "GET", base+"/web", http.StatusNotFound, "")
 
 	// fabio registers itself (registry.consul.register.enabled, on by
-	// default) with a TTL check and an HTTP check on its UI address, which
-	// it always writes in brackets: http://[127.0.0.1]:PORT/health. Consul
-	// validates no check URL at registration, so the service is listed
-	// (the HTTP check's result then depends on the agent's URL parser).
+	// default) on n1 with a TTL check and an HTTP check on its UI address,
+	// which it always writes in brackets: http://[127.0.0.1]:PORT/health.
+	// Consul validates no check URL at registration; peerd accepts the
+	// bracketed IPv4 host and runs the check. n2 lists fabio on node n1
+	// with every check passing.
 	waitFor(t, 30*time.Second, func() error {
 		if tool.exited() {
 			return fmt.Errorf("fabio exited: %v", tool.err)
@@ -320,6 +321,7 @@ func TestToolsFabio(t *testing.T) {
 			return err
 		}
 		var entries []struct {
+			Node    struct{ Node string }
 			Service struct{ ID string }
 			Checks  []struct{ CheckID, Status, Output string }
 		}
@@ -329,7 +331,15 @@ func TestToolsFabio(t *testing.T) {
 		if len(entries) != 1 {
 			return fmt.Errorf("n2 lists %d fabio instances, want 1: %s", len(entries), b)
 		}
-		t.Logf("fabio's own registration as seen from n2: %s %+v", entries[0].Service.ID, entries[0].Checks)
+		e := entries[0]
+		if e.Node.Node != "n1" {
+			return fmt.Errorf("n2 lists fabio on node %q, want n1: %+v", e.Node.Node, e.Checks)
+		}
+		for _, c := range e.Checks {
+			if c.Status != "passing" {
+				return fmt.Errorf("n2 lists fabio with check %s %s (%q), want every check passing", c.CheckID, c.Status, c.Output)
+			}
+		}
 		return nil
 	}, func(err error) bool {
 		return strings.Contains(err.Error(), "refused") || strings.Contains(err.Error(), "exited")
