@@ -165,6 +165,9 @@ func (a *Agent) statusFrom(st map[string]gossip.MemberStatus, name string) (goss
 
 // visibleFrom is nodeVisible over a snapshot of member statuses.
 func (a *Agent) visibleFrom(st map[string]gossip.MemberStatus, name string) bool {
+	if name == "" {
+		return false // its node record has not arrived: Consul never lists a service without its node
+	}
 	s, ok := a.statusFrom(st, name)
 	return !ok || s != gossip.StatusLeft
 }

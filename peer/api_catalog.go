@@ -17,6 +17,9 @@ import (
 // nodeVisible reports whether a node's records are listed: not when
 // membership says it left.
 func (a *Agent) nodeVisible(name string) bool {
+	if name == "" {
+		return false // its node record has not arrived: Consul never lists a service without its node
+	}
 	st, ok := a.nodeStatus(name)
 	return !ok || st != gossip.StatusLeft
 }

@@ -82,6 +82,9 @@ func (s *dnsSource) instances(dst []resolver.Instance, entries []crdt.ServiceEnt
 	// One membership snapshot per build, not one per instance.
 	status := a.memberStatusMap()
 	for _, e := range entries {
+		if e.Node.Name == "" {
+			continue // its node record has not arrived yet
+		}
 		inst := resolver.Instance{
 			Node:    e.Node.Name,
 			Port:    uint16(e.Service.Port),

@@ -74,3 +74,38 @@ func TestRegistrationIsAtomic(t *testing.T) {
 		t.Fatalf("n1 listed the critical instance as passing %d times, e.g. %v", n, bad.Load())
 	}
 }
+
+// TestNoServiceWithoutItsNode: right after n2 joins, n1 registers a
+// service; its record may reach n2 (by broadcast) before n1's older node
+// record (by anti-entropy). n2 must not list the instance until it knows
+// the node — Consul never lists a service without its node.
+func TestNoServiceWithoutItsNode(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real processes")
+	}
+	m := newMesh(t)
+	n1 := m.start("n1", agentOpts{})
+	n2 := m.start("n2", agentOpts{join: []string{"n1"}})
+	expectMemberStatus(t, n2, n1.name, memberAlive)
+	if b, err := n1.put("/v1/agent/service/register", `{"ID":"early-1","Name":"early","Port":1}`); err != nil {
+		t.Fatalf("register: %v %s", err, b)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	listed := false
+	for polls := 0; time.Now().Before(deadline); polls++ {
+		for _, path := range []string{"/v1/health/service/early", "/v1/catalog/service/early"} {
+			b, err := n2.get(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Contains(string(b), `"Node":""`) {
+				t.Fatalf("poll %d: n2 lists early-1 without its node: %s", polls, b)
+			}
+			listed = listed || strings.Contains(string(b), `"Node":"n1"`)
+		}
+		if listed {
+			return
+		}
+	}
+	t.Fatal("n2 never listed early-1 with its node")
+}
