@@ -1,6 +1,8 @@
 package sim
 
 import (
+	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -32,11 +34,12 @@ func TestNetworkFaults(t *testing.T) {
 				n := NewNetwork(4, LinkProfile{Latency: 10 * time.Millisecond}, 1)
 				defer n.Close()
 				tt.setup(n)
-				got := false
-				err := n.stream(tt.from, tt.to, ClassTree, []byte("x"), func([]byte) { got = true })
+				// Deliveries run on the network's goroutines.
+				var got atomic.Bool
+				err := n.stream(tt.from, tt.to, ClassTree, []byte("x"), func([]byte) { got.Store(true) })
 				time.Sleep(time.Second)
-				if got != tt.want || (err == nil) != tt.want {
-					t.Fatalf("delivered=%v err=%v, want delivered=%v", got, err, tt.want)
+				if got.Load() != tt.want || (err == nil) != tt.want {
+					t.Fatalf("delivered=%v err=%v, want delivered=%v", got.Load(), err, tt.want)
 				}
 			})
 		})
@@ -48,22 +51,31 @@ func TestNetworkLatencyLossBandwidth(t *testing.T) {
 		n := NewNetwork(2, LinkProfile{Latency: 50 * time.Millisecond, Bandwidth: 1000}, 7)
 		defer n.Close()
 		start := time.Now()
-		var at []time.Duration
+		var (
+			mu sync.Mutex // deliveries run on the network's goroutines
+			at []time.Duration
+		)
 		for range 2 {
-			n.stream(0, 1, ClassTree, make([]byte, 500), func([]byte) { at = append(at, time.Since(start)) })
+			n.stream(0, 1, ClassTree, make([]byte, 500), func([]byte) {
+				mu.Lock()
+				at = append(at, time.Since(start))
+				mu.Unlock()
+			})
 		}
 		time.Sleep(5 * time.Second)
+		mu.Lock()
+		defer mu.Unlock()
 		// 500 bytes at 1000 B/s: 0.5 s each, queued behind each other.
 		if len(at) != 2 || at[0] != 550*time.Millisecond || at[1] != 1050*time.Millisecond {
 			t.Fatalf("arrivals %v", at)
 		}
 		n.SetProfile(LinkProfile{Loss: 0.5})
-		got := 0
+		var passed atomic.Int64
 		for range 1000 {
-			n.datagram(0, 1, ClassMember, []byte("y"), func([]byte) { got++ })
+			n.datagram(0, 1, ClassMember, []byte("y"), func([]byte) { passed.Add(1) })
 		}
 		time.Sleep(time.Second)
-		if got < 400 || got > 600 {
+		if got := passed.Load(); got < 400 || got > 600 {
 			t.Fatalf("%d of 1000 datagrams passed at 50%% loss", got)
 		}
 	})

@@ -301,11 +301,12 @@ func (n *node) resyncAlive() int {
 			failed[m.Name] = true
 		}
 	}
+	k := len(alive) // alive is shared with eventLoop once stored
 	n.aliveMu.Lock()
 	n.alive, n.failed = alive, failed
 	n.aliveMu.Unlock()
 	n.membersDirty.Store(true)
-	return len(alive)
+	return k
 }
 
 // tickLoop refreshes peers after membership changes and flushes the
