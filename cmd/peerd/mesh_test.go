@@ -52,6 +52,44 @@ func expectMemberStatus(t *testing.T, p *agentProc, name string, status int) {
 	})
 }
 
+// aliveAt reports whether p lists name as an alive member.
+func aliveAt(t *testing.T, p *agentProc, name string) bool {
+	t.Helper()
+	ms, err := p.members()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range ms {
+		if m.Name == name && m.Status == memberAlive {
+			return true
+		}
+	}
+	return false
+}
+
+// expectNotAlive waits until p no longer lists name as alive (a revoked or
+// untrusted node).
+func expectNotAlive(t *testing.T, p *agentProc, name string) {
+	t.Helper()
+	waitFor(t, 10*time.Second, func() error {
+		if aliveAt(t, p, name) {
+			return fmt.Errorf("%s still lists %s as alive", p.name, name)
+		}
+		return nil
+	})
+}
+
+// expectStaysNotAlive checks, every 200 ms for d, that p never lists name
+// as alive (a node that keeps asking to be let in).
+func expectStaysNotAlive(t *testing.T, p *agentProc, name string, d time.Duration, why string) {
+	t.Helper()
+	for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if aliveAt(t, p, name) {
+			t.Fatalf("%s lists %s as alive: %s", p.name, name, why)
+		}
+	}
+}
+
 func expectKV(t *testing.T, p *agentProc, key, want string) {
 	t.Helper()
 	waitFor(t, 30*time.Second, func() error {
@@ -177,18 +215,7 @@ func TestRejoinAfterLeave(t *testing.T) {
 	// 3 s) ...
 	plain.extra = nil
 	plain.launch()
-	for i := 0; i < 15; i++ {
-		ms, err := n1.members()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, mb := range ms {
-			if mb.Name == plain.name && mb.Status == memberAlive {
-				t.Fatalf("%s rejoined after a leave without -rejoin\n%s", plain.name, plain.Logs())
-			}
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	expectStaysNotAlive(t, n1, plain.name, 3*time.Second, "it rejoined after a leave without -rejoin")
 	// ... and the -rejoin one comes back by itself.
 	rejoiner.extra = []string{"-rejoin"}
 	rejoiner.launch()

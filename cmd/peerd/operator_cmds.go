@@ -348,25 +348,34 @@ func reorderBoolFlag(args []string, name string, seen **string) []string {
 	return out
 }
 
-func runRevocation(ctx context.Context, c *cli, args []string) error {
+// submitStatement is `peerd CMD submit FILE` for a signed trust statement
+// (a revocation or a rotation): it PUTs the file to the local agent's path
+// and returns the agent's answer and the file name.
+func submitStatement(ctx context.Context, c *cli, cmd, path string, args []string) (answer []byte, file string, err error) {
 	if len(args) == 0 || args[0] != "submit" {
-		return usageErrorf("revocation: want 'revocation submit FILE'")
+		return nil, "", usageErrorf("%s: want '%s submit FILE'", cmd, cmd)
 	}
-	cl, rest, err := clientFlags(c, "revocation submit", "revocation submit [-http-addr ADDR] FILE", args[1:])
+	cl, rest, err := clientFlags(c, cmd+" submit", cmd+" submit [-http-addr ADDR] FILE", args[1:])
 	if err != nil {
-		return err
+		return nil, "", err
 	}
 	if len(rest) != 1 {
-		return usageErrorf("revocation submit: exactly one revocation file is required")
+		return nil, "", usageErrorf("%s submit: exactly one %s file is required", cmd, cmd)
 	}
 	body, err := os.ReadFile(rest[0])
 	if err != nil {
+		return nil, "", err
+	}
+	answer, _, err = cl.do(ctx, http.MethodPut, path, body)
+	return answer, rest[0], err
+}
+
+func runRevocation(ctx context.Context, c *cli, args []string) error {
+	_, file, err := submitStatement(ctx, c, "revocation", "/v1/agent/peerd/revoke", args)
+	if err != nil {
 		return err
 	}
-	if _, _, err := cl.do(ctx, http.MethodPut, "/v1/agent/peerd/revoke", body); err != nil {
-		return err
-	}
-	fmt.Fprintf(c.stdout, "Revocation %s accepted; it spreads to every peer.\n", rest[0])
+	fmt.Fprintf(c.stdout, "Revocation %s accepted; it spreads to every peer.\n", file)
 	return nil
 }
 
@@ -375,21 +384,7 @@ func runRevocation(ctx context.Context, c *cli, args []string) error {
 // spreads it; the nodes whose certificates only the old root vouched for are
 // cut off everywhere (listed).
 func runRotation(ctx context.Context, c *cli, args []string) error {
-	if len(args) == 0 || args[0] != "submit" {
-		return usageErrorf("rotation: want 'rotation submit FILE'")
-	}
-	cl, rest, err := clientFlags(c, "rotation submit", "rotation submit [-http-addr ADDR] FILE", args[1:])
-	if err != nil {
-		return err
-	}
-	if len(rest) != 1 {
-		return usageErrorf("rotation submit: exactly one rotation statement file is required")
-	}
-	body, err := os.ReadFile(rest[0])
-	if err != nil {
-		return err
-	}
-	resp, _, err := cl.do(ctx, http.MethodPut, "/v1/agent/peerd/rotate", body)
+	resp, file, err := submitStatement(ctx, c, "rotation", "/v1/agent/peerd/rotate", args)
 	if err != nil {
 		return err
 	}
@@ -397,7 +392,7 @@ func runRotation(ctx context.Context, c *cli, args []string) error {
 	if err := json.Unmarshal(resp, &out); err != nil {
 		return fmt.Errorf("rotation submit: agent answer: %w", err)
 	}
-	fmt.Fprintf(c.stdout, "Rotation %s accepted; it spreads to every peer, which retires the old root.\n", rest[0])
+	fmt.Fprintf(c.stdout, "Rotation %s accepted; it spreads to every peer, which retires the old root.\n", file)
 	if len(out.CutOff) > 0 {
 		fmt.Fprintf(c.stdout, "Nodes whose certificates the old root issued are cut off: %s\n", strings.Join(out.CutOff, ", "))
 	}

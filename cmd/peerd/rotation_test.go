@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -41,23 +40,8 @@ func TestMeshRootRotation(t *testing.T) {
 	if !strings.Contains(out, "cut off: n3") {
 		t.Errorf("submit at n1: %q, want n3 listed as cut off", out)
 	}
-	notTrusted := func(p *agentProc) {
-		t.Helper()
-		waitFor(t, 10*time.Second, func() error {
-			ms, err := p.members()
-			if err != nil {
-				return err
-			}
-			for _, mb := range ms {
-				if mb.Name == n3.name && mb.Status == memberAlive {
-					return fmt.Errorf("%s still trusts %s", p.name, n3.name)
-				}
-			}
-			return nil
-		})
-	}
-	notTrusted(n1)
-	notTrusted(n2)
+	expectNotAlive(t, n1, n3.name)
+	expectNotAlive(t, n2, n3.name)
 	expectMemberStatus(t, n1, n2.name, memberAlive)
 
 	// A restarted n2 (its config still trusts the old root) re-applies the
@@ -65,18 +49,8 @@ func TestMeshRootRotation(t *testing.T) {
 	n2.stop()
 	n2.launch()
 	expectMemberStatus(t, n2, n1.name, memberAlive)
-	for i := 0; i < 25; i++ { // 5 s: n3 is alive in serf and keeps asking
-		ms, err := n2.members()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, mb := range ms {
-			if mb.Name == n3.name && mb.Status == memberAlive {
-				t.Fatalf("after a restart %s trusts %s, whose root was retired", n2.name, n3.name)
-			}
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	// n3 is alive in serf and keeps asking.
+	expectStaysNotAlive(t, n2, n3.name, 5*time.Second, "a restarted peer trusts a node whose root was retired")
 	n1.kvPut("after/rotation", "ok")
 	expectKV(t, n2, "after/rotation", "ok")
 }
