@@ -51,8 +51,8 @@ func (a *Agent) SetNodeChain(ctx context.Context, chain []byte) error {
 	return nil
 }
 
-// certExpiry returns when this node's certificate stops verifying (zero
-// for a root or a chain that no longer verifies).
+// certExpiry returns when this node's certificate stops verifying: zero
+// for a root key, an error when the chain no longer verifies.
 func (a *Agent) certExpiry() (time.Time, error) {
 	caps, err := a.trust.capsOf(a.id)
 	if err != nil {
