@@ -20,6 +20,14 @@ var (
 	ErrInvalid = errors.New("crdt: invalid record")
 	// ErrEquivocation: an origin signed two different records for one dot.
 	ErrEquivocation = errors.New("crdt: equivocation")
+	// ErrOriginRevoked: an Authorizer's VerifyOrigin returns an error
+	// wrapping it when the signature DOES verify under the origin's key but
+	// that key is revoked for good. Merge then records the dot as seen and
+	// keeps the version as a dead stub whose context is not applied
+	// (docs/REPLICA.md, "Revoked origins"). An Authorizer must return it
+	// only after checking the signature: otherwise anyone could burn the
+	// dots of a revoked origin.
+	ErrOriginRevoked = errors.New("crdt: origin revoked")
 )
 
 // Rejection reasons counted by Merge (see Replica.Rejected).
@@ -39,6 +47,9 @@ const (
 	// for one dot: two processes run with the same node key (a cloned data
 	// dir or key), or the origin is faulty. The held record stays.
 	RejectEquivocation = "equivocation"
+	// RejectRevokedOrigin: a correctly signed record of a revoked origin
+	// (ErrOriginRevoked); kept as a dead stub, its context not applied.
+	RejectRevokedOrigin = "revoked-origin"
 )
 
 // ErrNotFound: a local delete names a record this node does not hold.

@@ -30,6 +30,9 @@ type entryCheck struct {
 	checked   bool  // sigErr and bodyErr were computed
 	sigErr    error // the signature does not verify
 	bodyErr   error // the body does not match its signed hash
+	// revoked: the signature verifies but the origin's key is revoked
+	// (the Authorizer said ErrOriginRevoked); sigErr is nil then.
+	revoked bool
 }
 
 // checkEntries decodes every header and verifies the entries whose dot is
@@ -62,7 +65,9 @@ func (c *entryCheck) verify(e *Entry, auth Authorizer) {
 	case len(e.Sig) > maxSigLen:
 		c.sigErr = fmt.Errorf("%w: %s: signature of %d bytes", ErrBadSignature, h.dot(), len(e.Sig))
 	default:
-		if err := auth.VerifyOrigin(h.Origin, signedMessage(e.Header), e.Sig); err != nil {
+		if err := auth.VerifyOrigin(h.Origin, signedMessage(e.Header), e.Sig); errors.Is(err, ErrOriginRevoked) {
+			c.revoked = true
+		} else if err != nil {
 			c.sigErr = fmt.Errorf("%w: %s %s %q: %w", ErrBadSignature, h.dot(), h.Kind, h.Key, err)
 		}
 	}
@@ -92,6 +97,12 @@ func (m *MergeResult) reject(reason string) {
 // version vectors stay contiguous and replicas with the same policy agree.
 // An entry with a bad signature, a malformed header, a mismatching body or
 // a timestamp too far ahead is dropped entirely (it may arrive intact later).
+//
+// A node, service, check or KV entry correctly signed by a revoked origin
+// (VerifyOrigin says ErrOriginRevoked, or RevokeOrigins found it revoked) is
+// kept as a dead, header-only stub: its dot is seen, its context is NOT
+// applied (a revoked key deletes nothing). Intentions and revocations it
+// relays are judged by their own signatures, as from anyone.
 //
 // Merge returns the first rejection as an error for logging; the rest of the
 // delta is merged regardless. Rejections are also counted in Rejected().
@@ -130,7 +141,7 @@ func (r *Replica) Merge(d *Delta, auth Authorizer, now time.Time) (MergeResult, 
 		}
 		if r.cc.has(h.dot()) {
 			if v := r.lookup(h.dot()); v != nil && v.e.Header != nil && !bytes.Equal(v.e.Header, e.Header) &&
-				len(e.Sig) <= maxSigLen && auth.VerifyOrigin(h.Origin, signedMessage(e.Header), e.Sig) == nil {
+				len(e.Sig) <= maxSigLen && signedBy(auth, h.Origin, e) {
 				res.Rejected++
 				note(RejectEquivocation, fmt.Errorf("%w: %s: %s signed two different records for this dot (same node key in two processes?)", ErrEquivocation, h.dot(), h.Origin))
 				continue
@@ -151,6 +162,21 @@ func (r *Replica) Merge(d *Delta, auth Authorizer, now time.Time) (MergeResult, 
 		if c.bodyErr != nil {
 			res.Rejected++
 			note(RejectMalformed, c.bodyErr)
+			continue
+		}
+		if _, swept := r.revoked[h.Origin]; (c.revoked || swept) && !h.Kind.ordered() {
+			// Signed by its origin, whose key is revoked: the dot is seen
+			// (or anti-entropy would offer it forever), nothing else.
+			// Replicas that merged it before they held the revocation
+			// reach the same state in RevokeOrigins.
+			res.Rejected++
+			note(RejectRevokedOrigin, fmt.Errorf("%w: %s %s %q", ErrOriginRevoked, h.dot(), h.Kind, h.Key))
+			stored := e
+			stored.Body = nil
+			if r.applyLocked(h, stored, nil, false) {
+				res.Changed = true
+			}
+			res.Accepted++
 			continue
 		}
 		if h.HLC != 0 {
@@ -231,6 +257,13 @@ func (r *Replica) Merge(d *Delta, auth Authorizer, now time.Time) (MergeResult, 
 type stub struct {
 	h header
 	e Entry
+}
+
+// signedBy reports whether e's signature verifies under origin's key,
+// revoked or not.
+func signedBy(auth Authorizer, origin string, e Entry) bool {
+	err := auth.VerifyOrigin(origin, signedMessage(e.Header), e.Sig)
+	return err == nil || errors.Is(err, ErrOriginRevoked)
 }
 
 // storeStubLocked keeps a verified stub whose dot is already covered.
@@ -341,7 +374,7 @@ func (r *Replica) Apply(d *Delta, auth Authorizer) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, e := range d.Entries {
-		if err := r.applyTrustedLocked(e, auth, nil); err != nil {
+		if err := r.applyTrustedLocked(e, auth, nil, nil); err != nil {
 			return err
 		}
 	}
@@ -349,7 +382,9 @@ func (r *Replica) Apply(d *Delta, auth Authorizer) error {
 	return nil
 }
 
-func (r *Replica) applyTrustedLocked(e Entry, auth Authorizer, dead map[Dot]bool) error {
+// applyTrustedLocked applies a stored entry: dead lists the dead versions
+// stored with their bodies, void those whose context was not applied.
+func (r *Replica) applyTrustedLocked(e Entry, auth Authorizer, dead, void map[Dot]bool) error {
 	h, err := decodeHeader(e.Header)
 	if err != nil {
 		return err
@@ -381,7 +416,7 @@ func (r *Replica) applyTrustedLocked(e Entry, auth Authorizer, dead map[Dot]bool
 		r.counter = h.Counter
 	}
 	r.clk.observe(h.HLC)
-	r.applyLocked(h, e, val, true)
+	r.applyLocked(h, e, val, !void[d])
 	return nil
 }
 
@@ -453,7 +488,7 @@ func (r *Replica) applyLocked(h header, e Entry, val any, ctxOK bool) bool {
 	}
 	h.Key = ks.key
 	k.key = ks.key
-	v := &version{h: h, e: e}
+	v := &version{h: h, e: e, void: !ctxOK}
 	m[d.Counter] = v
 	var old []any // values of the live set before this version
 	for _, lv := range ks.live {

@@ -50,6 +50,9 @@ type version struct {
 	e    Entry
 	live bool
 	val  any // *Node, *Service, *Check, *kvBody, *intentionVal, []byte; nil when dead
+	// void: its context was not applied (a refused KV write, a revoked
+	// origin's record); kept across restarts (snapshot.Void).
+	void bool
 }
 
 type intentionVal struct {
@@ -88,6 +91,10 @@ type Replica struct {
 	// horizon: dots at or below it may have been garbage-collected here.
 	horizon  VersionVector
 	rejected map[string]uint64
+	// revoked: origins RevokeOrigins found revoked and swept (their live
+	// records killed); Merge treats their later records as revoked too.
+	// Rebuilt after a restart by calling RevokeOrigins again.
+	revoked map[string]struct{}
 
 	index          uint64            // local change index, >= 1
 	scopes         map[string]uint64 // scope -> index of its last change
@@ -126,6 +133,7 @@ func NewReplica(origin string, signer Signer, opts Options) (*Replica, error) {
 		pendingKill:    map[Dot]recKey{},
 		horizon:        VersionVector{},
 		rejected:       map[string]uint64{},
+		revoked:        map[string]struct{}{},
 		index:          1,
 		scopes:         map[string]uint64{},
 		watch:          map[string]chan struct{}{},
@@ -370,7 +378,13 @@ func (r *Replica) write(k Kind, key string, op Op, body any, now time.Time) (*De
 // writeLocked builds, signs and applies one local record version. val is
 // the decoded value for reads; nil means decode the encoded body.
 func (r *Replica) writeLocked(k Kind, key string, op Op, body, val any, now time.Time) (*Delta, error) {
-	h := header{V: recordVersion, Kind: k, Op: op, Key: key, Origin: r.origin}
+	return r.writeCtxLocked(k, key, op, body, val, nil, now)
+}
+
+// writeCtxLocked is writeLocked with an explicit context: nil means every
+// live version of the key (what a write normally supersedes).
+func (r *Replica) writeCtxLocked(k Kind, key string, op Op, body, val any, ctx []Dot, now time.Time) (*Delta, error) {
+	h := header{V: recordVersion, Kind: k, Op: op, Key: key, Origin: r.origin, Context: ctx}
 	var e Entry
 	if op == OpPut {
 		b, err := marshal(body)
@@ -380,7 +394,7 @@ func (r *Replica) writeLocked(k Kind, key string, op Op, body, val any, now time
 		e.Body = b
 		h.BodyHash = bodyHash(b)
 	}
-	if !k.ordered() {
+	if !k.ordered() && ctx == nil {
 		if ks := r.keys[recKey{k, key}]; ks != nil {
 			for _, v := range ks.live {
 				h.Context = append(h.Context, v.h.dot())

@@ -32,6 +32,9 @@ type snapshot struct {
 	PendingKill []pendingKillRec  `cbor:"9,keyasint"`
 	Index       uint64            `cbor:"10,keyasint"`
 	Dead        []Dot             `cbor:"11,keyasint"` // dead versions stored with their bodies
+	// Void: versions whose context was not applied (refused KV writes,
+	// revoked origins' records); absent in older snapshots.
+	Void []Dot `cbor:"12,keyasint,omitempty"`
 }
 
 // MarshalState encodes the whole replica: every retained record version
@@ -49,6 +52,9 @@ func (r *Replica) MarshalState() ([]byte, error) {
 			s.Entries = append(s.Entries, v.e)
 			if !v.live && v.e.Body != nil {
 				s.Dead = append(s.Dead, v.h.dot())
+			}
+			if v.void {
+				s.Void = append(s.Void, v.h.dot())
 			}
 		}
 	}
@@ -89,8 +95,12 @@ func (r *Replica) LoadState(b []byte, auth Authorizer) error {
 	for _, d := range s.Dead {
 		dead[d] = true
 	}
+	void := make(map[Dot]bool, len(s.Void))
+	for _, d := range s.Void {
+		void[d] = true
+	}
 	for _, e := range s.Entries {
-		if err := fresh.applyTrustedLocked(e, auth, dead); err != nil {
+		if err := fresh.applyTrustedLocked(e, auth, dead, void); err != nil {
 			return fmt.Errorf("crdt: load state: %w", err)
 		}
 	}

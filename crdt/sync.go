@@ -163,6 +163,9 @@ func (r *Replica) CollectGarbage(liveHeads []VersionVector) int {
 			}
 			ok := true
 			for _, d := range v.h.Context {
+				if v.void {
+					break // its context was never applied: nothing to resurrect
+				}
 				if !stable.Covers(d) {
 					ok = false
 					break

@@ -1,0 +1,256 @@
+package crdt
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+)
+
+// revAuth is one replica's trust book in these tests: edAuth plus the
+// origins it holds a revocation of. A revocation record's blob is
+// "revoke:" followed by the revoked origin; merging or writing it applies
+// it at once, as peer's trustBook does.
+type revAuth struct {
+	edAuth
+	revoked map[string]bool
+}
+
+func newRevAuth() *revAuth { return &revAuth{revoked: map[string]bool{}} }
+
+func (a *revAuth) VerifyOrigin(origin string, msg, sig []byte) error {
+	if err := a.edAuth.VerifyOrigin(origin, msg, sig); err != nil {
+		return err
+	}
+	if a.revoked[origin] {
+		return fmt.Errorf("test: %s: %w", origin, ErrOriginRevoked)
+	}
+	return nil
+}
+
+func (a *revAuth) MayWriteKV(origin, key string) bool {
+	return !a.revoked[origin] && a.edAuth.MayWriteKV(origin, key)
+}
+
+func (a *revAuth) MayPublishService(origin, service string) bool {
+	return !a.revoked[origin] && a.edAuth.MayPublishService(origin, service)
+}
+
+func (a *revAuth) VerifyRevocation(signed []byte) error {
+	origin, ok := strings.CutPrefix(string(signed), "revoke:")
+	if !ok {
+		return errors.New("test: not a revocation")
+	}
+	a.revoked[origin] = true
+	return nil
+}
+
+// revFixture: X writes on one side of a partition (its node, a service, a
+// KV key of its own, an overwrite of Y's key "k" and a delete of Y's key
+// "d", both after merging Y's writes); S issues the revocation of X on
+// the other side.
+type revFixture struct {
+	x, y, s      *Replica
+	fromY, fromX *Delta
+	revocation   *Delta
+}
+
+func newRevFixture(t *testing.T) *revFixture {
+	t.Helper()
+	f := &revFixture{x: newEdReplica(t, 1), y: newEdReplica(t, 2), s: newEdReplica(t, 5)}
+	auth := newRevAuth()
+	f.fromY = joinDeltas(
+		must[*Delta](t)(f.y.KVPut("k", []byte("y"), 0, t0)),
+		must[*Delta](t)(f.y.KVPut("d", []byte("y"), 0, t0)),
+	)
+	mustMerge(t, f.x, f.fromY, auth, t0)
+	f.fromX = joinDeltas(
+		must[*Delta](t)(f.x.PutNode(Node{Name: "x"}, t0)),
+		must[*Delta](t)(f.x.PutService(Service{ID: "web1", Name: "web"}, t0)),
+		must[*Delta](t)(f.x.KVPut("cfg/x", []byte("x"), 0, t0)),
+		must[*Delta](t)(f.x.KVPut("k", []byte("x"), 0, t0)),
+		must[*Delta](t)(f.x.KVDelete("d", t0)),
+	)
+	f.revocation = must[*Delta](t)(f.s.AddRevocation([]byte("revoke:"+f.x.Origin()), newRevAuth(), t0))
+	return f
+}
+
+func joinDeltas(ds ...*Delta) *Delta {
+	out := &Delta{}
+	for _, d := range ds {
+		if d != nil {
+			out.Entries = append(out.Entries, d.Entries...)
+		}
+	}
+	return out
+}
+
+// repair runs anti-entropy between a and b until neither misses anything.
+func repair(t *testing.T, a, b *Replica, authA, authB Authorizer) {
+	t.Helper()
+	for range 4 {
+		for _, d := range a.DeltaSince(b.Heads(), 0) {
+			mustMergeTolerant(t, b, d, authB)
+		}
+		for _, d := range b.DeltaSince(a.Heads(), 0) {
+			mustMergeTolerant(t, a, d, authA)
+		}
+	}
+}
+
+func mustMergeTolerant(t *testing.T, r *Replica, d *Delta, auth Authorizer) {
+	t.Helper()
+	if _, err := r.Merge(d, auth, t0); err != nil && !errors.Is(err, ErrOriginRevoked) && !errors.Is(err, ErrBadSignature) {
+		t.Fatalf("merge: %v", err)
+	}
+}
+
+// revokeOrigins is what the peer does when its trust book learned a
+// revocation: sweep the replica, and hand on the re-issued deletes.
+func revokeOrigins(t *testing.T, r *Replica, auth Authorizer) *Delta {
+	t.Helper()
+	d, err := r.RevokeOrigins(auth, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// readable is what reads see: the KV keys of the fixture, X's node and
+// the web instances.
+func readable(r *Replica, x string) string {
+	var b strings.Builder
+	for _, k := range []string{"k", "d", "cfg/x"} {
+		p, ok := r.KVGet(k)
+		fmt.Fprintf(&b, "%s=%v:%q/%d ", k, ok, p.Value, len(p.Conflicts))
+	}
+	_, ok := r.Node(x)
+	fmt.Fprintf(&b, "node(x)=%v web=%d", ok, len(r.Services("web", nil)))
+	return b.String()
+}
+
+// TestRevocationOrderConverges: replica A merges X's records and then
+// the revocation of X; replica B merges the revocation first and X's
+// records after it. Before the fix B dropped X's records entirely (no
+// dot), so the digests never agreed and anti-entropy re-offered them in
+// every session. Both must end with equal digests and equal reads: X's
+// records dead everywhere, what X's writes superseded still superseded.
+func TestRevocationOrderConverges(t *testing.T) {
+	f := newRevFixture(t)
+	a, b := newEdReplica(t, 3), newEdReplica(t, 4)
+	authA, authB := newRevAuth(), newRevAuth()
+
+	// A: records first (X's writes supersede Y's), then the revocation.
+	mustMerge(t, a, f.fromY, authA, t0)
+	mustMerge(t, a, f.fromX, authA, t0)
+	if p, _ := a.KVGet("k"); string(p.Value) != "x" {
+		t.Fatalf("A before the revocation: k=%q, want X's write", p.Value)
+	}
+	mustMerge(t, a, f.revocation, authA, t0)
+	reissued := revokeOrigins(t, a, authA)
+
+	// B: the revocation first, then X's records: dead stubs, no kills.
+	mustMerge(t, b, f.fromY, authB, t0)
+	mustMerge(t, b, f.revocation, authB, t0)
+	reissuedB := revokeOrigins(t, b, authB)
+	resB, errB := b.Merge(f.fromX, authB, t0)
+	dAtB, dKeptAtB := b.KVGet("d")
+	replay := mustMergeRes(t, b, f.fromX, authB)
+
+	// The re-issued deletes travel like any write; then a full repair.
+	if reissued != nil {
+		mustMerge(t, b, reissued, authB, t0)
+	}
+	repair(t, a, b, authA, authB)
+	if a.Digest() != b.Digest() {
+		t.Fatalf("digests differ after repair:\nA heads %v\nB heads %v", a.Heads(), b.Heads())
+	}
+	ra, rb := readable(a, f.x.Origin()), readable(b, f.x.Origin())
+	if ra != rb {
+		t.Fatalf("reads differ:\nA %s\nB %s", ra, rb)
+	}
+	if want := `k=false:""/0 d=false:""/0 cfg/x=false:""/0 node(x)=false web=0`; ra != want {
+		t.Fatalf("reads %s, want %s", ra, want)
+	}
+	if reissued == nil || len(reissued.Entries) != 2 {
+		t.Fatalf("A re-issued %v, want deletes of k and d naming Y's superseded versions", reissued)
+	}
+	if reissuedB != nil {
+		t.Fatalf("B re-issued %d entries holding no record of X", len(reissuedB.Entries))
+	}
+	if !errors.Is(errB, ErrOriginRevoked) || resB.Reasons[RejectRevokedOrigin] != len(f.fromX.Entries) || resB.Accepted != len(f.fromX.Entries) {
+		t.Fatalf("B merging X's records after the revocation: %+v, %v; want every one kept as a revoked stub", resB, errB)
+	}
+	if !dKeptAtB || string(dAtB.Value) != "y" {
+		t.Fatalf("B: a revoked origin's delete was applied (d=%q, %v)", dAtB.Value, dKeptAtB)
+	}
+	if replay.Duplicates != len(f.fromX.Entries) {
+		t.Fatalf("replay of X's records at B: %+v, want all duplicates", replay)
+	}
+	// Nothing left to offer each other.
+	if d := a.DeltaSince(b.Heads(), 0); d != nil {
+		t.Fatalf("A still offers B %d chunks", len(d))
+	}
+}
+
+func mustMergeRes(t *testing.T, r *Replica, d *Delta, auth Authorizer) MergeResult {
+	t.Helper()
+	res, err := r.Merge(d, auth, t0)
+	if err != nil && !errors.Is(err, ErrOriginRevoked) && !errors.Is(err, ErrBadSignature) {
+		t.Fatal(err)
+	}
+	return res
+}
+
+// TestRevokedOriginForgeryBurnsNoDot: only a record that verifies under
+// the revoked origin's key is kept as a stub; a forged one is dropped
+// without its dot, so nobody without the key can claim the origin's dots.
+func TestRevokedOriginForgeryBurnsNoDot(t *testing.T) {
+	f := newRevFixture(t)
+	b := newEdReplica(t, 4)
+	auth := newRevAuth()
+	mustMerge(t, b, f.revocation, auth, t0)
+	forged := &Delta{Entries: []Entry{f.fromX.Entries[0]}}
+	forged.Entries[0].Sig = bytes.Clone(forged.Entries[0].Sig)
+	forged.Entries[0].Sig[0] ^= 1
+	res, err := b.Merge(forged, auth, t0)
+	if !errors.Is(err, ErrBadSignature) || res.Reasons[RejectSignature] != 1 || res.Accepted != 0 {
+		t.Fatalf("forged record of a revoked origin: %+v, %v; want dropped as a bad signature", res, err)
+	}
+	if h := b.Heads(); h[f.x.Origin()] != 0 {
+		t.Fatalf("a forged record burnt dot %d of the revoked origin", h[f.x.Origin()])
+	}
+}
+
+// TestRevokedStubsSurviveRestart: B's stubs of the revoked origin keep
+// their context unapplied across a snapshot and reload (the void list),
+// and a fresh trust book that re-applies the stored revocation re-sweeps
+// to the same state.
+func TestRevokedStubsSurviveRestart(t *testing.T) {
+	f := newRevFixture(t)
+	b := newEdReplica(t, 4)
+	auth := newRevAuth()
+	mustMerge(t, b, f.fromY, auth, t0)
+	mustMerge(t, b, f.revocation, auth, t0)
+	mustMergeRes(t, b, f.fromX, auth)
+	before, want := b.Digest(), readable(b, f.x.Origin())
+	state := must[[]byte](t)(b.MarshalState())
+
+	b2 := newEdReplica(t, 4)
+	fresh := newRevAuth()
+	if err := b2.LoadState(state, fresh); err != nil {
+		t.Fatal(err)
+	}
+	for _, blob := range b2.Revocations() {
+		if err := fresh.VerifyRevocation(blob); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if d := revokeOrigins(t, b2, fresh); d != nil {
+		t.Fatalf("reload re-issued %d entries", len(d.Entries))
+	}
+	if b2.Digest() != before || readable(b2, f.x.Origin()) != want {
+		t.Fatalf("after reload: %s, want %s", readable(b2, f.x.Origin()), want)
+	}
+}
