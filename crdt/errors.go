@@ -1,6 +1,10 @@
 package crdt
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+	"time"
+)
 
 // Errors callers branch on. Returned errors wrap them with detail.
 var (
@@ -20,15 +24,55 @@ var (
 	ErrInvalid = errors.New("crdt: invalid record")
 	// ErrEquivocation: an origin signed two different records for one dot.
 	ErrEquivocation = errors.New("crdt: equivocation")
-	// ErrOriginRevoked: an Authorizer's VerifyOrigin returns an error
-	// wrapping it when the signature DOES verify under the origin's key but
-	// that key is revoked for good. Merge then records the dot as seen and
-	// keeps the version as a dead stub whose context is not applied
-	// (docs/REPLICA.md, "Revoked origins"). An Authorizer must return it
-	// only after checking the signature: otherwise anyone could burn the
-	// dots of a revoked origin.
+	// ErrOriginRevoked: an Authorizer's VerifyOrigin returns an
+	// *OriginRevokedError (which matches it) when the signature DOES
+	// verify under the origin's key but that key is revoked for good.
 	ErrOriginRevoked = errors.New("crdt: origin revoked")
 )
+
+// OriginRevokedError is what an Authorizer's VerifyOrigin returns (or
+// wraps) for a record that verifies under its origin's key when that key
+// is revoked for good (not merely unknown, expired or badly chained: those
+// are ordinary errors). At is when the revocation was issued (the signed
+// time of the earliest revocation of the key); zero means "always".
+//
+// Merge keeps such a record as a dead stub — its dot seen, its context not
+// applied — unless it is a KV record signed with an HLC before At, which
+// is judged as from any origin; RevokeOrigins brings a replica that merged
+// the origin's records before it held the revocation to the same state.
+// docs/REPLICA.md, "Revoked origins", explains the rules.
+//
+// An Authorizer must check the signature first: a forged record of a
+// revoked origin is a bad signature, or anyone could burn its dots.
+type OriginRevokedError struct {
+	At time.Time
+}
+
+func (e *OriginRevokedError) Error() string {
+	if e.At.IsZero() {
+		return ErrOriginRevoked.Error()
+	}
+	return fmt.Sprintf("%v at %s", ErrOriginRevoked, e.At.UTC().Format(time.RFC3339))
+}
+
+// Is makes errors.Is(err, ErrOriginRevoked) true.
+func (e *OriginRevokedError) Is(target error) bool { return target == ErrOriginRevoked }
+
+// revokedAt returns the revocation time an error carries, and whether it
+// is an OriginRevokedError at all.
+func revokedAt(err error) (time.Time, bool) {
+	var re *OriginRevokedError
+	if errors.As(err, &re) {
+		return re.At, true
+	}
+	return time.Time{}, false
+}
+
+// before reports whether a record stamped h was signed before a
+// revocation issued at at (never, for a zero at).
+func before(h HLC, at time.Time) bool {
+	return !at.IsZero() && at.UnixMilli() > 0 && h.Physical() < uint64(at.UnixMilli())
+}
 
 // Rejection reasons counted by Merge (see Replica.Rejected).
 const (
@@ -48,7 +92,9 @@ const (
 	// dir or key), or the origin is faulty. The held record stays.
 	RejectEquivocation = "equivocation"
 	// RejectRevokedOrigin: a correctly signed record of a revoked origin
-	// (ErrOriginRevoked); kept as a dead stub, its context not applied.
+	// (ErrOriginRevoked) that does not count: a node, service or check
+	// record, or a KV record stamped at or after the revocation. Kept as a
+	// dead stub, its context not applied.
 	RejectRevokedOrigin = "revoked-origin"
 )
 

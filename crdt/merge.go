@@ -31,8 +31,10 @@ type entryCheck struct {
 	sigErr    error // the signature does not verify
 	bodyErr   error // the body does not match its signed hash
 	// revoked: the signature verifies but the origin's key is revoked
-	// (the Authorizer said ErrOriginRevoked); sigErr is nil then.
-	revoked bool
+	// (the Authorizer said ErrOriginRevoked) since revokedAt; sigErr is
+	// nil then.
+	revoked   bool
+	revokedAt time.Time
 }
 
 // checkEntries decodes every header and verifies the entries whose dot is
@@ -65,8 +67,9 @@ func (c *entryCheck) verify(e *Entry, auth Authorizer) {
 	case len(e.Sig) > maxSigLen:
 		c.sigErr = fmt.Errorf("%w: %s: signature of %d bytes", ErrBadSignature, h.dot(), len(e.Sig))
 	default:
-		if err := auth.VerifyOrigin(h.Origin, signedMessage(e.Header), e.Sig); errors.Is(err, ErrOriginRevoked) {
-			c.revoked = true
+		err := auth.VerifyOrigin(h.Origin, signedMessage(e.Header), e.Sig)
+		if at, ok := revokedAt(err); ok {
+			c.revoked, c.revokedAt = true, at
 		} else if err != nil {
 			c.sigErr = fmt.Errorf("%w: %s %s %q: %w", ErrBadSignature, h.dot(), h.Kind, h.Key, err)
 		}
@@ -98,11 +101,13 @@ func (m *MergeResult) reject(reason string) {
 // An entry with a bad signature, a malformed header, a mismatching body or
 // a timestamp too far ahead is dropped entirely (it may arrive intact later).
 //
-// A node, service, check or KV entry correctly signed by a revoked origin
-// (VerifyOrigin says ErrOriginRevoked, or RevokeOrigins found it revoked) is
-// kept as a dead, header-only stub: its dot is seen, its context is NOT
-// applied (a revoked key deletes nothing). Intentions and revocations it
-// relays are judged by their own signatures, as from anyone.
+// An entry correctly signed by a revoked origin (VerifyOrigin says
+// ErrOriginRevoked, or RevokeOrigins swept the origin) is kept as a dead,
+// header-only stub — its dot seen, its context NOT applied (a revoked key
+// deletes nothing) — if it is a node, service or check record, or a KV
+// record stamped at or after the revocation. Its KV records stamped before
+// the revocation, and the intentions and revocations it relays, are judged
+// as anyone's.
 //
 // Merge returns the first rejection as an error for logging; the rest of the
 // delta is merged regardless. Rejections are also counted in Rejected().
@@ -164,7 +169,11 @@ func (r *Replica) Merge(d *Delta, auth Authorizer, now time.Time) (MergeResult, 
 			note(RejectMalformed, c.bodyErr)
 			continue
 		}
-		if _, swept := r.revoked[h.Origin]; (c.revoked || swept) && !h.Kind.ordered() {
+		at, swept := r.revoked[h.Origin]
+		if c.revoked {
+			at = c.revokedAt
+		}
+		if (c.revoked || swept) && !h.Kind.ordered() && !(h.Kind == KindKV && before(h.HLC, at)) {
 			// Signed by its origin, whose key is revoked: the dot is seen
 			// (or anti-entropy would offer it forever), nothing else.
 			// Replicas that merged it before they held the revocation

@@ -91,10 +91,11 @@ type Replica struct {
 	// horizon: dots at or below it may have been garbage-collected here.
 	horizon  VersionVector
 	rejected map[string]uint64
-	// revoked: origins RevokeOrigins found revoked and swept (their live
-	// records killed); Merge treats their later records as revoked too.
-	// Rebuilt after a restart by calling RevokeOrigins again.
-	revoked map[string]struct{}
+	// revoked: origins RevokeOrigins found revoked and swept, with the
+	// revocation time; Merge treats their records as revoked even when
+	// its VerifyOrigin ran before the revocation was applied. Rebuilt
+	// after a restart by calling RevokeOrigins again.
+	revoked map[string]time.Time
 
 	index          uint64            // local change index, >= 1
 	scopes         map[string]uint64 // scope -> index of its last change
@@ -133,7 +134,7 @@ func NewReplica(origin string, signer Signer, opts Options) (*Replica, error) {
 		pendingKill:    map[Dot]recKey{},
 		horizon:        VersionVector{},
 		rejected:       map[string]uint64{},
-		revoked:        map[string]struct{}{},
+		revoked:        map[string]time.Time{},
 		index:          1,
 		scopes:         map[string]uint64{},
 		watch:          map[string]chan struct{}{},

@@ -1,7 +1,6 @@
 package crdt
 
 import (
-	"errors"
 	"maps"
 	"slices"
 	"time"
@@ -11,26 +10,24 @@ import (
 // holds. The caller (peer, sim) calls it whenever its Authorizer learned a
 // revocation (a revocation record merged or written, or re-applied after
 // a restart). It asks auth.VerifyOrigin, with the newest held record of
-// each origin, which origins are revoked (ErrOriginRevoked), and for each
-// one not swept yet:
+// each origin, which origins are revoked (an OriginRevokedError), and
+// sweeps each one not swept yet, so that this replica ends where a replica
+// that held the revocation before any of the origin's records is (Merge
+// keeps those as dead stubs, their context not applied):
 //
-//   - kills its live node, service, check and KV versions (they stay as
-//     dead versions until garbage collection), so a replica that merged
-//     them before it held the revocation ends where one that held it first
-//     is (Merge keeps those as dead stubs);
-//   - keeps what its KV writes superseded superseded, and makes that hold
-//     everywhere: replicas that held the revocation first never applied
-//     those contexts, so this replica re-issues them as KV deletes signed
-//     by itself, naming exactly the other origins' dots the revoked
-//     origin's versions named (only keys it may write; only dots no
-//     version of a non-revoked origin here names already). The returned
-//     delta holds those deletes; the caller persists and disseminates it
-//     like any local write. It is nil when there is nothing to re-issue.
+//   - its node, service and check records die;
+//   - its KV records stamped before the revocation stay as they are;
+//   - its KV records stamped at or after it die; what they superseded here
+//     stays superseded, and since a replica that held the revocation first
+//     never applied their context, this replica re-issues those contexts
+//     as KV deletes signed by itself, naming exactly the other origins'
+//     dots they named (only on keys it may write; only dots that no
+//     version of a non-revoked origin here names already).
 //
-// Intentions and revocations the revoked origin relayed stay: their
-// documents are signed by someone else. Later records of a swept origin
-// are refused by Merge as RejectRevokedOrigin even if VerifyOrigin raced
-// with the revocation. docs/REPLICA.md ("Revoked origins") explains why.
+// It returns the re-issued deletes (nil when none); the caller persists and
+// disseminates them like any local write. Intentions and revocations the
+// revoked origin relayed stay: their documents are signed by someone else.
+// docs/REPLICA.md ("Revoked origins") explains why.
 func (r *Replica) RevokeOrigins(auth Authorizer, now time.Time) (*Delta, error) {
 	type probe struct {
 		origin   string
@@ -55,35 +52,35 @@ func (r *Replica) RevokeOrigins(auth Authorizer, now time.Time) (*Delta, error) 
 	r.mu.Unlock()
 
 	// Signatures are checked outside the lock, as in Merge.
-	var revoked []string
+	revoked := map[string]time.Time{}
 	selfRevoked := false
 	for _, p := range probes {
-		if err := auth.VerifyOrigin(p.origin, signedMessage(p.hdr), p.sig); !errors.Is(err, ErrOriginRevoked) {
-			continue
-		}
-		if p.origin == r.origin {
+		at, ok := revokedAt(auth.VerifyOrigin(p.origin, signedMessage(p.hdr), p.sig))
+		switch {
+		case !ok:
+		case p.origin == r.origin:
 			selfRevoked = true // our own records stay; we re-issue nothing
-			continue
+		default:
+			revoked[p.origin] = at
 		}
-		revoked = append(revoked, p.origin)
 	}
 	if len(revoked) == 0 {
 		return nil, nil
 	}
-	slices.Sort(revoked)
 
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	superseded := map[string]map[Dot]struct{}{} // KV key -> other origins' dots a revoked origin's write superseded here
-	for _, o := range revoked {
+	superseded := map[string]map[Dot]struct{}{} // KV key -> other origins' dots a revoked write superseded here
+	for _, o := range slices.Sorted(maps.Keys(revoked)) {
 		if _, done := r.revoked[o]; done {
 			continue
 		}
-		r.revoked[o] = struct{}{}
+		at := revoked[o]
+		r.revoked[o] = at
 		vs := r.byOrigin[o]
 		for _, c := range slices.Sorted(maps.Keys(vs)) {
 			v := vs[c]
-			if v.h.Kind.ordered() {
+			if v.h.Kind.ordered() || (v.h.Kind == KindKV && before(v.h.HLC, at)) {
 				continue
 			}
 			if v.live {
@@ -100,7 +97,7 @@ func (r *Replica) RevokeOrigins(auth Authorizer, now time.Time) (*Delta, error) 
 				continue
 			}
 			for _, d := range v.h.Context {
-				if _, rv := r.revoked[d.Origin]; rv || d.Origin == o {
+				if d.Origin == o {
 					continue
 				}
 				if superseded[v.h.Key] == nil {
@@ -113,15 +110,13 @@ func (r *Replica) RevokeOrigins(auth Authorizer, now time.Time) (*Delta, error) 
 	if selfRevoked || len(superseded) == 0 {
 		return nil, nil
 	}
-	// Dots a version of a non-revoked origin already names (another
+	// Dots that a version counting everywhere already names (another
 	// replica's re-issue arrived first, or an ordinary later write) need
 	// no re-issue.
 	for o, vs := range r.byOrigin {
-		if _, rv := r.revoked[o]; rv {
-			continue
-		}
+		at, rv := r.revoked[o]
 		for _, v := range vs {
-			if v.void || v.h.Kind != KindKV {
+			if v.void || v.h.Kind != KindKV || (rv && !before(v.h.HLC, at)) {
 				continue
 			}
 			if set := superseded[v.h.Key]; set != nil {

@@ -4,14 +4,24 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
+	"time"
+)
+
+// revAt is when the tests' revocations are issued: X writes before it
+// (t0) and after it (late).
+var (
+	revAt = t0.Add(5 * time.Second)
+	late  = t0.Add(10 * time.Second)
+	later = t0.Add(20 * time.Second) // when the receivers merge
 )
 
 // revAuth is one replica's trust book in these tests: edAuth plus the
 // origins it holds a revocation of. A revocation record's blob is
-// "revoke:" followed by the revoked origin; merging or writing it applies
-// it at once, as peer's trustBook does.
+// "revoke:" followed by the revoked origin, issued at revAt; merging or
+// writing it applies it at once, as peer's trustBook does.
 type revAuth struct {
 	edAuth
 	revoked map[string]bool
@@ -24,17 +34,9 @@ func (a *revAuth) VerifyOrigin(origin string, msg, sig []byte) error {
 		return err
 	}
 	if a.revoked[origin] {
-		return fmt.Errorf("test: %s: %w", origin, ErrOriginRevoked)
+		return fmt.Errorf("test: %s: %w", origin, &OriginRevokedError{At: revAt})
 	}
 	return nil
-}
-
-func (a *revAuth) MayWriteKV(origin, key string) bool {
-	return !a.revoked[origin] && a.edAuth.MayWriteKV(origin, key)
-}
-
-func (a *revAuth) MayPublishService(origin, service string) bool {
-	return !a.revoked[origin] && a.edAuth.MayPublishService(origin, service)
 }
 
 func (a *revAuth) VerifyRevocation(signed []byte) error {
@@ -46,10 +48,10 @@ func (a *revAuth) VerifyRevocation(signed []byte) error {
 	return nil
 }
 
-// revFixture: X writes on one side of a partition (its node, a service, a
-// KV key of its own, an overwrite of Y's key "k" and a delete of Y's key
-// "d", both after merging Y's writes); S issues the revocation of X on
-// the other side.
+// revFixture: X writes on one side of a partition, after merging Y's
+// writes: before the revocation its node, a service, a KV key of its own
+// and an overwrite of Y's key "k"; after it (unaware) another KV key and
+// a delete of Y's key "d". S issues the revocation of X on the other side.
 type revFixture struct {
 	x, y, s      *Replica
 	fromY, fromX *Delta
@@ -64,13 +66,14 @@ func newRevFixture(t *testing.T) *revFixture {
 		must[*Delta](t)(f.y.KVPut("k", []byte("y"), 0, t0)),
 		must[*Delta](t)(f.y.KVPut("d", []byte("y"), 0, t0)),
 	)
-	mustMerge(t, f.x, f.fromY, auth, t0)
+	mustMerge(t, f.x, f.fromY, auth, later)
 	f.fromX = joinDeltas(
 		must[*Delta](t)(f.x.PutNode(Node{Name: "x"}, t0)),
 		must[*Delta](t)(f.x.PutService(Service{ID: "web1", Name: "web"}, t0)),
 		must[*Delta](t)(f.x.KVPut("cfg/x", []byte("x"), 0, t0)),
 		must[*Delta](t)(f.x.KVPut("k", []byte("x"), 0, t0)),
-		must[*Delta](t)(f.x.KVDelete("d", t0)),
+		must[*Delta](t)(f.x.KVPut("late", []byte("x"), 0, late)),
+		must[*Delta](t)(f.x.KVDelete("d", late)),
 	)
 	f.revocation = must[*Delta](t)(f.s.AddRevocation([]byte("revoke:"+f.x.Origin()), newRevAuth(), t0))
 	return f
@@ -101,7 +104,7 @@ func repair(t *testing.T, a, b *Replica, authA, authB Authorizer) {
 
 func mustMergeTolerant(t *testing.T, r *Replica, d *Delta, auth Authorizer) {
 	t.Helper()
-	if _, err := r.Merge(d, auth, t0); err != nil && !errors.Is(err, ErrOriginRevoked) && !errors.Is(err, ErrBadSignature) {
+	if _, err := r.Merge(d, auth, later); err != nil && !errors.Is(err, ErrOriginRevoked) && !errors.Is(err, ErrBadSignature) {
 		t.Fatalf("merge: %v", err)
 	}
 }
@@ -110,7 +113,7 @@ func mustMergeTolerant(t *testing.T, r *Replica, d *Delta, auth Authorizer) {
 // revocation: sweep the replica, and hand on the re-issued deletes.
 func revokeOrigins(t *testing.T, r *Replica, auth Authorizer) *Delta {
 	t.Helper()
-	d, err := r.RevokeOrigins(auth, t0)
+	d, err := r.RevokeOrigins(auth, later)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +124,7 @@ func revokeOrigins(t *testing.T, r *Replica, auth Authorizer) *Delta {
 // the web instances.
 func readable(r *Replica, x string) string {
 	var b strings.Builder
-	for _, k := range []string{"k", "d", "cfg/x"} {
+	for _, k := range []string{"k", "d", "cfg/x", "late"} {
 		p, ok := r.KVGet(k)
 		fmt.Fprintf(&b, "%s=%v:%q/%d ", k, ok, p.Value, len(p.Conflicts))
 	}
@@ -135,32 +138,34 @@ func readable(r *Replica, x string) string {
 // records after it. Before the fix B dropped X's records entirely (no
 // dot), so the digests never agreed and anti-entropy re-offered them in
 // every session. Both must end with equal digests and equal reads: X's
-// records dead everywhere, what X's writes superseded still superseded.
+// node and service gone, its KV writes from before the revocation kept,
+// those from after it gone, and what those superseded where they were
+// merged first (Y's "d") superseded everywhere.
 func TestRevocationOrderConverges(t *testing.T) {
 	f := newRevFixture(t)
 	a, b := newEdReplica(t, 3), newEdReplica(t, 4)
 	authA, authB := newRevAuth(), newRevAuth()
 
 	// A: records first (X's writes supersede Y's), then the revocation.
-	mustMerge(t, a, f.fromY, authA, t0)
-	mustMerge(t, a, f.fromX, authA, t0)
+	mustMerge(t, a, f.fromY, authA, later)
+	mustMerge(t, a, f.fromX, authA, later)
 	if p, _ := a.KVGet("k"); string(p.Value) != "x" {
 		t.Fatalf("A before the revocation: k=%q, want X's write", p.Value)
 	}
-	mustMerge(t, a, f.revocation, authA, t0)
+	mustMerge(t, a, f.revocation, authA, later)
 	reissued := revokeOrigins(t, a, authA)
 
 	// B: the revocation first, then X's records: dead stubs, no kills.
-	mustMerge(t, b, f.fromY, authB, t0)
-	mustMerge(t, b, f.revocation, authB, t0)
+	mustMerge(t, b, f.fromY, authB, later)
+	mustMerge(t, b, f.revocation, authB, later)
 	reissuedB := revokeOrigins(t, b, authB)
-	resB, errB := b.Merge(f.fromX, authB, t0)
+	resB, errB := b.Merge(f.fromX, authB, later)
 	dAtB, dKeptAtB := b.KVGet("d")
 	replay := mustMergeRes(t, b, f.fromX, authB)
 
 	// The re-issued deletes travel like any write; then a full repair.
 	if reissued != nil {
-		mustMerge(t, b, reissued, authB, t0)
+		mustMerge(t, b, reissued, authB, later)
 	}
 	repair(t, a, b, authA, authB)
 	if a.Digest() != b.Digest() {
@@ -170,17 +175,17 @@ func TestRevocationOrderConverges(t *testing.T) {
 	if ra != rb {
 		t.Fatalf("reads differ:\nA %s\nB %s", ra, rb)
 	}
-	if want := `k=false:""/0 d=false:""/0 cfg/x=false:""/0 node(x)=false web=0`; ra != want {
+	if want := `k=true:"x"/0 d=false:""/0 cfg/x=true:"x"/0 late=false:""/0 node(x)=false web=0`; ra != want {
 		t.Fatalf("reads %s, want %s", ra, want)
 	}
-	if reissued == nil || len(reissued.Entries) != 2 {
-		t.Fatalf("A re-issued %v, want deletes of k and d naming Y's superseded versions", reissued)
+	if reissued == nil || len(reissued.Entries) != 1 {
+		t.Fatalf("A re-issued %v, want one delete of d naming Y's superseded version", reissued)
 	}
 	if reissuedB != nil {
 		t.Fatalf("B re-issued %d entries holding no record of X", len(reissuedB.Entries))
 	}
-	if !errors.Is(errB, ErrOriginRevoked) || resB.Reasons[RejectRevokedOrigin] != len(f.fromX.Entries) || resB.Accepted != len(f.fromX.Entries) {
-		t.Fatalf("B merging X's records after the revocation: %+v, %v; want every one kept as a revoked stub", resB, errB)
+	if !errors.Is(errB, ErrOriginRevoked) || resB.Reasons[RejectRevokedOrigin] != 4 || resB.Accepted != len(f.fromX.Entries) {
+		t.Fatalf("B merging X's records after the revocation: %+v, %v; want 4 kept as revoked stubs, the 2 KV writes from before accepted", resB, errB)
 	}
 	if !dKeptAtB || string(dAtB.Value) != "y" {
 		t.Fatalf("B: a revoked origin's delete was applied (d=%q, %v)", dAtB.Value, dKeptAtB)
@@ -196,7 +201,7 @@ func TestRevocationOrderConverges(t *testing.T) {
 
 func mustMergeRes(t *testing.T, r *Replica, d *Delta, auth Authorizer) MergeResult {
 	t.Helper()
-	res, err := r.Merge(d, auth, t0)
+	res, err := r.Merge(d, auth, later)
 	if err != nil && !errors.Is(err, ErrOriginRevoked) && !errors.Is(err, ErrBadSignature) {
 		t.Fatal(err)
 	}
@@ -210,11 +215,11 @@ func TestRevokedOriginForgeryBurnsNoDot(t *testing.T) {
 	f := newRevFixture(t)
 	b := newEdReplica(t, 4)
 	auth := newRevAuth()
-	mustMerge(t, b, f.revocation, auth, t0)
+	mustMerge(t, b, f.revocation, auth, later)
 	forged := &Delta{Entries: []Entry{f.fromX.Entries[0]}}
 	forged.Entries[0].Sig = bytes.Clone(forged.Entries[0].Sig)
 	forged.Entries[0].Sig[0] ^= 1
-	res, err := b.Merge(forged, auth, t0)
+	res, err := b.Merge(forged, auth, later)
 	if !errors.Is(err, ErrBadSignature) || res.Reasons[RejectSignature] != 1 || res.Accepted != 0 {
 		t.Fatalf("forged record of a revoked origin: %+v, %v; want dropped as a bad signature", res, err)
 	}
@@ -231,8 +236,8 @@ func TestRevokedStubsSurviveRestart(t *testing.T) {
 	f := newRevFixture(t)
 	b := newEdReplica(t, 4)
 	auth := newRevAuth()
-	mustMerge(t, b, f.fromY, auth, t0)
-	mustMerge(t, b, f.revocation, auth, t0)
+	mustMerge(t, b, f.fromY, auth, later)
+	mustMerge(t, b, f.revocation, auth, later)
 	mustMergeRes(t, b, f.fromX, auth)
 	before, want := b.Digest(), readable(b, f.x.Origin())
 	state := must[[]byte](t)(b.MarshalState())
@@ -252,5 +257,62 @@ func TestRevokedStubsSurviveRestart(t *testing.T) {
 	}
 	if b2.Digest() != before || readable(b2, f.x.Origin()) != want {
 		t.Fatalf("after reload: %s, want %s", readable(b2, f.x.Origin()), want)
+	}
+}
+
+// TestRevocationAnyOrder delivers the fixture's records one by one, in
+// random orders, to several replicas that sweep (RevokeOrigins) after
+// every merge and pass their re-issued deletes on; all must end with the
+// same digest and the same reads.
+func TestRevocationAnyOrder(t *testing.T) {
+	f := newRevFixture(t)
+	var all []*Delta
+	for _, d := range []*Delta{f.fromY, f.fromX, f.revocation} {
+		for _, e := range d.Entries {
+			all = append(all, &Delta{Entries: []Entry{e}})
+		}
+	}
+	for seed := range 200 {
+		rng := rand.New(rand.NewPCG(uint64(seed), 7))
+		reps := make([]*Replica, 3)
+		auths := make([]*revAuth, 3)
+		var pool []*Delta // re-issued deletes, for everyone
+		for i := range reps {
+			reps[i], auths[i] = newEdReplica(t, byte(10+i)), newRevAuth()
+			order := rng.Perm(len(all))
+			for _, j := range order {
+				mustMergeTolerant(t, reps[i], all[j], auths[i])
+				if d := revokeOrigins(t, reps[i], auths[i]); d != nil {
+					pool = append(pool, d)
+				}
+			}
+		}
+		for i := range reps {
+			for _, d := range pool {
+				mustMergeTolerant(t, reps[i], d, auths[i])
+			}
+		}
+		for i := 1; i < len(reps); i++ {
+			repair(t, reps[0], reps[i], auths[0], auths[i])
+		}
+		want := readable(reps[0], f.x.Origin())
+		for i := 1; i < len(reps); i++ {
+			repair(t, reps[0], reps[i], auths[0], auths[i])
+			if reps[i].Digest() != reps[0].Digest() {
+				t.Fatalf("seed %d: replica %d digest differs", seed, i)
+			}
+			if got := readable(reps[i], f.x.Origin()); got != want {
+				t.Fatalf("seed %d: replica %d reads %s, replica 0 %s", seed, i, got, want)
+			}
+		}
+		// X's late delete of "d" stands if some replica merged it before
+		// the revocation (and then re-issued it), and nowhere otherwise.
+		d := `d=true:"y"/0`
+		if len(pool) > 0 {
+			d = `d=false:""/0`
+		}
+		if exp := `k=true:"x"/0 ` + d + ` cfg/x=true:"x"/0 late=false:""/0 node(x)=false web=0`; want != exp {
+			t.Fatalf("seed %d: reads %s, want %s", seed, want, exp)
+		}
 	}
 }
