@@ -62,3 +62,11 @@ func DecodeEntryHeader(b []byte) (Kind, string, Dot, error) {
 	h, err := decodeHeader(b)
 	return h.Kind, h.Key, h.dot(), err
 }
+
+// EntryHLC returns the HLC timestamp in an entry's signed header (for
+// checkers and tools: a revoked origin's KV records count when stamped
+// before the revocation).
+func EntryHLC(header []byte) (HLC, error) {
+	h, err := decodeHeader(header)
+	return h.HLC, err
+}

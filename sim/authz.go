@@ -72,18 +72,35 @@ func (a *nodeAuth) refuses(origin string) bool {
 	return a.v.IsRevoked(a.c.auth.keys[origin])
 }
 
+// VerifyOrigin checks the signature first and only then the revocation,
+// as peer's trustBook: a revoked origin's correctly signed record is an
+// *crdt.OriginRevokedError carrying the revocation's time (crdt keeps it
+// as a dead stub, or counts it if it is a KV record stamped before), a
+// forged one a bad signature (dropped, its dot not burnt).
 func (a *nodeAuth) VerifyOrigin(origin string, msg, sig []byte) error {
 	k, ok := a.c.auth.keys[origin]
 	if !ok {
 		return fmt.Errorf("sim: unknown origin %q", origin)
 	}
-	if a.refuses(origin) {
-		return fmt.Errorf("sim: origin %s is revoked", origin)
-	}
 	if !ed25519.Verify(k, msg, sig) {
 		return fmt.Errorf("sim: bad signature of %q", origin)
 	}
+	if a.refuses(origin) {
+		return fmt.Errorf("sim: origin %s: %w", origin, &crdt.OriginRevokedError{At: a.revokedAt(k)})
+	}
 	return nil
+}
+
+// revokedAt is the signed time of the earliest revocation of key this
+// trust book holds.
+func (a *nodeAuth) revokedAt(key ed25519.PublicKey) time.Time {
+	var at time.Time
+	for _, r := range a.v.Revocations() {
+		if bytes.Equal(r.Subject, key) && (at.IsZero() || r.At.Before(at)) {
+			at = r.At
+		}
+	}
+	return at
 }
 
 func (*nodeAuth) MayPublishService(string, string) bool { return true }
@@ -180,6 +197,7 @@ type authzState struct {
 	cutMessages atomic.Uint64 // Plumtree/anti-entropy messages dropped by a cut
 	rollbackOK  atomic.Uint64 // violations: a peer's intention went back to an older version
 	revokedOK   atomic.Uint64 // violations: a peer holding a revocation accepted the revoked peer's record
+	reissued    atomic.Uint64 // KV deletes re-issued by sweeps (crdt.RevokeOrigins)
 
 	mu         sync.Mutex // guards every field below, and pairs' blobs and by
 	issued     map[string]int
@@ -208,6 +226,7 @@ type AuthzResult struct {
 	Revocations        int    // revoke events played
 	RevokedAttempts    int    // records the revoked peers wrote after their revocation
 	OriginRefusals     uint64 // merged records refused by the origin check (revoked peers)
+	Reissued           uint64 // deletes re-issued by peers that had applied a revoked peer's later writes (crdt.RevokeOrigins)
 	RevokedAccepted    uint64 // violations: records of a revoked peer accepted by a peer holding its revocation
 	CutMessages        uint64 // Plumtree/anti-entropy messages dropped because one end cut the other off
 	CutOff             Dist   // revocation → each live peer refusing the revoked key
@@ -271,6 +290,23 @@ func (z *authzState) addViolationLocked(v string) {
 	}
 }
 
+// revocationTimes maps each revoked peer to the signed time of its
+// revocation (what crdt compares record timestamps with).
+func (c *Cluster) revocationTimes() map[int]time.Time {
+	z := c.authz
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	out := map[int]time.Time{}
+	for _, rv := range z.revs {
+		if r, err := identity.UnmarshalRevocation(rv.blob); err == nil {
+			if at, ok := out[rv.subject]; !ok || r.At.Before(at) {
+				out[rv.subject] = r.At
+			}
+		}
+	}
+	return out
+}
+
 // cutAt records when peer n's trust book first refused key.
 func (z *authzState) cutAt(n *node, key ed25519.PublicKey) {
 	z.mu.Lock()
@@ -323,12 +359,16 @@ func (c *Cluster) mergeChecked(inc *incarnation, d *crdt.Delta, now time.Time) (
 		return inc.replica.Merge(d, inc.auth, now)
 	}
 	watch := c.absentAttempts(inc.replica)
+	revIdx := inc.replica.ScopeIndex(crdt.ScopeRevocations)
 	res, err := inc.replica.Merge(d, inc.auth, now)
 	if k := res.Reasons[crdt.RejectRollback]; k > 0 {
 		z.rollbacks.Add(uint64(k))
 	}
-	if k := res.Reasons[crdt.RejectSignature]; k > 0 && z.revoking.Load() {
+	if k := res.Reasons[crdt.RejectSignature] + res.Reasons[crdt.RejectRevokedOrigin]; k > 0 && z.revoking.Load() {
 		z.originRefs.Add(uint64(k))
+	}
+	if z.revoking.Load() && inc.replica.ScopeIndex(crdt.ScopeRevocations) != revIdx {
+		c.sweepRevoked(inc)
 	}
 	if res.Accepted > 0 {
 		c.checkIntentions(inc.n, inc.replica)
@@ -341,6 +381,27 @@ func (c *Cluster) mergeChecked(inc *incarnation, d *crdt.Delta, now time.Time) (
 		}
 	}
 	return res, err
+}
+
+// sweepRevoked applies the revocations inc's trust book holds to the
+// records its replica merged before (crdt.RevokeOrigins), as peer does
+// whenever its set of revocations changes, and queues the deletes it
+// re-issues for broadcast like any local write.
+func (c *Cluster) sweepRevoked(inc *incarnation) {
+	n := inc.n
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if !n.up || n.replica != inc.replica {
+		return
+	}
+	d, err := inc.replica.RevokeOrigins(inc.auth, n.now())
+	if err != nil {
+		c.logf("%s: sweeping revoked origins: %v", n.id, err)
+	}
+	if d != nil {
+		n.outbox = append(n.outbox, d.Entries...)
+		c.authz.reissued.Add(uint64(len(d.Entries)))
+	}
 }
 
 type attempt struct {
@@ -618,6 +679,9 @@ func (c *Cluster) revoke(e Event, rv *revocation) {
 	}); err != nil {
 		z.violationf("%s refused the revocation of %s: %v", n.id, sn.id, err)
 	}
+	if rep := n.rep(); rep != nil {
+		c.sweepRevoked(&incarnation{n: n, replica: rep, auth: n.auth.Load()})
+	}
 	c.openSpan("revoked " + sn.id)
 }
 
@@ -661,6 +725,7 @@ func (c *Cluster) checkAuthz(r *Result) {
 	a := &r.Authz
 	a.RollbackRefusals = z.rollbacks.Load()
 	a.OriginRefusals = z.originRefs.Load()
+	a.Reissued = z.reissued.Load()
 	a.CutMessages = z.cutMessages.Load()
 	a.RollbacksAccepted, a.RevokedAccepted = z.rollbackOK.Load(), z.revokedOK.Load()
 	a.NewestEverywhere, a.PeersCuttingOffAll = true, true
@@ -752,16 +817,16 @@ func (a *AuthzResult) writeSummary(p func(format string, args ...any)) {
 	if a.Revocations > 0 {
 		p("revocations: %d; revocation → each peer refusing the key: %s; every live peer cuts off every revoked peer: %v",
 			a.Revocations, a.CutOff, a.PeersCuttingOffAll)
-		p("  revoked peers' writes after revocation: %d; records refused by the origin check: %d; plumtree/anti-entropy messages dropped by cut-off: %d",
-			a.RevokedAttempts, a.OriginRefusals, a.CutMessages)
+		p("  revoked peers' writes after revocation: %d; records refused by the origin check: %d; plumtree/anti-entropy messages dropped by cut-off: %d; deletes re-issued by sweeps: %d",
+			a.RevokedAttempts, a.OriginRefusals, a.CutMessages, a.Reissued)
 	}
 }
 
-// checkRevokedSplit names a known cause of unequal digests: live peers that
-// hold different records of a revoked peer. A replica that merged them
-// before it held the revocation keeps them; one that held it first refuses
-// them (the origin check fails, so crdt keeps no dead stub), and
-// anti-entropy offers them again in every session.
+// checkRevokedSplit: every live peer must hold the same records (dots) of
+// a revoked peer. Before crdt kept a revoked origin's records as dead
+// stubs, a replica that merged them before it held the revocation kept
+// them, one that held it first dropped them, and anti-entropy offered them
+// again in every session (docs/SIM.md, "Found by these checkers", 2).
 func (c *Cluster) checkRevokedSplit(r *Result, revs []revocation) {
 	for _, rv := range revs {
 		id := c.nodes[rv.subject].id

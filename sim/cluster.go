@@ -59,6 +59,7 @@ type op struct {
 	value  string
 	node   int
 	dot    crdt.Dot
+	hlc    crdt.HLC // its signed timestamp: a revoked writer's write counts if stamped before the revocation
 	issued time.Duration
 	dead   bool // superseded by a later op whose issuer had seen it
 }
@@ -396,6 +397,9 @@ func (c *Cluster) operation() {
 	}
 	if _, _, dot, err := crdt.DecodeEntryHeader(d.Entries[0].Header); err == nil {
 		o.dot = dot
+	}
+	if hlc, err := crdt.EntryHLC(d.Entries[0].Header); err == nil {
+		o.hlc = hlc
 	}
 
 	c.ops = append(c.ops, o)

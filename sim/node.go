@@ -149,6 +149,11 @@ func (n *node) start(join []int) error {
 	n.cancel, n.wg = cancel, wg
 	n.outbox = nil
 	n.mu.Unlock()
+	if state != nil {
+		// The re-applied revocations sweep the recovered replica, as
+		// peer's watchRevocations does when it starts.
+		c.sweepRevoked(inc)
+	}
 	n.peers.Store(&[]string{})
 	n.membersDirty.Store(true)
 	n.aliveMu.Lock()

@@ -273,8 +273,11 @@ func (c *Cluster) result(faultStart, healAt time.Time, converged bool, convergeT
 // workload: a write not superseded (no later op on its key was issued by a
 // peer that had seen it) must be visible; a superseded one — deleted or
 // overwritten — must not be (no lost acknowledged write, no resurrection);
-// no value appears that nobody wrote.
+// no value appears that nobody wrote. A write by a peer revoked later
+// counts as written only if stamped before its revocation (crdt's rule
+// for revoked origins); a later one must not be visible anywhere.
 func (c *Cluster) checkKV(r *Result) {
+	revokedAt := c.revocationTimes()
 	written := map[string]*op{}
 	for _, o := range c.ops {
 		if !o.del {
@@ -302,6 +305,13 @@ func (c *Cluster) checkKV(r *Result) {
 			}
 			for _, o := range ops {
 				if o.del {
+					continue
+				}
+				if at, ok := revokedAt[o.node]; ok && !o.dead && o.hlc.Physical() >= uint64(at.UnixMilli()) {
+					if present[o.value] {
+						c.violation(r, "%s: write by %s stamped %v, after its revocation at %v, is visible: %s=%s",
+							n.id, c.nodes[o.node].id, o.hlc.Time(), at, key, o.value)
+					}
 					continue
 				}
 				switch {

@@ -1,11 +1,13 @@
-# A revocation issued during a partition. KNOWN TO FAIL (found by the sim,
-# 2026-11-22): peer 3 writes on its side, its key is revoked on the other
-# side; after the heal, the peers that merged peer 3's records before they
-# held the revocation keep them, the peers that held it first refuse the
-# same records (the origin check fails, so crdt keeps no dead stub), and
-# digests never agree: anti-entropy offers the records again in every
-# session. Reproduces the gap for whoever fixes it in crdt/peer (e.g. a
-# revocation kills the revoked key's records everywhere, keeping dead stubs).
+# A revocation issued during a partition. Found by the sim (2026-11-22):
+# peer 3 writes on its side, its key is revoked on the other side; after
+# the heal, the peers that merged peer 3's records before they held the
+# revocation kept them, the peers that held it first refused the same
+# records (the origin check failed, so crdt kept no dead stub), and the
+# digests never agreed: anti-entropy offered the records again in every
+# session (seeds 1-5 failed). Passes since crdt keeps a revoked origin's
+# records as dead stubs and RevokeOrigins sweeps the replicas that merged
+# them first (docs/REPLICA.md, "Revoked origins"; go test ./sim runs seeds
+# 1 and 2 in TestRevokeDuringPartition).
 name     = "authz-revoke-partition"
 peers    = 30
 seed     = 1
