@@ -169,11 +169,12 @@ func (r *Replica) Merge(d *Delta, auth Authorizer, now time.Time) (MergeResult, 
 			note(RejectMalformed, c.bodyErr)
 			continue
 		}
-		at, swept := r.revoked[h.Origin]
+		at, known := r.revoked[h.Origin]
 		if c.revoked {
 			at = c.revokedAt
+			r.revoked[h.Origin] = at
 		}
-		if (c.revoked || swept) && !h.Kind.ordered() && !(h.Kind == KindKV && before(h.HLC, at)) {
+		if (c.revoked || known) && !h.Kind.ordered() && !(h.Kind == KindKV && before(h.HLC, at)) {
 			// Signed by its origin, whose key is revoked: the dot is seen
 			// (or anti-entropy would offer it forever), nothing else.
 			// Replicas that merged it before they held the revocation
@@ -181,7 +182,12 @@ func (r *Replica) Merge(d *Delta, auth Authorizer, now time.Time) (MergeResult, 
 			res.Rejected++
 			note(RejectRevokedOrigin, fmt.Errorf("%w: %s %s %q", ErrOriginRevoked, h.dot(), h.Kind, h.Key))
 			stored := e
-			stored.Body = nil
+			if h.Kind != KindNode {
+				// A node record keeps its body: the certificate in it is
+				// what its KV records from before the revocation are
+				// judged by (LastNodeRecord).
+				stored.Body = nil
+			}
 			if r.applyLocked(h, stored, nil, false) {
 				res.Changed = true
 			}

@@ -42,6 +42,34 @@ func (r *Replica) Node(origin string) (Node, bool) {
 	return Node{}, false
 }
 
+// LastNodeRecord returns the newest node record of origin this replica
+// holds with its body, live or dead: for a revoked origin, whose node
+// record is dead, the certificate chain it published, which the
+// Authorizer needs to judge the origin's KV records from before its
+// revocation.
+func (r *Replica) LastNodeRecord(origin string) (Node, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c := r.lastNodeLocked(origin)
+	if c == 0 {
+		return Node{}, false
+	}
+	n, err := DecodeNode(r.byOrigin[origin][c].e.Body)
+	return n, err == nil
+}
+
+// lastNodeLocked returns the counter of origin's newest node record held
+// with its body (0: none).
+func (r *Replica) lastNodeLocked(origin string) uint64 {
+	var top uint64
+	for c, v := range r.byOrigin[origin] {
+		if v.h.Kind == KindNode && v.e.Body != nil && c > top {
+			top = c
+		}
+	}
+	return top
+}
+
 // Nodes returns every node record, sorted by name then origin.
 func (r *Replica) Nodes() []NodeEntry {
 	r.mu.Lock()

@@ -91,11 +91,13 @@ type Replica struct {
 	// horizon: dots at or below it may have been garbage-collected here.
 	horizon  VersionVector
 	rejected map[string]uint64
-	// revoked: origins RevokeOrigins found revoked and swept, with the
-	// revocation time; Merge treats their records as revoked even when
-	// its VerifyOrigin ran before the revocation was applied. Rebuilt
-	// after a restart by calling RevokeOrigins again.
+	// revoked: origins known to be revoked (by Merge or RevokeOrigins),
+	// with the revocation time; Merge treats their records as revoked even
+	// when its VerifyOrigin ran before the revocation was applied. swept:
+	// those RevokeOrigins has swept. Both are rebuilt after a restart by
+	// calling RevokeOrigins again.
 	revoked map[string]time.Time
+	swept   map[string]struct{}
 
 	index          uint64            // local change index, >= 1
 	scopes         map[string]uint64 // scope -> index of its last change
@@ -135,6 +137,7 @@ func NewReplica(origin string, signer Signer, opts Options) (*Replica, error) {
 		horizon:        VersionVector{},
 		rejected:       map[string]uint64{},
 		revoked:        map[string]time.Time{},
+		swept:          map[string]struct{}{},
 		index:          1,
 		scopes:         map[string]uint64{},
 		watch:          map[string]chan struct{}{},

@@ -36,7 +36,7 @@ func (r *Replica) RevokeOrigins(auth Authorizer, now time.Time) (*Delta, error) 
 	var probes []probe
 	r.mu.Lock()
 	for o, vs := range r.byOrigin {
-		if _, done := r.revoked[o]; done {
+		if _, done := r.swept[o]; done {
 			continue
 		}
 		var top *version
@@ -72,11 +72,12 @@ func (r *Replica) RevokeOrigins(auth Authorizer, now time.Time) (*Delta, error) 
 	defer r.mu.Unlock()
 	superseded := map[string]map[Dot]struct{}{} // KV key -> other origins' dots a revoked write superseded here
 	for _, o := range slices.Sorted(maps.Keys(revoked)) {
-		if _, done := r.revoked[o]; done {
+		if _, done := r.swept[o]; done {
 			continue
 		}
 		at := revoked[o]
 		r.revoked[o] = at
+		r.swept[o] = struct{}{}
 		vs := r.byOrigin[o]
 		for _, c := range slices.Sorted(maps.Keys(vs)) {
 			v := vs[c]

@@ -193,6 +193,14 @@ func TestRevocationOrderConverges(t *testing.T) {
 	if replay.Duplicates != len(f.fromX.Entries) {
 		t.Fatalf("replay of X's records at B: %+v, want all duplicates", replay)
 	}
+	// X's dead node record keeps its body (its certificate judges X's
+	// records from before the revocation), also through garbage collection.
+	for name, r := range map[string]*Replica{"A": a, "B": b} {
+		r.CollectGarbage([]VersionVector{a.Heads(), b.Heads()})
+		if n, ok := r.LastNodeRecord(f.x.Origin()); !ok || n.Name != "x" {
+			t.Fatalf("%s: LastNodeRecord(X) = %+v, %v; want X's node record", name, n, ok)
+		}
+	}
 	// Nothing left to offer each other.
 	if d := a.DeltaSince(b.Heads(), 0); d != nil {
 		t.Fatalf("A still offers B %d chunks", len(d))

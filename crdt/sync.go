@@ -157,8 +157,15 @@ func (r *Replica) CollectGarbage(liveHeads []VersionVector) int {
 		// signature proves how far the origin got, which bounds the horizon
 		// a new member accepts from this replica.
 		newest := r.cc.max(o)
+		// A revoked origin's newest node record keeps its body: its
+		// certificate judges the origin's KV records from before the
+		// revocation (LastNodeRecord).
+		var keepNode uint64
+		if _, rv := r.revoked[o]; rv {
+			keepNode = r.lastNodeLocked(o)
+		}
 		for c, v := range vs {
-			if v.live || c > stable[o] {
+			if v.live || c > stable[o] || c == keepNode {
 				continue
 			}
 			ok := true
