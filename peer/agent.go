@@ -296,6 +296,7 @@ func (a *Agent) startHTTP() error {
 	}
 	a.httpLn = ln
 	a.httpSrv = &http.Server{Handler: newAPI(a), ReadHeaderTimeout: 10 * time.Second}
+	a.httpSrv.RegisterOnShutdown(a.proxy.endHolds) // hold streams would keep Shutdown waiting
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()

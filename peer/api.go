@@ -21,6 +21,8 @@ func newAPI(a *Agent) http.Handler {
 		{methods: "GET", path: "/v1/agent/peerd/info", exact: true, handle: s.agentInfo},
 		{methods: "PUT POST", path: "/v1/agent/peerd/revoke", exact: true, handle: s.agentRevoke},
 		{methods: "PUT POST", path: "/v1/agent/peerd/rotate", exact: true, handle: s.agentRotate},
+		{methods: "GET", path: "/v1/agent/peerd/connect/proxy/", handle: s.agentProxyHold},
+		{methods: "POST", path: "/v1/agent/peerd/connect/tunnel/", handle: s.agentProxyTunnel},
 		{methods: "GET", path: "/v1/agent/metrics", exact: true, handle: s.agentMetrics},
 		{methods: "GET", path: "/v1/agent/services", exact: true, handle: s.agentServices},
 		{methods: "GET", path: "/v1/agent/checks", exact: true, handle: s.agentChecks},

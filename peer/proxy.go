@@ -63,6 +63,8 @@ type dataPlane struct {
 
 	mu        sync.Mutex
 	listeners map[netip.AddrPort]*upstreamListener // guarded by mu
+	specs     []upstreamSpec                       // every upstream this node declares, held or not; guarded by mu
+	held      map[string]*proxyHold                // by service ID: upstreams a proxy process listens on (proxy_standalone.go); guarded by mu
 	problems  []string                             // last reconcile's problems; guarded by mu
 	inbound   map[*inboundConn]struct{}            // open inbound connections; guarded by mu
 	perPeer   map[string]int                       // open inbound connections per caller node; guarded by mu
@@ -78,6 +80,9 @@ type dataPlane struct {
 	statusesAt time.Time
 
 	decisions decisionCache
+
+	holdsEnd chan struct{} // closed when the HTTP server shuts down: hold streams end
+	endOnce  sync.Once
 
 	wg sync.WaitGroup
 }
@@ -100,7 +105,7 @@ func newDataPlane(a *Agent) *dataPlane {
 	copy(seed[:], a.id)
 	return &dataPlane{
 		a: a, log: a.log.With("component", "proxy"), defaultAllow: a.defaultAllow(),
-		listeners: map[netip.AddrPort]*upstreamListener{}, inbound: map[*inboundConn]struct{}{},
+		listeners: map[netip.AddrPort]*upstreamListener{}, held: map[string]*proxyHold{}, holdsEnd: make(chan struct{}), inbound: map[*inboundConn]struct{}{},
 		perPeer: map[string]int{}, instOpen: map[string]int{}, failing: map[string]time.Time{},
 		upStats: map[string]*proxyMetrics{}, inStats: map[string]*proxyMetrics{},
 		rnd: rand.New(rand.NewChaCha8(seed)),
@@ -209,6 +214,14 @@ func (l *upstreamListener) close() {
 	}
 }
 
+// stopAccepting closes the listening socket only: the connections it
+// accepted continue (the agent's context still ends them on Close).
+func (l *upstreamListener) stopAccepting() {
+	if l.ln != nil {
+		l.ln.Close()
+	}
+}
+
 func (dp *dataPlane) hasUnbound() bool {
 	dp.mu.Lock()
 	defer dp.mu.Unlock()
@@ -222,19 +235,28 @@ func (dp *dataPlane) hasUnbound() bool {
 
 // reconcile makes the upstream listeners match this node's services:
 // new ones are bound, gone ones closed (with their connections), changed
-// ones re-pointed in place.
+// ones re-pointed in place. Upstreams a proxy process holds are not bound
+// by the agent: their listener, if any, stops accepting and its open
+// connections continue.
 func (dp *dataPlane) reconcile() {
 	a := dp.a
 	specs, problems := upstreamsOf(a.replica.NodeServices(a.id))
-	want := make(map[netip.AddrPort]upstreamSpec, len(specs))
-	for _, s := range specs {
-		want[s.Bind] = s
-	}
 	dp.mu.Lock()
 	defer dp.mu.Unlock()
 	if a.ctx.Err() != nil {
 		return
 	}
+	dp.specs = specs
+	want := make(map[netip.AddrPort]upstreamSpec, len(specs))
+	handed := map[netip.AddrPort]bool{}
+	for _, s := range specs {
+		if dp.held[s.SourceID] != nil {
+			handed[s.Bind] = true
+			continue
+		}
+		want[s.Bind] = s
+	}
+	dp.syncHeldLocked()
 	for _, p := range problems {
 		if !containsString(dp.problems, p) {
 			dp.log.Warn("upstream ignored", "problem", p)
@@ -242,6 +264,12 @@ func (dp *dataPlane) reconcile() {
 	}
 	dp.problems = problems
 	for bind, l := range dp.listeners {
+		if handed[bind] {
+			l.stopAccepting()
+			delete(dp.listeners, bind)
+			dp.log.Info("upstream listener handed to a proxy process", "bind", bind)
+			continue
+		}
 		s, ok := want[bind]
 		if !ok || l.ln == nil {
 			l.close()
@@ -311,6 +339,14 @@ func (dp *dataPlane) acceptLoop(l *upstreamListener) {
 	}
 }
 
+// proxyClient is the app's side of an outbound connection: a TCP
+// connection accepted by an upstream listener, or one tunnelled from a
+// standalone proxy process (proxy_standalone.go).
+type proxyClient interface {
+	halfCloser
+	SetReadDeadline(time.Time) error
+}
+
 // metrics returns the counters of name in table, creating them.
 func (dp *dataPlane) metrics(table map[string]*proxyMetrics, name string) *proxyMetrics {
 	dp.mu.Lock()
@@ -331,7 +367,7 @@ func (dp *dataPlane) outbound(c net.Conn, spec *upstreamSpec, m *proxyMetrics) {
 	m.open.Add(1)
 	defer m.open.Add(-1)
 	defer c.Close()
-	client, ok := c.(*net.TCPConn)
+	client, ok := c.(proxyClient)
 	if !ok {
 		m.errors.Add(1)
 		return
@@ -388,7 +424,7 @@ func (dp *dataPlane) markFailing(origin string) {
 // outboundRemote opens a stream to the instance's peer and pipes. done is
 // false when the stream could not be opened (the caller tries the next
 // instance); once the stream is open the connection is committed to it.
-func (dp *dataPlane) outboundRemote(client *net.TCPConn, inst instance, hdr proxyHeader, m *proxyMetrics) (done bool, err error) {
+func (dp *dataPlane) outboundRemote(client proxyClient, inst instance, hdr proxyHeader, m *proxyMetrics) (done bool, err error) {
 	a := dp.a
 	ap, ok := a.view.addr(inst.Origin)
 	if !ok {
@@ -495,7 +531,7 @@ func copyFirst(dst, src halfCloser, n *atomic.Uint64, first chan<- []byte) error
 
 // outboundLocal serves a connection whose destination instance runs on
 // this node: the same authorization as a remote caller, without a stream.
-func (dp *dataPlane) outboundLocal(client *net.TCPConn, hdr proxyHeader, m *proxyMetrics) (bool, error) {
+func (dp *dataPlane) outboundLocal(client proxyClient, hdr proxyHeader, m *proxyMetrics) (bool, error) {
 	in := dp.metrics(dp.inStats, hdr.Destination)
 	auth := dp.authorize(dp.a.id, hdr)
 	if auth.code != replyOK {
@@ -524,7 +560,7 @@ func (dp *dataPlane) outboundLocal(client *net.TCPConn, hdr proxyHeader, m *prox
 // speaks HTTP/1 (status code with the reason as body), else it just
 // closes. first is what the client sent already; nil means nothing was
 // read yet, and up to 16 bytes are awaited briefly.
-func denyClient(c *net.TCPConn, first []byte, code int, reason string) {
+func denyClient(c proxyClient, first []byte, code int, reason string) {
 	if first == nil {
 		var b [16]byte
 		c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
@@ -565,12 +601,19 @@ func (dp *dataPlane) upstreamFor(dst string) (netip.AddrPort, bool) {
 	dp.mu.Lock()
 	defer dp.mu.Unlock()
 	var best netip.AddrPort
-	for bind, l := range dp.listeners {
-		if !strings.EqualFold(l.spec.Load().Destination, dst) || l.ln == nil {
-			continue
-		}
+	consider := func(bind netip.AddrPort) {
 		if !best.IsValid() || bind.Port() < best.Port() {
 			best = bind
+		}
+	}
+	for bind, l := range dp.listeners {
+		if strings.EqualFold(l.spec.Load().Destination, dst) && l.ln != nil {
+			consider(bind)
+		}
+	}
+	for _, s := range dp.specs {
+		if dp.held[s.SourceID] != nil && strings.EqualFold(s.Destination, dst) {
+			consider(s.Bind)
 		}
 	}
 	return best, best.IsValid()
@@ -598,6 +641,19 @@ func (a *Agent) connectStats() map[string]string {
 		}
 		st["listener."+bind.String()] = fmt.Sprintf("%s -> %s (%s)", s.Source, s.Destination, state)
 		bySource[s.SourceID] = append(bySource[s.SourceID], s.Destination+"="+bind.String())
+	}
+	for _, s := range dp.specs {
+		h := dp.held[s.SourceID]
+		if h == nil {
+			continue
+		}
+		st["listener."+s.Bind.String()] = fmt.Sprintf("%s -> %s (held by the proxy process at %s)", s.Source, s.Destination, h.remote)
+		bySource[s.SourceID] = append(bySource[s.SourceID], s.Destination+"="+s.Bind.String())
+	}
+	for id, h := range dp.held {
+		h.mu.Lock()
+		st["proxy."+id] = fmt.Sprintf("held by %s since %s, %d tunnels open", h.remote, h.since.UTC().Format(time.RFC3339), len(h.conns))
+		h.mu.Unlock()
 	}
 	for id, ups := range bySource {
 		sort.Strings(ups)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"net/url"
 	"os"
@@ -16,7 +15,9 @@ import (
 
 // The Connect commands. In peerd the agent itself is the sidecar: it
 // listens on every upstream of its local services and carries the bytes
-// over QUIC (docs/DATAPLANE.md). These commands connect apps to it.
+// over QUIC (docs/DATAPLANE.md). These commands connect apps to it;
+// `connect proxy` (connect_proxy.go) runs a service's listeners as their
+// own process instead.
 
 func connectCommands() []command {
 	return []command{
@@ -26,7 +27,7 @@ func connectCommands() []command {
 }
 
 const connectSynopsis = `connect run -service ID [-http-addr ADDR] -- CMD [ARGS...]
-  connect proxy -sidecar-for ID [-http-addr ADDR]
+  connect proxy -sidecar-for ID [-http-addr ADDR] [-token TOKEN]
   connect upstreams -service ID [-http-addr ADDR]`
 
 func runConnect(ctx context.Context, c *cli, args []string) error {
@@ -202,52 +203,6 @@ func runConnectUpstreams(ctx context.Context, c *cli, args []string) error {
 		fmt.Fprintln(c.stdout, e)
 	}
 	return nil
-}
-
-// runConnectProxy is `consul connect proxy -sidecar-for ID` for scripts
-// written for Consul: in peerd the agent already runs the sidecar's
-// listeners, so this process checks that the agent serves the upstreams
-// of the service's sidecar, prints them, and stays up (exiting with an
-// error if the agent stops serving them) until interrupted.
-func runConnectProxy(ctx context.Context, c *cli, args []string) error {
-	fs := newFlagSet(c, "connect proxy", "connect proxy -sidecar-for ID [-http-addr ADDR]")
-	addr := fs.String("http-addr", defaultHTTPAddr(c), "agent HTTP address")
-	token := fs.String("token", connectToken(c), "API token")
-	id := fs.String("sidecar-for", "", "local service ID whose sidecar this is")
-	every := fs.Duration("check-interval", 5*time.Second, "how often to check that the agent still serves the upstreams")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if *id == "" {
-		return usageErrorf("connect proxy: -sidecar-for is required")
-	}
-	cl, err := newAPIClient(*addr)
-	if err != nil {
-		return usageErrorf("%v", err)
-	}
-	cl.token = *token
-	ups, err := serviceUpstreams(ctx, cl, *id, 3*time.Second)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(c.stdout, "==> peerd agent at %s is the sidecar of %s; upstreams:\n", *addr, *id)
-	for _, u := range ups {
-		fmt.Fprintf(c.stdout, "    %s -> %s\n", u.Addr, u.Name)
-	}
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(*every):
-		}
-		for _, u := range ups {
-			conn, err := net.DialTimeout("tcp", u.Addr.String(), 2*time.Second)
-			if err != nil {
-				return fmt.Errorf("connect proxy: the agent no longer serves upstream %s on %s: %w", u.Name, u.Addr, err)
-			}
-			conn.Close()
-		}
-	}
 }
 
 // connectToken is the API token from the environment, as other commands

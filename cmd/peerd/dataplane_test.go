@@ -209,7 +209,9 @@ func TestDataPlaneEndToEnd(t *testing.T) {
 		}
 		m.background(t, args...)
 	}
-	// `connect proxy -sidecar-for` reports the listeners the agent serves.
+	// order's upstream is served by a standalone proxy process
+	// (`connect proxy -sidecar-for order`): everything order sends below
+	// goes app -> proxy process -> tunnel -> n1 -> QUIC.
 	sc := m.background(t, "connect", "proxy", "-http-addr", n1.ip+":8500", "-sidecar-for", "order")
 	waitFor(t, 10*time.Second, func() error {
 		sc.mu.Lock()
@@ -218,8 +220,17 @@ func TestDataPlaneEndToEnd(t *testing.T) {
 		if want := fmt.Sprintf("%s:%d -> invoice", n1.ip, svcs[0].upPort); !strings.Contains(out, want) {
 			return fmt.Errorf("connect proxy printed %q, want %q", out, want)
 		}
+		if st := n1.connectStat("proxy.order"); !strings.HasPrefix(st, "held by ") {
+			return fmt.Errorf("n1 proxy.order = %q, want held by the proxy process", st)
+		}
 		return nil
 	})
+	// A second proxy for the same service is refused with the reason.
+	second := m.background(t, "connect", "proxy", "-http-addr", n1.ip+":8500", "-sidecar-for", "order")
+	<-second.done
+	if second.cmd.ProcessState.ExitCode() == 0 || !strings.Contains(second.output(), "already held by the proxy process") {
+		t.Errorf("second connect proxy for order: exit %d, output %q", second.cmd.ProcessState.ExitCode(), second.output())
+	}
 
 	// DNS: NAME.connect.consul is the local upstream listener.
 	waitFor(t, 10*time.Second, func() error {
@@ -315,4 +326,30 @@ func TestDataPlaneEndToEnd(t *testing.T) {
 	}
 	// The legitimate chain is unaffected.
 	expectHTTP(t, "GET", invoice+"/tax/z", http.StatusOK, "tax (GET /tax/z)")
+
+	// The proxy process carried order's connections, counted at n1 as
+	// any upstream connection; when it stops, n1 listens again.
+	if c := n1.connectStat("upstream.invoice.connections"); c == "" || c == "0" {
+		t.Errorf("n1 upstream.invoice.connections = %q through the proxy process", c)
+	}
+	sc.cmd.Process.Signal(os.Interrupt)
+	<-sc.done
+	if code := sc.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("connect proxy exited %d on interrupt: %s", code, sc.output())
+	}
+	waitFor(t, 20*time.Second, func() error {
+		want := "order -> invoice (listening)"
+		if st := n1.connectStat(fmt.Sprintf("listener.%s:%d", n1.ip, svcs[0].upPort)); st != want {
+			return fmt.Errorf("n1 listener after the proxy stopped: %q, want %q", st, want)
+		}
+		return nil
+	})
+	expectHTTP(t, "GET", order+"tax/w", http.StatusOK, "tax (GET /tax/w)")
+}
+
+// output is what the process printed so far.
+func (p *bgProc) output() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.out.String()
 }
