@@ -43,6 +43,19 @@ func TestDataPlaneFigures(t *testing.T) {
 	m.background(t, "demo-service", "-name", "echo", "-listen", fmt.Sprintf("%s:%d", n2.ip, port))
 	direct := fmt.Sprintf("http://%s:%d/x", n2.ip, port)
 	proxied := fmt.Sprintf("http://%s:%d/x", n1.ip, upPort)
+	// The same upstream of a second service whose listeners a standalone
+	// `connect proxy` process holds: app -> proxy process -> tunnel -> n1.
+	spPort := freeTCPPort(t, n1.ip)
+	n1.register(t, map[string]any{"Name": "load2", "Port": 1, "Connect": map[string]any{"SidecarService": map[string]any{"Proxy": map[string]any{
+		"Upstreams": []map[string]any{{"DestinationName": "echo", "LocalBindAddress": n1.ip, "LocalBindPort": spPort}}}}}})
+	m.background(t, "connect", "proxy", "-http-addr", n1.ip+":8500", "-sidecar-for", "load2", "-log-level", "warn")
+	waitFor(t, 10*time.Second, func() error {
+		if st := n1.connectStat("proxy.load2"); !strings.HasPrefix(st, "held by") {
+			return fmt.Errorf("proxy.load2 = %q", st)
+		}
+		return nil
+	})
+	standalone := fmt.Sprintf("http://%s:%d/x", n1.ip, spPort)
 	// The floor: two plain TCP relay processes (io.Copy both ways, no
 	// encryption, no stream multiplexing) between the same load generator
 	// and service: what any pair of proxy processes costs on this machine.
@@ -52,6 +65,7 @@ func TestDataPlaneFigures(t *testing.T) {
 	expectHTTP(t, "GET", direct, 200, "echo")
 	expectHTTP(t, "GET", proxied, 200, "echo")
 	expectHTTP(t, "GET", relayed, 200, "echo")
+	expectHTTP(t, "GET", standalone, 200, "echo")
 
 	// Added latency, 1 KB request over a kept-alive connection; direct and
 	// proxied interleaved in blocks so both see the same machine load.
@@ -59,8 +73,8 @@ func TestDataPlaneFigures(t *testing.T) {
 	keep := func() *http.Client {
 		return &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1, DisableCompression: true}}
 	}
-	cd, cp, cr := keep(), keep(), keep()
-	var dLat, pLat, rLat []float64
+	cd, cp, cr, cs := keep(), keep(), keep(), keep()
+	var dLat, pLat, rLat, sLat []float64
 	one := func(c *http.Client, u string) float64 {
 		start := time.Now()
 		resp, err := c.Post(u, "application/octet-stream", bytes.NewReader(body))
@@ -75,6 +89,7 @@ func TestDataPlaneFigures(t *testing.T) {
 		one(cd, direct)
 		one(cp, proxied)
 		one(cr, relayed)
+		one(cs, standalone)
 	}
 	for done := 0; done < n; done += 100 {
 		for i := 0; i < 100; i++ {
@@ -86,6 +101,9 @@ func TestDataPlaneFigures(t *testing.T) {
 		for i := 0; i < 100; i++ {
 			rLat = append(rLat, one(cr, relayed))
 		}
+		for i := 0; i < 100; i++ {
+			sLat = append(sLat, one(cs, standalone))
+		}
 	}
 	added := func(lat []float64, q float64) float64 { return percentile(lat, q) - percentile(dLat, q) }
 	t.Logf("1 KB request, kept-alive, %d each: direct p50 %.0f µs p90 %.0f p99 %.0f; proxied p50 %.0f p90 %.0f p99 %.0f; added p50 %.0f µs p90 %.0f p99 %.0f",
@@ -94,19 +112,24 @@ func TestDataPlaneFigures(t *testing.T) {
 		added(pLat, 50), added(pLat, 90), added(pLat, 99))
 	t.Logf("floor, two plain TCP relay processes: added p50 %.0f µs p90 %.0f p99 %.0f; the peerd pair above the floor: p50 %.0f µs p99 %.0f",
 		added(rLat, 50), added(rLat, 90), added(rLat, 99), percentile(pLat, 50)-percentile(rLat, 50), percentile(pLat, 99)-percentile(rLat, 99))
+	t.Logf("through a standalone connect proxy process in front of the pair: added p50 %.0f µs p90 %.0f p99 %.0f",
+		added(sLat, 50), added(sLat, 90), added(sLat, 99))
 
 	// New connection on a warm peer connection: TCP connect + one request,
 	// a new connection every time.
 	fresh := func() *http.Client { return &http.Client{Transport: &http.Transport{DisableKeepAlives: true}} }
-	fd, fp := fresh(), fresh()
-	var dNew, pNew []float64
+	fd, fp, fs := fresh(), fresh(), fresh()
+	var dNew, pNew, sNew []float64
 	for i := 0; i < n/3; i++ {
 		dNew = append(dNew, one(fd, direct))
 		pNew = append(pNew, one(fp, proxied))
+		sNew = append(sNew, one(fs, standalone))
 	}
 	t.Logf("new connection + 1 KB request, %d each: direct p50 %.0f µs p99 %.0f; proxied p50 %.0f µs p99 %.0f; added p50 %.0f µs p99 %.0f",
 		len(dNew), percentile(dNew, 50), percentile(dNew, 99), percentile(pNew, 50), percentile(pNew, 99),
 		percentile(pNew, 50)-percentile(dNew, 50), percentile(pNew, 99)-percentile(dNew, 99))
+	t.Logf("new connection through a standalone connect proxy process: added p50 %.0f µs p99 %.0f",
+		percentile(sNew, 50)-percentile(dNew, 50), percentile(sNew, 99)-percentile(dNew, 99))
 
 	// Bulk throughput: one 1 GiB upload, direct and through the pair.
 	const bulk = 1 << 30
