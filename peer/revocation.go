@@ -34,8 +34,11 @@ func (a *Agent) SubmitRevocation(ctx context.Context, signed []byte) error {
 
 // watchRevocations cuts off revoked peers whenever the replica's set of
 // revocations changes, whether the revocation was written here or merged
-// from another peer.
+// from another peer, and applies the revocations to the records the
+// replica already holds (sweepRevoked) — also once at start, for the
+// revocations a restarted agent re-applied (reapplyTrustStatements).
 func (a *Agent) watchRevocations() {
+	a.sweepRevoked()
 	for {
 		_, ch := a.replica.WatchIndex(crdt.ScopeRevocations)
 		select {
@@ -44,6 +47,25 @@ func (a *Agent) watchRevocations() {
 		case <-ch:
 		}
 		a.enforceRevocations()
+		a.sweepRevoked()
+	}
+}
+
+// sweepRevoked applies the revocations the trust book holds to records
+// the replica merged before it held them (crdt.RevokeOrigins): a revoked
+// node's node, service and check records and its KV records stamped after
+// its revocation die, as on the agents that held the revocation first, and
+// what those KV records superseded here is re-issued as deletes signed by
+// this node, committed and spread like any local write. Without it, agents
+// that learned a revocation and the revoked node's records in different
+// orders never agreed (docs/REPLICA.md, "Revoked origins"). It verifies one
+// record signature per origin not swept yet, under the commit lock.
+func (a *Agent) sweepRevoked() {
+	err := a.commit(a.ctx, func(now time.Time) (*crdt.Delta, error) {
+		return a.replica.RevokeOrigins(a.trust, now)
+	})
+	if err != nil && a.ctx.Err() == nil {
+		a.log.Warn("applying revocations to the records held", "err", err)
 	}
 }
 
@@ -187,6 +209,14 @@ func (a *Agent) reapplyTrustStatements() {
 	for _, blob := range raw {
 		if err := a.trust.VerifyRevocation(blob); err != nil {
 			a.log.Warn("stored revocation not applied", "err", err)
+		}
+	}
+	// A revoked node's node record is dead, so the agent does not learn
+	// its chain from the live ones; keep it anyway: it judges the node's
+	// KV records from before its revocation (trustBook.capsBefore).
+	for _, r := range a.trust.v.Revocations() {
+		if n, ok := a.replica.LastNodeRecord(identity.NodeID(r.Subject)); ok {
+			a.trust.learn(r.Subject, n.Cert)
 		}
 	}
 }

@@ -31,12 +31,16 @@ type trustBook struct {
 
 	mu     sync.Mutex
 	chains map[string]identity.Chain // node ID → chain it presented; guarded by mu
+	// before: node ID → the rights its chain gave it before its key was
+	// revoked for good; guarded by mu. See capsBefore.
+	before map[string]identity.Capabilities
 }
 
 var _ crdt.Authorizer = (*trustBook)(nil)
 
 func newTrustBook(v *identity.Verifier, now func() time.Time, self string) *trustBook {
-	return &trustBook{v: v, now: now, self: self, chains: make(map[string]identity.Chain)}
+	return &trustBook{v: v, now: now, self: self, chains: make(map[string]identity.Chain),
+		before: make(map[string]identity.Capabilities)}
 }
 
 // learn records the chain a node presents, after checking that it verifies
@@ -52,12 +56,78 @@ func (tb *trustBook) learn(pub ed25519.PublicKey, chainBytes []byte) (identity.C
 	}
 	caps, err := tb.v.Verify(pub, chain, tb.now())
 	if err != nil {
+		if tb.v.IsRevoked(pub) {
+			// Keep the chain of a key revoked for good if it verified
+			// before the revocation: it judges the node's KV records
+			// from before it (capsBefore). It grants nothing now.
+			if _, berr := tb.verifyIgnoringRevocations(pub, chain); berr == nil {
+				tb.mu.Lock()
+				tb.chains[identity.NodeID(pub)] = chain
+				tb.mu.Unlock()
+			}
+		}
 		return identity.Capabilities{}, err
 	}
 	tb.mu.Lock()
 	tb.chains[identity.NodeID(pub)] = chain
 	tb.mu.Unlock()
 	return caps, nil
+}
+
+// verifyIgnoringRevocations verifies a chain against the current roots
+// without any revocation.
+func (tb *trustBook) verifyIgnoringRevocations(pub ed25519.PublicKey, chain identity.Chain) (identity.Capabilities, error) {
+	return identity.NewVerifier(tb.v.Roots()...).Verify(pub, chain, tb.now())
+}
+
+// capsBefore returns the rights a node whose key is revoked for good had
+// before its revocation: what its chain grants with no revocation applied.
+// crdt asks (MayWriteKV) only for the node's KV records stamped before
+// the revocation, which count as they did (docs/REPLICA.md, "Revoked
+// origins"); the node itself is refused everything (VerifyOrigin).
+func (tb *trustBook) capsBefore(origin string) (identity.Capabilities, error) {
+	pub, err := identity.ParseNodeID(origin)
+	if err != nil {
+		return identity.Capabilities{}, err
+	}
+	if !tb.v.IsRevoked(pub) {
+		return identity.Capabilities{}, fmt.Errorf("trust: %s is not revoked", origin)
+	}
+	tb.mu.Lock()
+	caps, cached := tb.before[origin]
+	chain, known := tb.chains[origin]
+	tb.mu.Unlock()
+	if cached && caps.ValidAt(tb.now()) {
+		return caps, nil
+	}
+	if !known {
+		return identity.Capabilities{}, fmt.Errorf("trust: no certificate known for revoked %s", origin)
+	}
+	caps, err = tb.verifyIgnoringRevocations(pub, chain)
+	if err != nil {
+		return identity.Capabilities{}, err
+	}
+	tb.mu.Lock()
+	tb.before[origin] = caps
+	tb.mu.Unlock()
+	return caps, nil
+}
+
+// revokedAt is when pub's earliest revocation took effect for its records:
+// the end of the second the revocation was signed in (a revocation's time
+// has one-second resolution; a write stamped within that second, before or
+// after, counts as before).
+func (tb *trustBook) revokedAt(pub ed25519.PublicKey) time.Time {
+	var at time.Time
+	for _, r := range tb.v.Revocations() {
+		if r.Subject.Equal(pub) && (at.IsZero() || r.At.Before(at)) {
+			at = r.At
+		}
+	}
+	if at.IsZero() {
+		return at
+	}
+	return at.Add(time.Second)
 }
 
 // verifyPeer is transport.Config.VerifyPeer.
@@ -123,8 +193,20 @@ func (tb *trustBook) learnFromDelta(d *crdt.Delta) {
 	}
 }
 
-// VerifyOrigin checks that origin is a trusted node and that its key signed msg.
+// VerifyOrigin checks that origin is a trusted node and that its key signed
+// msg. For a node whose key is revoked for good (by a root), a correct
+// signature is a *crdt.OriginRevokedError carrying the revocation's time:
+// crdt keeps such a record as a dead stub, or counts it if it is a KV
+// record stamped before the revocation (docs/REPLICA.md, "Revoked
+// origins"). The signature is checked first, so a forged record stays a
+// bad signature and cannot burn the node's dots.
 func (tb *trustBook) VerifyOrigin(origin string, msg, sig []byte) error {
+	if pub, err := identity.ParseNodeID(origin); err == nil && tb.v.IsRevoked(pub) {
+		if !ed25519.Verify(pub, msg, sig) {
+			return errors.New("trust: bad signature")
+		}
+		return fmt.Errorf("trust: %s: %w", origin, &crdt.OriginRevokedError{At: tb.revokedAt(pub)})
+	}
 	caps, err := tb.capsOf(origin)
 	if err != nil {
 		return err
@@ -140,8 +222,14 @@ func (tb *trustBook) MayPublishService(origin, service string) bool {
 	return err == nil && caps.MayPublishService(service)
 }
 
+// MayWriteKV: for a node revoked for good, what its chain allowed before
+// the revocation (capsBefore) — crdt asks only for its KV records stamped
+// before it.
 func (tb *trustBook) MayWriteKV(origin, key string) bool {
 	caps, err := tb.capsOf(origin)
+	if err != nil && errors.Is(err, identity.ErrRevoked) {
+		caps, err = tb.capsBefore(origin)
+	}
 	return err == nil && caps.MayWriteKV(key)
 }
 

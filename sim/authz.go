@@ -91,17 +91,22 @@ func (a *nodeAuth) VerifyOrigin(origin string, msg, sig []byte) error {
 	return nil
 }
 
-// revokedAt is the signed time of the earliest revocation of key this
-// trust book holds.
+// revokedAt is when key's earliest revocation this trust book holds took
+// effect for its records (revocationCut), as peer's trustBook.revokedAt.
 func (a *nodeAuth) revokedAt(key ed25519.PublicKey) time.Time {
 	var at time.Time
 	for _, r := range a.v.Revocations() {
-		if bytes.Equal(r.Subject, key) && (at.IsZero() || r.At.Before(at)) {
-			at = r.At
+		if bytes.Equal(r.Subject, key) && (at.IsZero() || revocationCut(r).Before(at)) {
+			at = revocationCut(r)
 		}
 	}
 	return at
 }
+
+// revocationCut is the end of the second a revocation was signed in: its
+// time has one-second resolution, and a write stamped within that second
+// counts as before it (peer's trustBook does the same).
+func revocationCut(r *identity.Revocation) time.Time { return r.At.Add(time.Second) }
 
 func (*nodeAuth) MayPublishService(string, string) bool { return true }
 func (*nodeAuth) MayWriteKV(string, string) bool        { return true }
@@ -299,8 +304,8 @@ func (c *Cluster) revocationTimes() map[int]time.Time {
 	out := map[int]time.Time{}
 	for _, rv := range z.revs {
 		if r, err := identity.UnmarshalRevocation(rv.blob); err == nil {
-			if at, ok := out[rv.subject]; !ok || r.At.Before(at) {
-				out[rv.subject] = r.At
+			if at, ok := out[rv.subject]; !ok || revocationCut(r).Before(at) {
+				out[rv.subject] = revocationCut(r)
 			}
 		}
 	}
