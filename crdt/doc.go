@@ -20,7 +20,10 @@
 //	r.PutIntention(signedDoc, auth, now); r.AddRevocation(signedBlob, auth)
 //
 // Remote deltas: r.Merge(delta, auth, now) verifies every entry before
-// merging. Anti-entropy: r.Digest() (32 bytes), r.Heads(), r.DeltaSince(heads,
+// merging. Revocations: after the Authorizer learned one, r.RevokeOrigins(auth,
+// now) brings the records merged before it to the state Merge gives records
+// merged after it, and returns deletes to disseminate (docs/REPLICA.md,
+// "Revoked origins"). Anti-entropy: r.Digest() (32 bytes), r.Heads(), r.DeltaSince(heads,
 // maxBytes). Garbage collection: r.CollectGarbage(liveMembersHeads),
 // r.ForgetOrigin(reapedOrigin). Wire: EncodeDelta, DecodeDelta. Durability:
 // r.MarshalState, r.LoadState, and r.Apply to replay deltas after a
@@ -28,7 +31,8 @@
 //
 // Reads: Node, Nodes, ServiceNames, Services(name, tags), NodeServices,
 // Checks(CheckFilter), KVGet, KVList, KVKeys, Intentions, IntentionFor,
-// MatchIntentions, CheckIntention, Revocations, Rejected. Blocking queries:
+// MatchIntentions, CheckIntention, Revocations, LastNodeRecord, Rejected.
+// Blocking queries:
 // Index, ScopeIndex(scope), Watch(scope), WatchIndex(scope) with the
 // scopes ScopeNodes, ScopeServices, ScopeChecks, ScopeIntentions,
 // ScopeRevocations, ScopeService(name), ScopeNode(origin), ScopeKV+prefix.
