@@ -155,7 +155,9 @@ func BenchmarkProxyRoundTrip1KB(b *testing.B) {
 	m.waitIntention("web", "echo", 1)
 	msg := make([]byte, 1024)
 	buf := make([]byte, 1024)
-	run := func(b *testing.B, addr string) {
+	// ready dials addr until one exchange succeeds and returns that
+	// connection.
+	ready := func(b *testing.B, addr string) net.Conn {
 		var c net.Conn
 		deadline := time.Now().Add(10 * time.Second)
 		for {
@@ -175,8 +177,12 @@ func BenchmarkProxyRoundTrip1KB(b *testing.B) {
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
-		defer c.Close()
 		c.SetDeadline(time.Time{})
+		return c
+	}
+	run := func(b *testing.B, addr string) {
+		c := ready(b, addr)
+		defer c.Close()
 		lat := make([]time.Duration, 0, b.N)
 		for b.Loop() {
 			start := time.Now()
@@ -190,6 +196,29 @@ func BenchmarkProxyRoundTrip1KB(b *testing.B) {
 		b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
 		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
 	}
+	// A new connection per exchange: TCP connect, 1 KiB each way, close.
+	fresh := func(b *testing.B, addr string) {
+		ready(b, addr).Close() // warms the path
+		lat := make([]time.Duration, 0, b.N)
+		for b.Loop() {
+			start := time.Now()
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				b.Fatal(err)
+			}
+			c.Write(msg)
+			if _, err := io.ReadFull(c, buf); err != nil {
+				b.Fatal(err)
+			}
+			c.Close()
+			lat = append(lat, time.Since(start))
+		}
+		sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+		b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+	}
 	b.Run("Direct", func(b *testing.B) { run(b, fmt.Sprintf("127.0.0.1:%d", port)) })
 	b.Run("Proxied", func(b *testing.B) { run(b, fmt.Sprintf("127.0.0.1:%d", up)) })
+	b.Run("NewConnDirect", func(b *testing.B) { fresh(b, fmt.Sprintf("127.0.0.1:%d", port)) })
+	b.Run("NewConnProxied", func(b *testing.B) { fresh(b, fmt.Sprintf("127.0.0.1:%d", up)) })
 }
