@@ -61,18 +61,19 @@ type dataPlane struct {
 	log          *slog.Logger
 	defaultAllow bool
 
-	mu        sync.Mutex
-	listeners map[netip.AddrPort]*upstreamListener // guarded by mu
-	specs     []upstreamSpec                       // every upstream this node declares, held or not; guarded by mu
-	held      map[string]*proxyHold                // by service ID: upstreams a proxy process listens on (proxy_standalone.go); guarded by mu
-	problems  []string                             // last reconcile's problems; guarded by mu
-	inbound   map[*inboundConn]struct{}            // open inbound connections; guarded by mu
-	perPeer   map[string]int                       // open inbound connections per caller node; guarded by mu
-	instOpen  map[string]int                       // open outbound connections per instance key; guarded by mu
-	failing   map[string]time.Time                 // node ID → tried last until; guarded by mu
-	upStats   map[string]*proxyMetrics             // outbound, by destination service; guarded by mu
-	inStats   map[string]*proxyMetrics             // inbound, by destination service; guarded by mu
-	rnd       *rand.Rand                           // guarded by mu
+	mu         sync.Mutex
+	listeners  map[netip.AddrPort]*upstreamListener // guarded by mu
+	specs      []upstreamSpec                       // every upstream this node declares, held or not; guarded by mu
+	held       map[string]*proxyHold                // by service ID: upstreams a proxy process listens on (proxy_standalone.go); guarded by mu
+	problems   []string                             // last reconcile's problems; guarded by mu
+	bindWarned map[netip.AddrPort]string            // the bind error last logged per address; guarded by mu
+	inbound    map[*inboundConn]struct{}            // open inbound connections; guarded by mu
+	perPeer    map[string]int                       // open inbound connections per caller node; guarded by mu
+	instOpen   map[string]int                       // open outbound connections per instance key; guarded by mu
+	failing    map[string]time.Time                 // node ID → tried last until; guarded by mu
+	upStats    map[string]*proxyMetrics             // outbound, by destination service; guarded by mu
+	inStats    map[string]*proxyMetrics             // inbound, by destination service; guarded by mu
+	rnd        *rand.Rand                           // guarded by mu
 	// statuses is a membership snapshot by node name, taken at statusesAt
 	// (proxy_route.go); guarded by mu. The map is never modified once
 	// published.
@@ -105,7 +106,7 @@ func newDataPlane(a *Agent) *dataPlane {
 	copy(seed[:], a.id)
 	return &dataPlane{
 		a: a, log: a.log.With("component", "proxy"), defaultAllow: a.defaultAllow(),
-		listeners: map[netip.AddrPort]*upstreamListener{}, held: map[string]*proxyHold{}, holdsEnd: make(chan struct{}), inbound: map[*inboundConn]struct{}{},
+		listeners: map[netip.AddrPort]*upstreamListener{}, held: map[string]*proxyHold{}, bindWarned: map[netip.AddrPort]string{}, holdsEnd: make(chan struct{}), inbound: map[*inboundConn]struct{}{},
 		perPeer: map[string]int{}, instOpen: map[string]int{}, failing: map[string]time.Time{},
 		upStats: map[string]*proxyMetrics{}, inStats: map[string]*proxyMetrics{},
 		rnd: rand.New(rand.NewChaCha8(seed)),
@@ -294,9 +295,13 @@ func (dp *dataPlane) reconcile() {
 		if err != nil {
 			l.err = err
 			dp.listeners[bind] = l
-			dp.log.Warn("upstream listener not bound; retrying", "bind", bind, "destination", s.Destination, "err", err)
+			if dp.bindWarned[bind] != err.Error() { // once per cause, not every retry
+				dp.bindWarned[bind] = err.Error()
+				dp.log.Warn("upstream listener not bound; retrying", "bind", bind, "destination", s.Destination, "err", err)
+			}
 			continue
 		}
+		delete(dp.bindWarned, bind)
 		l.ln = ln
 		dp.listeners[bind] = l
 		dp.log.Info("upstream listener", "bind", bind, "source", s.Source, "destination", s.Destination)

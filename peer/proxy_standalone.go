@@ -94,7 +94,40 @@ func (dp *dataPlane) release(h *proxyHold) {
 	dp.mu.Unlock()
 	dp.log.Info("standalone proxy released upstreams", "service", h.id, "remote", h.remote)
 	dp.reconcile()
+	if !dp.hasUnbound() {
+		return
+	}
+	// The process's listening sockets may close just after its hold
+	// connection (a killed process loses both at once): retry binding
+	// briefly before falling back to the listenerRetry tick.
+	dp.mu.Lock()
+	defer dp.mu.Unlock()
+	if dp.a.ctx.Err() != nil {
+		return
+	}
+	dp.wg.Add(1)
+	go func() {
+		defer dp.wg.Done()
+		for range releaseRebindTries {
+			select {
+			case <-dp.a.ctx.Done():
+				return
+			case <-time.After(releaseRebindEvery):
+			}
+			if !dp.hasUnbound() {
+				return
+			}
+			dp.reconcile()
+		}
+	}()
 }
+
+// After a hold ends, binding is retried every releaseRebindEvery, up to
+// releaseRebindTries times.
+const (
+	releaseRebindEvery = 50 * time.Millisecond
+	releaseRebindTries = 40
+)
 
 // endHolds ends every hold stream: the HTTP server is shutting down.
 func (dp *dataPlane) endHolds() {

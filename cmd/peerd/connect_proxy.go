@@ -134,9 +134,13 @@ func (e *holdRefused) Error() string {
 // holdOnce opens the hold stream and applies its updates until it ends.
 // held reports whether the agent accepted the hold.
 func (p *sidecarProxy) holdOnce(ctx context.Context) (held bool, err error) {
-	ctx, cancel := context.WithCancel(ctx)
+	// On shutdown the listeners close before the hold ends, so that the
+	// agent finds the ports free when it binds them again.
+	reqCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.base+"/v1/agent/peerd/connect/proxy/"+url.PathEscape(p.id), nil)
+	stop := context.AfterFunc(ctx, func() { p.closeAll(); cancel() })
+	defer stop()
+	req, err := http.NewRequestWithContext(reqCtx, http.MethodGet, p.base+"/v1/agent/peerd/connect/proxy/"+url.PathEscape(p.id), nil)
 	if err != nil {
 		return false, err
 	}
