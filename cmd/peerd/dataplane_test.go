@@ -231,6 +231,11 @@ func TestDataPlaneEndToEnd(t *testing.T) {
 	if second.cmd.ProcessState.ExitCode() == 0 || !strings.Contains(second.output(), "already held by the proxy process") {
 		t.Errorf("second connect proxy for order: exit %d, output %q", second.cmd.ProcessState.ExitCode(), second.output())
 	}
+	typo := m.background(t, "connect", "proxy", "-http-addr", n1.ip+":8500", "-sidecar-for", "ordr")
+	<-typo.done
+	if typo.cmd.ProcessState.ExitCode() == 0 || !strings.Contains(typo.output(), `unknown service ID "ordr"`) {
+		t.Errorf("connect proxy for an unknown service: exit %d, output %q", typo.cmd.ProcessState.ExitCode(), typo.output())
+	}
 
 	// DNS: NAME.connect.consul is the local upstream listener.
 	waitFor(t, 10*time.Second, func() error {
