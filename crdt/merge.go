@@ -102,10 +102,11 @@ func (m *MergeResult) reject(reason string) {
 // a timestamp too far ahead is dropped entirely (it may arrive intact later).
 //
 // An entry correctly signed by a revoked origin (VerifyOrigin says
-// ErrOriginRevoked, or RevokeOrigins swept the origin) is kept as a dead,
-// header-only stub — its dot seen, its context NOT applied (a revoked key
-// deletes nothing) — if it is a node, service or check record, or a KV
-// record stamped at or after the revocation. Its KV records stamped before
+// ErrOriginRevoked, or the origin is known to be revoked) is kept as a dead
+// stub — its dot seen, its context NOT applied (a revoked key deletes
+// nothing), its body dropped except a node record's — if it is a node,
+// service or check record, or a KV record stamped at or after the
+// revocation. Its KV records stamped before
 // the revocation, and the intentions and revocations it relays, are judged
 // as anyone's.
 //

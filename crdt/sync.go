@@ -169,13 +169,12 @@ func (r *Replica) CollectGarbage(liveHeads []VersionVector) int {
 				continue
 			}
 			ok := true
-			for _, d := range v.h.Context {
-				if v.void {
-					break // its context was never applied: nothing to resurrect
-				}
-				if !stable.Covers(d) {
-					ok = false
-					break
+			if !v.void { // a void context was never applied: nothing it could resurrect
+				for _, d := range v.h.Context {
+					if !stable.Covers(d) {
+						ok = false
+						break
+					}
 				}
 			}
 			if !ok {
