@@ -4,10 +4,13 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/hashicorp/serf/serf"
 
+	"github.com/peerd/peerd/crdt"
 	"github.com/peerd/peerd/gossip"
 )
 
@@ -249,6 +252,7 @@ func (c *Cluster) result(faultStart, healAt time.Time, converged bool, convergeT
 		c.violation(r, "live peers did not reach equal digests within %v of the heal", sc.Expect.ConvergeWithin)
 	}
 	c.checkKV(r)
+	c.checkReadsAgree(r)
 	c.checkAuthz(r)
 	x := sc.Expect
 	if x.P50Convergence > 0 && r.ReachAll.P50 > x.P50Convergence {
@@ -267,6 +271,52 @@ func (c *Cluster) result(faultStart, healAt time.Time, converged bool, convergeT
 		c.violation(r, "transmissions per node per update %.2f > %.2f", r.TransmissionsPerNodePerUpdate, x.TransmissionsPerUpdate)
 	}
 	return r
+}
+
+// checkReadsAgree: every live replica must read the same values (and
+// conflict siblings) for every workload key. Equal digests say the
+// replicas saw the same record versions, not that they agree on which are
+// live: a version killed on one replica and not on another (a context
+// applied in one place only) shows only here.
+func (c *Cluster) checkReadsAgree(r *Result) {
+	keys := slices.Sorted(maps.Keys(c.byKey))
+	var refID string
+	var ref map[string]string
+	reported := 0
+	for _, n := range c.nodes {
+		rep := n.rep()
+		if rep == nil {
+			continue
+		}
+		view := make(map[string]string, len(keys))
+		for _, key := range keys {
+			view[key] = readView(rep, key)
+		}
+		if ref == nil {
+			refID, ref = n.id, view
+			continue
+		}
+		for _, key := range keys {
+			if view[key] != ref[key] && reported < 5 {
+				reported++
+				c.violation(r, "live peers read %s differently: %s %s, %s %s", key, refID, ref[key], n.id, view[key])
+			}
+		}
+	}
+}
+
+// readView is what a read of key shows: its values, sorted, or "absent".
+func readView(rep *crdt.Replica, key string) string {
+	p, ok := rep.KVGet(key)
+	if !ok {
+		return "absent"
+	}
+	vals := []string{string(p.Value)}
+	for _, s := range p.Conflicts {
+		vals = append(vals, string(s.Value))
+	}
+	slices.Sort(vals)
+	return fmt.Sprintf("%q", vals)
 }
 
 // checkKV checks every live replica against the causal history of the
