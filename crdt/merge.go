@@ -152,6 +152,14 @@ func (r *Replica) Merge(d *Delta, auth Authorizer, now time.Time) (MergeResult, 
 				note(RejectEquivocation, fmt.Errorf("%w: %s: %s signed two different records for this dot (same node key in two processes?)", ErrEquivocation, h.dot(), h.Origin))
 				continue
 			}
+			if v := r.lookup(h.dot()); v != nil && h.Kind == KindNode && v.e.Body == nil && e.Body != nil &&
+				bytes.Equal(v.e.Header, e.Header) && hashMatches(h.BodyHash, e.Body) {
+				if _, rv := r.revoked[h.Origin]; rv {
+					// A relay stripped the body of a revoked origin's node
+					// record; keep it from this copy (LastNodeRecord).
+					v.e.Body = e.Body
+				}
+			}
 			res.Duplicates++
 			continue
 		}

@@ -324,3 +324,36 @@ func TestRevocationAnyOrder(t *testing.T) {
 		}
 	}
 }
+
+// TestRevokedNodeRecordBodyRestored: a relay that strips the body of a
+// revoked origin's node record does not make its certificate unknown for
+// good: the next full copy restores it.
+func TestRevokedNodeRecordBodyRestored(t *testing.T) {
+	f := newRevFixture(t)
+	b := newEdReplica(t, 4)
+	auth := newRevAuth()
+	mustMerge(t, b, f.revocation, auth, later)
+	node := f.fromX.Entries[0]
+	stripped := node
+	stripped.Body = nil
+	mustMergeRes(t, b, &Delta{Entries: []Entry{stripped}}, auth)
+	if _, ok := b.LastNodeRecord(f.x.Origin()); ok {
+		t.Fatal("a stripped node record has a body")
+	}
+	if res := mustMergeRes(t, b, &Delta{Entries: []Entry{node}}, auth); res.Duplicates != 1 {
+		t.Fatalf("full copy: %+v, want a duplicate", res)
+	}
+	if n, ok := b.LastNodeRecord(f.x.Origin()); !ok || n.Name != "x" {
+		t.Fatalf("LastNodeRecord after a full copy: %+v, %v", n, ok)
+	}
+	// A body that does not match the signed hash is not taken.
+	c := newEdReplica(t, 6)
+	mustMerge(t, c, f.revocation, auth, later)
+	mustMergeRes(t, c, &Delta{Entries: []Entry{stripped}}, auth)
+	bad := node
+	bad.Body = []byte{0xa0}
+	mustMergeRes(t, c, &Delta{Entries: []Entry{bad}}, auth)
+	if _, ok := c.LastNodeRecord(f.x.Origin()); ok {
+		t.Fatal("a body not matching the signed hash was kept")
+	}
+}
