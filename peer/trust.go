@@ -199,11 +199,20 @@ func (tb *trustBook) learnFromDelta(d *crdt.Delta) {
 // crdt keeps such a record as a dead stub, or counts it if it is a KV
 // record stamped before the revocation (docs/REPLICA.md, "Revoked
 // origins"). The signature is checked first, so a forged record stays a
-// bad signature and cannot burn the node's dots.
+// bad signature and cannot burn the node's dots. Until the node's chain is
+// known it is an ordinary error (the record is dropped and comes again):
+// its KV records from before the revocation are judged by that chain, and
+// refusing one for want of it would be final.
 func (tb *trustBook) VerifyOrigin(origin string, msg, sig []byte) error {
 	if pub, err := identity.ParseNodeID(origin); err == nil && tb.v.IsRevoked(pub) {
 		if !ed25519.Verify(pub, msg, sig) {
 			return errors.New("trust: bad signature")
+		}
+		tb.mu.Lock()
+		_, known := tb.chains[origin]
+		tb.mu.Unlock()
+		if !known {
+			return fmt.Errorf("trust: no certificate known yet for revoked %s", origin)
 		}
 		return fmt.Errorf("trust: %s: %w", origin, &crdt.OriginRevokedError{At: tb.revokedAt(pub)})
 	}

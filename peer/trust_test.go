@@ -74,11 +74,20 @@ func TestTrustBookRevokedOrigin(t *testing.T) {
 	if err := tb2.VerifyRevocation(blob); err != nil {
 		t.Fatal(err)
 	}
+	// Until its chain is known, a revoked node's record is an ordinary
+	// error (dropped, it comes again): its earlier KV records are judged
+	// by that chain, and a refusal would be final.
+	if err := tb2.VerifyOrigin(id, msg, sig); err == nil || errors.Is(err, crdt.ErrOriginRevoked) {
+		t.Fatalf("revoked node of unknown chain: %v; want an ordinary error", err)
+	}
 	if _, err := tb2.learn(nodePub, mustMarshalChain(t, chain)); !errors.Is(err, identity.ErrRevoked) {
 		t.Fatalf("learning a revoked node's chain: %v, want ErrRevoked", err)
 	}
 	if !tb2.MayWriteKV(id, "cfg/x/a") {
 		t.Error("the chain of a node learnt after its revocation was not kept")
+	}
+	if err := tb2.VerifyOrigin(id, msg, sig); !errors.Is(err, crdt.ErrOriginRevoked) {
+		t.Errorf("revoked node of known chain: %v; want an OriginRevokedError", err)
 	}
 }
 
