@@ -357,3 +357,19 @@ func TestRevokedNodeRecordBodyRestored(t *testing.T) {
 		t.Fatal("a body not matching the signed hash was kept")
 	}
 }
+
+// TestRevokedOriginEquivocation: two different records signed by a revoked
+// origin for one dot are still reported as an equivocation.
+func TestRevokedOriginEquivocation(t *testing.T) {
+	f := newRevFixture(t)
+	clone := newEdReplica(t, 1) // X's key in a second process
+	other := must[*Delta](t)(clone.KVPut("elsewhere", []byte("x2"), 0, late))
+	b := newEdReplica(t, 4)
+	auth := newRevAuth()
+	mustMerge(t, b, f.revocation, auth, later)
+	mustMergeRes(t, b, &Delta{Entries: f.fromX.Entries[:1]}, auth) // X's dot 1
+	res, err := b.Merge(other, auth, later)                        // the clone's dot 1
+	if !errors.Is(err, ErrEquivocation) || res.Reasons[RejectEquivocation] != 1 {
+		t.Fatalf("clone of a revoked origin: %+v, %v; want an equivocation", res, err)
+	}
+}
