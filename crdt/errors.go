@@ -28,6 +28,13 @@ var (
 	// *OriginRevokedError (which matches it) when the signature DOES
 	// verify under the origin's key but that key is revoked for good.
 	ErrOriginRevoked = errors.New("crdt: origin revoked")
+	// ErrNotYetApplicable: an Authorizer's VerifyRevocation wraps it for a
+	// trust statement that it cannot apply with the trust it holds now but
+	// may apply once trust changes (a root rotation whose old root is
+	// trusted only after an earlier rotation it has not received yet).
+	// Merge holds such a record (RejectPending) and RetryStatements applies
+	// it later; any other refusal is final.
+	ErrNotYetApplicable = errors.New("crdt: trust statement not applicable yet")
 )
 
 // OriginRevokedError is what an Authorizer's VerifyOrigin returns (or
@@ -96,6 +103,10 @@ const (
 	// record, or a KV record stamped at or after the revocation. Kept as a
 	// dead stub, its context not applied.
 	RejectRevokedOrigin = "revoked-origin"
+	// RejectPending: a trust statement the Authorizer cannot apply yet
+	// (ErrNotYetApplicable). Its dot is seen and the record kept dead with
+	// its body; RetryStatements applies it when trust has changed.
+	RejectPending = "statement-pending"
 )
 
 // ErrNotFound: a local delete names a record this node does not hold.

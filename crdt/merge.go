@@ -222,9 +222,9 @@ func (r *Replica) Merge(d *Delta, auth Authorizer, now time.Time) (MergeResult, 
 			continue
 		}
 		var val any
+		var reason string
 		stored := e
 		if authorized && h.Op == OpPut {
-			var reason string
 			val, reason, err = r.verifyContentLocked(&h, e.Body, auth)
 			if err != nil {
 				res.Rejected++
@@ -242,6 +242,12 @@ func (r *Replica) Merge(d *Delta, auth Authorizer, now time.Time) (MergeResult, 
 		r.clk.observe(h.HLC)
 		if r.applyLocked(h, stored, val, authorized) {
 			res.Changed = true
+		}
+		if reason == RejectPending {
+			// Held, not refused: RetryStatements applies it once the
+			// trust it needs is there (docs/REPLICA.md, "Trust
+			// statements out of order").
+			r.pending[h.dot()] = struct{}{}
 		}
 		res.Accepted++
 	}
@@ -352,6 +358,9 @@ func (r *Replica) verifyContentLocked(h *header, body []byte, auth Authorizer) (
 			return nil, RejectMalformed, err
 		}
 		if err := auth.VerifyRevocation(v.([]byte)); err != nil {
+			if errors.Is(err, ErrNotYetApplicable) && len(r.pending) < MaxPendingStatements {
+				return nil, RejectPending, fmt.Errorf("trust statement from %s held: %w", h.Origin, err)
+			}
 			return nil, RejectRevocation, fmt.Errorf("%w: revocation from %s: %w", ErrUnauthorized, h.Origin, err)
 		}
 		return v, "", nil

@@ -98,6 +98,12 @@ type Replica struct {
 	// calling RevokeOrigins again.
 	revoked map[string]time.Time
 	swept   map[string]struct{}
+	// pending: trust statements (revocation-kind records) correctly signed
+	// by their origin that the Authorizer could not apply yet
+	// (ErrNotYetApplicable); held dead with their body, kept through
+	// garbage collection, and retried by RetryStatements. At most
+	// MaxPendingStatements.
+	pending map[Dot]struct{}
 
 	index          uint64            // local change index, >= 1
 	scopes         map[string]uint64 // scope -> index of its last change
@@ -138,6 +144,7 @@ func NewReplica(origin string, signer Signer, opts Options) (*Replica, error) {
 		rejected:       map[string]uint64{},
 		revoked:        map[string]time.Time{},
 		swept:          map[string]struct{}{},
+		pending:        map[Dot]struct{}{},
 		index:          1,
 		scopes:         map[string]uint64{},
 		watch:          map[string]chan struct{}{},

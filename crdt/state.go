@@ -35,6 +35,9 @@ type snapshot struct {
 	// Void: versions whose context was not applied (refused KV writes,
 	// revoked origins' records); absent in older snapshots.
 	Void []Dot `cbor:"12,keyasint,omitempty"`
+	// Pending: trust statements held for RetryStatements (stored dead,
+	// with their body); absent in older snapshots.
+	Pending []Dot `cbor:"13,keyasint,omitempty"`
 }
 
 // MarshalState encodes the whole replica: every retained record version
@@ -58,6 +61,7 @@ func (r *Replica) MarshalState() ([]byte, error) {
 			}
 		}
 	}
+	s.Pending = slices.SortedFunc(maps.Keys(r.pending), compareDots)
 	for d, k := range r.pendingKill {
 		s.PendingKill = append(s.PendingKill, pendingKillRec{Dot: d, Kind: k.kind, Key: k.key})
 	}
@@ -118,6 +122,11 @@ func (r *Replica) LoadState(b []byte, auth Authorizer) error {
 			fresh.pendingKill[p.Dot] = recKey{p.Kind, p.Key}
 		}
 	}
+	for _, d := range s.Pending {
+		if v := fresh.lookup(d); v != nil && !v.live && v.e.Body != nil && len(fresh.pending) < MaxPendingStatements {
+			fresh.pending[d] = struct{}{}
+		}
+	}
 	fresh.counter = max(fresh.counter, s.Counter)
 	fresh.clk.observe(s.HLC)
 
@@ -134,6 +143,7 @@ func (r *Replica) LoadState(b []byte, auth Authorizer) error {
 	r.kvOrder = fresh.kvOrder
 	r.rareKeys = fresh.rareKeys
 	r.pendingKill = fresh.pendingKill
+	r.pending = fresh.pending
 	r.horizon = fresh.horizon
 	r.svcByName = fresh.svcByName
 	r.svcByOrigin = fresh.svcByOrigin

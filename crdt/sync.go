@@ -168,6 +168,9 @@ func (r *Replica) CollectGarbage(liveHeads []VersionVector) int {
 			if v.live || c > stable[o] || c == keepNode {
 				continue
 			}
+			if _, held := r.pending[Dot{Origin: o, Counter: c}]; held {
+				continue // a statement held for RetryStatements keeps its body
+			}
 			ok := true
 			if !v.void { // a void context was never applied: nothing it could resurrect
 				for _, d := range v.h.Context {
@@ -215,7 +218,8 @@ func (r *Replica) CollectGarbage(liveHeads []VersionVector) int {
 
 // ForgetOrigin removes a reaped member: its node record, services and
 // checks, and every dead version (delete metadata) it wrote. Its KV writes,
-// and the intentions and revocations it relayed, stay. Its dots stay
+// and the intentions and revocations it relayed (also those held for
+// RetryStatements), stay. Its dots stay
 // counted as seen, so stale copies from other replicas are ignored.
 func (r *Replica) ForgetOrigin(origin string) {
 	if origin == r.origin {
@@ -228,6 +232,9 @@ func (r *Replica) ForgetOrigin(origin string) {
 	for c, v := range vs {
 		if v.live && !v.h.Kind.singleWriter() {
 			continue
+		}
+		if _, held := r.pending[Dot{Origin: origin, Counter: c}]; held {
+			continue // a statement it relayed, held for RetryStatements
 		}
 		if v.live {
 			k := recKey{v.h.Kind, v.h.Key}
