@@ -11,9 +11,9 @@ import (
 const MaxRotationSkew = 5 * time.Minute
 
 // Rotation replaces one trusted root by another. It is accepted when both
-// keys signed it (over rotationDomain || CBOR(keys 1..4)), the old key is a
-// trusted root, and its time is newer than every rotation accepted before
-// (so an old statement cannot be replayed to roll a rotation back).
+// keys signed it (over rotationDomain || CBOR(keys 1..4)), its time is not
+// more than MaxRotationSkew ahead, and the old key is a trusted root; the
+// old root is then retired for good (Verifier.Rotate).
 //
 // Wire form (CBOR map, integer keys): 1 version (1), 2 old root key, 3 new
 // root key, 4 time (Unix seconds), 5 old root's signature, 6 new root's signature.
@@ -89,9 +89,22 @@ func UnmarshalRotation(b []byte) (*Rotation, error) {
 	}, nil
 }
 
-// Rotate applies a rotation statement: NewRoot becomes trusted and OldRoot
-// stops being trusted, so chains issued by the old root must be reissued.
-// Applying a statement that is already in effect is a no-op.
+// Rotate applies a rotation statement: OldRoot stops being trusted, for
+// good, and NewRoot becomes trusted unless an accepted rotation retired it
+// already; chains issued by the old root must be reissued. A retired root
+// never comes back, so replaying an old statement rolls nothing back, and
+// the outcome of a chain of rotations (R0→R1, R1→R2) does not depend on
+// the order they are applied in, as long as each is retried once the
+// root it names is trusted: applying R1→R2 first (R1 trusted) and R0→R1
+// then retires R0 without trusting R1 again. Applying a statement that is
+// already in effect (its old root retired and its new root trusted or
+// retired) is a no-op.
+//
+// Errors: ErrUntrusted when the old root is not trusted and was never
+// retired (it may become trusted by a rotation not applied yet: retry the
+// statement then); ErrInvalid when the old root was retired by another
+// rotation (two rotations of one root: only the first applied counts);
+// ErrNotYetValid when dated more than MaxRotationSkew after now.
 func (v *Verifier) Rotate(stmt *Rotation, now time.Time) error {
 	if stmt == nil || len(stmt.OldRoot) != ed25519.PublicKeySize || len(stmt.NewRoot) != ed25519.PublicKeySize {
 		return errorf(ErrMalformed, "rotation is missing a key")
@@ -114,15 +127,17 @@ func (v *Verifier) Rotate(stmt *Rotation, now time.Time) error {
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	oldTrusted, newTrusted := v.isRootLocked(stmt.OldRoot), v.isRootLocked(stmt.NewRoot)
-	if newTrusted && !oldTrusted && !stmt.At.After(v.lastRotation) {
-		return nil // already applied
+	ok, nk := keyOf(stmt.OldRoot), keyOf(stmt.NewRoot)
+	_, oldRetired := v.retired[ok]
+	_, newRetired := v.retired[nk]
+	if oldRetired {
+		if newRetired || v.isRootLocked(stmt.NewRoot) {
+			return nil // already in effect
+		}
+		return errorf(ErrInvalid, "rotation: old root %s was retired by a rotation to another key", NodeID(stmt.OldRoot))
 	}
-	if !oldTrusted {
+	if !v.isRootLocked(stmt.OldRoot) {
 		return errorf(ErrUntrusted, "rotation: old root %s is not a trusted root", NodeID(stmt.OldRoot))
-	}
-	if !stmt.At.After(v.lastRotation) {
-		return errorf(ErrInvalid, "rotation is dated %s, not after the last accepted rotation (%s); replay refused", fmtTime(stmt.At), fmtTime(v.lastRotation))
 	}
 	roots := v.roots[:0:0]
 	for _, r := range v.roots {
@@ -130,11 +145,23 @@ func (v *Verifier) Rotate(stmt *Rotation, now time.Time) error {
 			roots = append(roots, r)
 		}
 	}
-	if !newTrusted {
+	if !newRetired && !v.isRootLocked(stmt.NewRoot) {
 		roots = append(roots, bytes.Clone(stmt.NewRoot))
 	}
 	v.roots = roots
-	v.lastRotation = stmt.At
+	v.retired[ok] = stmt.At
 	v.invalidateLocked()
 	return nil
+}
+
+// RetiredAt reports whether an accepted rotation retired root, and the
+// time of that rotation.
+func (v *Verifier) RetiredAt(root ed25519.PublicKey) (time.Time, bool) {
+	if len(root) != ed25519.PublicKeySize {
+		return time.Time{}, false
+	}
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	at, ok := v.retired[keyOf(root)]
+	return at, ok
 }

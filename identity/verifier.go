@@ -5,6 +5,8 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 )
@@ -36,8 +38,10 @@ type Verifier struct {
 	absolute map[keyID]bool
 	// revocations are the accepted records, in acceptance order.
 	revocations []*Revocation
-	// lastRotation is the time of the newest accepted rotation statement.
-	lastRotation time.Time
+	// retired holds the roots an accepted rotation retired, with the
+	// rotation's time: they are never trusted again, whatever statement
+	// names them as a new root.
+	retired map[keyID]time.Time
 	// gen counts changes to roots and revocations; cache entries from an
 	// older generation are never used.
 	gen   uint64
@@ -56,6 +60,7 @@ func NewVerifier(roots ...ed25519.PublicKey) *Verifier {
 	v := &Verifier{
 		revokedBy: make(map[keyID]map[keyID]bool),
 		absolute:  make(map[keyID]bool),
+		retired:   make(map[keyID]time.Time),
 		cache:     make(map[[32]byte]cacheEntry),
 		sigs:      sigCache{ok: make(map[[32]byte]struct{})},
 	}
@@ -303,4 +308,20 @@ func (s *sigCache) reset() {
 	s.mu.Lock()
 	clear(s.ok)
 	s.mu.Unlock()
+}
+
+// Clone returns a Verifier with the same roots, retired roots and
+// revocations and an empty cache: a scratch copy to judge a statement's
+// effect before applying it.
+func (v *Verifier) Clone() *Verifier {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	c := NewVerifier(v.roots...)
+	for k, by := range v.revokedBy {
+		c.revokedBy[k] = maps.Clone(by)
+	}
+	maps.Copy(c.absolute, v.absolute)
+	maps.Copy(c.retired, v.retired)
+	c.revocations = slices.Clone(v.revocations)
+	return c
 }

@@ -37,17 +37,46 @@ func (a *Agent) SubmitRevocation(ctx context.Context, signed []byte) error {
 // from another peer, and applies the revocations to the records the
 // replica already holds (sweepRevoked) — also once at start, for the
 // revocations a restarted agent re-applied (reapplyTrustStatements).
+//
+// Each time, it first retries the trust statements the replica holds
+// because they did not apply yet (retryStatements); also every
+// statementRetryInterval while some are held, for those dated in the
+// future.
 func (a *Agent) watchRevocations() {
+	a.retryStatements()
 	a.sweepRevoked()
+	tick := time.NewTicker(statementRetryInterval)
+	defer tick.Stop()
 	for {
 		_, ch := a.replica.WatchIndex(crdt.ScopeRevocations)
 		select {
 		case <-a.ctx.Done():
 			return
 		case <-ch:
+		case <-tick.C:
+			if a.replica.PendingStatements() == 0 {
+				continue
+			}
 		}
+		a.retryStatements()
 		a.enforceRevocations()
 		a.sweepRevoked()
+	}
+}
+
+// statementRetryInterval is how often held trust statements are retried
+// when trust did not change (a rotation dated up to a few minutes ahead
+// of this agent's clock, identity.MaxRotationSkew).
+const statementRetryInterval = time.Minute
+
+// retryStatements applies the trust statements the replica holds because
+// they arrived before the trust they need (a rotation R1→R2 before R0→R1):
+// crdt.Replica.RetryStatements, which calls trustBook.VerifyRevocation
+// on each until none more applies. Without it an agent that received two
+// rotations in the wrong order trusted the middle root for good.
+func (a *Agent) retryStatements() {
+	if n := a.replica.RetryStatements(a.trust); n > 0 {
+		a.log.Info("held trust statements applied", "statements", n, "held", a.replica.PendingStatements())
 	}
 }
 
@@ -102,12 +131,7 @@ func (a *Agent) SubmitRotation(ctx context.Context, signed []byte) (cutOff []str
 	}
 	// Judge the statement's effect on a verifier with the rotation applied.
 	now := a.trust.now()
-	after := identity.NewVerifier(a.trust.v.Roots()...)
-	for _, r := range a.trust.v.Revocations() {
-		if err := after.AddRevocation(r, now); err != nil {
-			return nil, fmt.Errorf("copying revocations: %w", err)
-		}
-	}
+	after := a.trust.v.Clone() // with the retired roots: they never come back
 	if err := after.Rotate(rot, now); err != nil {
 		return nil, err
 	}
@@ -193,7 +217,9 @@ func (a *Agent) revocationSummary() string {
 // replica holds to the verifier, which starts from the configured roots
 // only: without it a restarted agent would forget them (anti-entropy never
 // resends what the replica already holds). Rotations go first, oldest
-// first, since each must name a root the previous one left trusted.
+// first, since each must name a root the previous one left trusted;
+// statements held because they did not apply yet are retried afterwards
+// (retryStatements, at the start of watchRevocations).
 func (a *Agent) reapplyTrustStatements() {
 	var rotations []*identity.Rotation
 	var raw [][]byte
@@ -205,10 +231,23 @@ func (a *Agent) reapplyTrustStatements() {
 		raw = append(raw, blob)
 	}
 	slices.SortFunc(rotations, func(x, y *identity.Rotation) int { return x.At.Compare(y.At) })
-	for _, rot := range rotations {
-		if err := a.trust.v.Rotate(rot, a.trust.now()); err != nil {
-			a.log.Warn("stored root rotation not applied", "old", identity.NodeID(rot.OldRoot), "new", identity.NodeID(rot.NewRoot), "err", err)
+	// Retry those that name a root a later one makes trusted (several
+	// roots configured; identity.Verifier.Rotate) until none more applies.
+	for progress := true; progress; {
+		progress = false
+		rest := rotations[:0]
+		for _, rot := range rotations {
+			if err := a.trust.v.Rotate(rot, a.trust.now()); err != nil {
+				rest = append(rest, rot)
+				continue
+			}
+			progress = true
 		}
+		rotations = rest
+	}
+	for _, rot := range rotations {
+		err := a.trust.v.Rotate(rot, a.trust.now())
+		a.log.Warn("stored root rotation not applied", "old", identity.NodeID(rot.OldRoot), "new", identity.NodeID(rot.NewRoot), "err", err)
 	}
 	for _, blob := range raw {
 		if err := a.trust.VerifyRevocation(blob); err != nil {

@@ -273,17 +273,36 @@ func (tb *trustBook) VerifyIntention(signed []byte) (crdt.Intention, error) {
 // replica's revocation records — a revocation, or a root rotation signed by
 // the old and the new root — and, when valid, applies it to the Verifier at
 // once: the revoked subtree loses its rights, or the old root is retired
-// in favour of the new one.
+// in favour of the new one. A statement that later trust may make valid
+// is crdt.ErrNotYetApplicable (notYet): the replica holds it and retries
+// it when trust changes (crdt.Replica.RetryStatements).
 func (tb *trustBook) VerifyRevocation(signed []byte) error {
 	r, err := identity.UnmarshalRevocation(signed)
 	if err == nil {
-		return tb.v.AddRevocation(r, tb.now())
+		return notYet(tb.v.AddRevocation(r, tb.now()))
 	}
 	rot, rerr := identity.UnmarshalRotation(signed)
 	if rerr != nil {
 		return err // neither: report it as what it most often is
 	}
-	return tb.v.Rotate(rot, tb.now())
+	return notYet(tb.v.Rotate(rot, tb.now()))
+}
+
+// notYet marks as crdt.ErrNotYetApplicable the refusals of a correctly
+// signed statement that a change of trust or the passing of time can
+// lift: an untrusted root or issuer chain (a rotation R1→R2 before the
+// rotation R0→R1 that makes R1 a root; a revocation by R2, or by a key
+// certified under R2, before the rotation to R2), or a time in the
+// future. Anything else (a bad signature, a replayed rotation, an expired
+// or revoked issuer, a root revoked) stays a final refusal. Refusing a
+// statement of the first kind for good would be permanent: the replica
+// keeps a refused record's dot, so it never comes again
+// (docs/IDENTITY.md, "Statements out of order").
+func notYet(err error) error {
+	if err != nil && (errors.Is(err, identity.ErrUntrusted) || errors.Is(err, identity.ErrNotYetValid)) {
+		return fmt.Errorf("trust: %w: %w", crdt.ErrNotYetApplicable, err)
+	}
+	return err
 }
 
 // SignIntention seals an intention document with key and chain.

@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -98,4 +99,97 @@ func mustMarshalChain(t testing.TB, c identity.Chain) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestTrustBookRotationsOutOfOrder: agents merge two root rotations
+// (R0→R1, R1→R2) and a revocation signed by R2 in any order and all end
+// on R2 alone with the revocation applied, as an agent that got them in
+// order. The records come from a node certified by R2, which the agents
+// trust (the operator adds each new root to every agent's trust before
+// rotating, docs/OPERATIONS.md). Before: with R1 trusted, R1→R2 applied
+// first made R0→R1 a "replay" (dated before the last rotation), refused
+// for good — the replica keeps a refused record's dot, so it never came
+// again — and the agent trusted R0 forever; with R1 not configured,
+// R1→R2 was refused for good the same way and the agent kept R1.
+func TestTrustBookRotationsOutOfOrder(t *testing.T) {
+	now := time.Date(2026, 11, 22, 9, 0, 0, 0, time.UTC)
+	clock := func() time.Time { return now }
+	var roots [3]ed25519.PrivateKey
+	for i := range roots {
+		_, roots[i], _ = ed25519.GenerateKey(rand.Reader)
+	}
+	pub := func(i int) ed25519.PublicKey { return roots[i].Public().(ed25519.PublicKey) }
+	rot01, err := identity.NewRotation(roots[0], roots[1], now.Add(-2*time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rot12, err := identity.NewRotation(roots[1], roots[2], now.Add(-time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	victim, _, _ := ed25519.GenerateKey(rand.Reader)
+	rev, err := identity.NewRevocation(roots[2], nil, victim, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blobs := make([][]byte, 3)
+	for i, m := range []interface{ Marshal() ([]byte, error) }{rot01, rot12, rev} {
+		if blobs[i], err = m.Marshal(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// P, certified by R2, writes the three statements in order.
+	pPub, pKey, _ := ed25519.GenerateKey(rand.Reader)
+	pChain, err := identity.Issue(roots[2], nil, pPub, "p", identity.Constraints{}, now.Add(-time.Hour), now.Add(time.Hour), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := crdt.NewReplica(identity.NodeID(pPub), nodeSigner{pKey}, crdt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pTrust := newTrustBook(identity.NewVerifier(pub(0), pub(1), pub(2)), clock, identity.NodeID(pPub))
+	deltas := make([]*crdt.Delta, 3)
+	for i, b := range blobs {
+		if deltas[i], err = p.AddRevocation(b, pTrust, now); err != nil {
+			t.Fatalf("statement %d: %v", i, err)
+		}
+	}
+
+	orders := [][]int{{0, 1, 2}, {1, 0, 2}, {2, 1, 0}, {1, 2, 0}}
+	for _, configured := range [][]int{{0, 1, 2}, {0, 2}} {
+		for _, order := range orders {
+			t.Run(fmt.Sprintf("trust%v/order%v", configured, order), func(t *testing.T) {
+				qPub, qKey, _ := ed25519.GenerateKey(rand.Reader)
+				q, err := crdt.NewReplica(identity.NodeID(qPub), nodeSigner{qKey}, crdt.Options{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				var trusted []ed25519.PublicKey
+				for _, i := range configured {
+					trusted = append(trusted, pub(i))
+				}
+				tb := newTrustBook(identity.NewVerifier(trusted...), clock, identity.NodeID(qPub))
+				if _, err := tb.learn(pPub, mustMarshalChain(t, pChain)); err != nil {
+					t.Fatal(err)
+				}
+				for _, i := range order {
+					if _, err := q.Merge(deltas[i], tb, now); err != nil && !errors.Is(err, crdt.ErrNotYetApplicable) {
+						t.Fatalf("merging statement %d: %v", i, err)
+					}
+					q.RetryStatements(tb) // as watchRevocations does
+				}
+				if got := tb.v.Roots(); len(got) != 1 || !got[0].Equal(pub(2)) {
+					t.Errorf("%d trusted roots, want R2 alone (R0 %v, R1 %v)", len(got), tb.v.IsRoot(pub(0)), tb.v.IsRoot(pub(1)))
+				}
+				if !tb.v.IsRevoked(victim) {
+					t.Error("the revocation signed by R2 was not applied")
+				}
+				if n := len(q.Revocations()); n != 3 || q.PendingStatements() != 0 {
+					t.Errorf("%d live statements and %d held, want 3 and 0", n, q.PendingStatements())
+				}
+			})
+		}
+	}
 }
