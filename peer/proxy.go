@@ -81,6 +81,7 @@ type dataPlane struct {
 	statusesAt time.Time
 
 	decisions decisionCache
+	facts     nodeFacts
 
 	holdsEnd chan struct{} // closed when the HTTP server shuts down: hold streams end
 	endOnce  sync.Once
@@ -147,24 +148,41 @@ func (a *Agent) closeProxy() {
 
 // watch reconciles listeners when this node's services change and
 // re-authorizes open inbound connections when intentions or revocations
-// change.
+// change. Each round arms the three watches before it reads any state, so
+// a change that lands while another is being handled is seen on the next
+// round (re-arming after handling lost such changes: a service registered
+// during an intention change got no listener).
 func (dp *dataPlane) watch(ctx context.Context) {
 	a := dp.a
 	retry := time.NewTicker(listenerRetry)
 	defer retry.Stop()
+	var svcSeen, intSeen, revSeen uint64 // indexes handled; 0 before the first round
 	for {
-		_, svc := a.replica.WatchIndex(crdt.ScopeNode(a.id))
-		_, ints := a.replica.WatchIndex(crdt.ScopeIntentions)
-		_, revs := a.replica.WatchIndex(crdt.ScopeRevocations)
+		si, svc := a.replica.WatchIndex(crdt.ScopeNode(a.id))
+		ii, ints := a.replica.WatchIndex(crdt.ScopeIntentions)
+		ri, revs := a.replica.WatchIndex(crdt.ScopeRevocations)
+		if si != svcSeen {
+			svcSeen = si
+			dp.reconcile()
+		}
+		if ii != intSeen {
+			if intSeen != 0 {
+				dp.reauthorize("intentions changed")
+			}
+			intSeen = ii
+		}
+		if ri != revSeen {
+			if revSeen != 0 {
+				dp.reauthorize("revocations changed")
+			}
+			revSeen = ri
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-svc:
-			dp.reconcile()
 		case <-ints:
-			dp.reauthorize("intentions changed")
 		case <-revs:
-			dp.reauthorize("revocations changed")
 		case <-retry.C:
 			if dp.hasUnbound() {
 				dp.reconcile()

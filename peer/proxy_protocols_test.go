@@ -105,7 +105,17 @@ func TestProxyProtocols(t *testing.T) {
 	m.putService(srv, crdt.Service{ID: "lines1", Name: "lines", Port: lineServer(t)})
 	m.putService(srv, crdt.Service{ID: "h21", Name: "h2", Port: h2ln.Addr().(*net.TCPAddr).Port})
 	m.putService(srv, crdt.Service{ID: "ws1", Name: "ws", Port: upgradeServer(t)})
-	ports := map[string]int{"lines": freePort(t, "127.0.0.1"), "h2": freePort(t, "127.0.0.1"), "ws": freePort(t, "127.0.0.1")}
+	// Three different free ports: freePort closes its probe, so two calls
+	// can return the same port.
+	ports := map[string]int{}
+	taken := map[int]bool{}
+	for _, name := range []string{"lines", "h2", "ws"} {
+		p := freePort(t, "127.0.0.1")
+		for taken[p] {
+			p = freePort(t, "127.0.0.1")
+		}
+		taken[p], ports[name] = true, p
+	}
 	var ups []crdt.Upstream
 	for name, p := range ports {
 		ups = append(ups, crdt.Upstream{DestinationName: name, LocalBindPort: p})
@@ -125,6 +135,20 @@ func TestProxyProtocols(t *testing.T) {
 		m.waitIntention("web", name, 1)
 	}
 	addr := func(name string) string { return fmt.Sprintf("127.0.0.1:%d", ports[name]) }
+	// The agent binds upstream listeners when it reconciles, just after
+	// the registration.
+	m.waitAll("upstream listeners bound", func(a *Agent) bool {
+		if a != web {
+			return true
+		}
+		st := web.connectStats()
+		for name := range ports {
+			if !strings.HasSuffix(st["listener."+addr(name)], "(listening)") {
+				return false
+			}
+		}
+		return true
+	})
 
 	t.Run("server-first-half-close", func(t *testing.T) {
 		c, err := net.Dial("tcp", addr("lines"))
