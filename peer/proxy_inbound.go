@@ -48,13 +48,14 @@ func (dp *dataPlane) authorize(caller string, hdr proxyHeader) inboundAuth {
 	if !caps.MayPublishService(hdr.Source) {
 		return inboundAuth{code: replyDenied, reason: fmt.Sprintf("the certificate of node %s does not allow service %q", caller, hdr.Source)}
 	}
-	runs := false
-	for _, e := range a.replica.NodeServices(caller) {
-		if isSourceOf(e.Service, hdr.Source) {
-			runs = true
-			break
+	_, runs := dp.nodeFact(nodeFactKey{node: caller, kind: factRuns, a: hdr.Source}, func() (string, bool) {
+		for _, e := range a.replica.NodeServices(caller) {
+			if isSourceOf(e.Service, hdr.Source) {
+				return "", true
+			}
 		}
-	}
+		return "", false
+	})
 	if !runs {
 		return inboundAuth{code: replyDenied, reason: fmt.Sprintf("node %s does not run service %q", caller, hdr.Source)}
 	}
@@ -81,17 +82,20 @@ func denyReason(hdr proxyHeader, dec crdt.Decision) string {
 // localInstance finds the destination instance among this node's services
 // and returns where to forward.
 func (dp *dataPlane) localInstance(hdr proxyHeader) (string, bool) {
-	for _, e := range dp.a.replica.NodeServices(dp.a.id) {
-		s := e.Service
-		if s.Name != hdr.Destination || s.Kind == "connect-proxy" {
-			continue
+	key := nodeFactKey{node: dp.a.id, kind: factTarget, a: hdr.Destination, b: hdr.InstanceID}
+	return dp.nodeFact(key, func() (string, bool) {
+		for _, e := range dp.a.replica.NodeServices(dp.a.id) {
+			s := e.Service
+			if s.Name != hdr.Destination || s.Kind == "connect-proxy" {
+				continue
+			}
+			if hdr.InstanceID != "" && s.ID != hdr.InstanceID {
+				continue
+			}
+			return localTarget(s)
 		}
-		if hdr.InstanceID != "" && s.ID != hdr.InstanceID {
-			continue
-		}
-		return localTarget(s)
-	}
-	return "", false
+		return "", false
+	})
 }
 
 // inboundConn is one authorized connection served by this node, kept so
