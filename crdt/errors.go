@@ -51,8 +51,16 @@ var (
 //
 // An Authorizer must check the signature first: a forged record of a
 // revoked origin is a bad signature, or anyone could burn its dots.
+//
+// Renewable marks a cut that belongs to the certificate chain the
+// Authorizer holds for the origin rather than to its key: the chain
+// expired, its root was retired by a rotation, or a delegated issuer
+// revoked a key in it. The node may come back with a new chain, so
+// neither Merge nor RevokeOrigins remembers the origin as revoked: each
+// record is judged by what the Authorizer says when it arrives.
 type OriginRevokedError struct {
-	At time.Time
+	At        time.Time
+	Renewable bool
 }
 
 func (e *OriginRevokedError) Error() string {
@@ -73,6 +81,15 @@ func revokedAt(err error) (time.Time, bool) {
 		return re.At, true
 	}
 	return time.Time{}, false
+}
+
+// revokedFor is revokedAt and whether the cut is for good (not Renewable).
+func revokedFor(err error) (at time.Time, revoked, forGood bool) {
+	var re *OriginRevokedError
+	if errors.As(err, &re) {
+		return re.At, true, !re.Renewable
+	}
+	return time.Time{}, false, false
 }
 
 // before reports whether a record stamped h was signed before a

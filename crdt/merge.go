@@ -35,6 +35,7 @@ type entryCheck struct {
 	// nil then.
 	revoked   bool
 	revokedAt time.Time
+	forGood   bool // the cut is the key's, not its chain's (OriginRevokedError.Renewable)
 }
 
 // checkEntries decodes every header and verifies the entries whose dot is
@@ -68,8 +69,8 @@ func (c *entryCheck) verify(e *Entry, auth Authorizer) {
 		c.sigErr = fmt.Errorf("%w: %s: signature of %d bytes", ErrBadSignature, h.dot(), len(e.Sig))
 	default:
 		err := auth.VerifyOrigin(h.Origin, signedMessage(e.Header), e.Sig)
-		if at, ok := revokedAt(err); ok {
-			c.revoked, c.revokedAt = true, at
+		if at, revoked, forGood := revokedFor(err); revoked {
+			c.revoked, c.revokedAt, c.forGood = true, at, forGood
 		} else if err != nil {
 			c.sigErr = fmt.Errorf("%w: %s %s %q: %w", ErrBadSignature, h.dot(), h.Kind, h.Key, err)
 		}
@@ -108,7 +109,9 @@ func (m *MergeResult) reject(reason string) {
 // service or check record, or a KV record stamped at or after the
 // revocation. Its KV records stamped before
 // the revocation, and the intentions and revocations it relays, are judged
-// as anyone's.
+// as anyone's. The origin is remembered as revoked unless the cut is its
+// chain's (OriginRevokedError.Renewable), which is judged again for each
+// record.
 //
 // Merge returns the first rejection as an error for logging; the rest of the
 // delta is merged regardless. Rejections are also counted in Rejected().
@@ -181,7 +184,9 @@ func (r *Replica) Merge(d *Delta, auth Authorizer, now time.Time) (MergeResult, 
 		at, known := r.revoked[h.Origin]
 		if c.revoked {
 			at = c.revokedAt
-			r.revoked[h.Origin] = at
+			if c.forGood {
+				r.revoked[h.Origin] = at
+			}
 		}
 		if (c.revoked || known) && !h.Kind.ordered() && !(h.Kind == KindKV && before(h.HLC, at)) {
 			// Signed by its origin, whose key is revoked: the dot is seen

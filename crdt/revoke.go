@@ -24,6 +24,12 @@ import (
 //     dots they named (only on keys it may write; only dots that no
 //     version of a non-revoked origin here names already).
 //
+// An origin cut off by its chain only (OriginRevokedError.Renewable:
+// expired, retired root, delegated revocation) is swept the same way but
+// not remembered: it is probed again at every call (it may have come
+// back with a new chain, and its cut may move), at one signature check
+// each; sweeping it again kills and re-issues nothing new.
+//
 // It returns the re-issued deletes (nil when none); the caller persists and
 // disseminates them like any local write. Intentions and revocations the
 // revoked origin relayed stay: their documents are signed by someone else.
@@ -53,15 +59,17 @@ func (r *Replica) RevokeOrigins(auth Authorizer, now time.Time) (*Delta, error) 
 
 	// Signatures are checked outside the lock, as in Merge.
 	revoked := map[string]time.Time{}
+	renewable := map[string]bool{} // cut by its chain: swept again at every call
 	selfRevoked := false
 	for _, p := range probes {
-		at, ok := revokedAt(auth.VerifyOrigin(p.origin, signedMessage(p.hdr), p.sig))
+		at, ok, forGood := revokedFor(auth.VerifyOrigin(p.origin, signedMessage(p.hdr), p.sig))
 		switch {
 		case !ok:
 		case p.origin == r.origin:
 			selfRevoked = true // our own records stay; we re-issue nothing
 		default:
 			revoked[p.origin] = at
+			renewable[p.origin] = !forGood
 		}
 	}
 	if len(revoked) == 0 {
@@ -76,8 +84,10 @@ func (r *Replica) RevokeOrigins(auth Authorizer, now time.Time) (*Delta, error) 
 			continue
 		}
 		at := revoked[o]
-		r.revoked[o] = at
-		r.swept[o] = struct{}{}
+		if !renewable[o] {
+			r.revoked[o] = at
+			r.swept[o] = struct{}{}
+		}
 		vs := r.byOrigin[o]
 		for _, c := range slices.Sorted(maps.Keys(vs)) {
 			v := vs[c]
@@ -116,6 +126,9 @@ func (r *Replica) RevokeOrigins(auth Authorizer, now time.Time) (*Delta, error) 
 	// no re-issue.
 	for o, vs := range r.byOrigin {
 		at, rv := r.revoked[o]
+		if cut, ok := revoked[o]; ok && renewable[o] {
+			at, rv = cut, true
+		}
 		for _, v := range vs {
 			if v.void || v.h.Kind != KindKV || (rv && !before(v.h.HLC, at)) {
 				continue

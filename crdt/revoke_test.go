@@ -25,6 +25,9 @@ var (
 type revAuth struct {
 	edAuth
 	revoked map[string]bool
+	// renewable: the cut is the origin's chain's (expired, retired
+	// root, delegated revocation), not its key's.
+	renewable bool
 }
 
 func newRevAuth() *revAuth { return &revAuth{revoked: map[string]bool{}} }
@@ -34,7 +37,7 @@ func (a *revAuth) VerifyOrigin(origin string, msg, sig []byte) error {
 		return err
 	}
 	if a.revoked[origin] {
-		return fmt.Errorf("test: %s: %w", origin, &OriginRevokedError{At: revAt})
+		return fmt.Errorf("test: %s: %w", origin, &OriginRevokedError{At: revAt, Renewable: a.renewable})
 	}
 	return nil
 }
@@ -273,6 +276,21 @@ func TestRevokedStubsSurviveRestart(t *testing.T) {
 // every merge and pass their re-issued deletes on; all must end with the
 // same digest and the same reads.
 func TestRevocationAnyOrder(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		renewable bool
+		seeds     int
+	}{
+		{"revoked key", false, 200},
+		// A cut of the origin's chain (expiry, retired root, delegated
+		// revocation): not remembered, swept again at every call.
+		{"cut chain", true, 100},
+	} {
+		t.Run(tc.name, func(t *testing.T) { revocationAnyOrder(t, tc.renewable, tc.seeds) })
+	}
+}
+
+func revocationAnyOrder(t *testing.T, renewable bool, seeds int) {
 	f := newRevFixture(t)
 	var all []*Delta
 	for _, d := range []*Delta{f.fromY, f.fromX, f.revocation} {
@@ -280,13 +298,14 @@ func TestRevocationAnyOrder(t *testing.T) {
 			all = append(all, &Delta{Entries: []Entry{e}})
 		}
 	}
-	for seed := range 200 {
+	for seed := range seeds {
 		rng := rand.New(rand.NewPCG(uint64(seed), 7))
 		reps := make([]*Replica, 3)
 		auths := make([]*revAuth, 3)
 		var pool []*Delta // re-issued deletes, for everyone
 		for i := range reps {
 			reps[i], auths[i] = newEdReplica(t, byte(10+i)), newRevAuth()
+			auths[i].renewable = renewable
 			order := rng.Perm(len(all))
 			for _, j := range order {
 				mustMergeTolerant(t, reps[i], all[j], auths[i])
@@ -371,5 +390,49 @@ func TestRevokedOriginEquivocation(t *testing.T) {
 	res, err := b.Merge(other, auth, later)                        // the clone's dot 1
 	if !errors.Is(err, ErrEquivocation) || res.Reasons[RejectEquivocation] != 1 {
 		t.Fatalf("clone of a revoked origin: %+v, %v; want an equivocation", res, err)
+	}
+}
+
+// TestCutChainRenewed: an origin cut off by its chain (Renewable) is not
+// remembered as revoked: once it presents a new chain (the Authorizer no
+// longer says OriginRevokedError) its new records count, on a replica
+// that swept it as on one that never held its old records.
+func TestCutChainRenewed(t *testing.T) {
+	f := newRevFixture(t)
+	a, b := newEdReplica(t, 3), newEdReplica(t, 4)
+	authA, authB := newRevAuth(), newRevAuth()
+	authA.renewable, authB.renewable = true, true
+	mustMerge(t, a, f.fromY, authA, later)
+	mustMerge(t, a, f.fromX, authA, later)
+	mustMerge(t, a, f.revocation, authA, later)
+	reissued := revokeOrigins(t, a, authA)
+	mustMerge(t, b, f.fromY, authB, later)
+	mustMerge(t, b, f.revocation, authB, later)
+	mustMergeRes(t, b, f.fromX, authB)
+	if reissued != nil {
+		mustMerge(t, b, reissued, authB, later)
+	}
+	repair(t, a, b, authA, authB)
+	if ra, rb := readable(a, f.x.Origin()), readable(b, f.x.Origin()); ra != rb || a.Digest() != b.Digest() {
+		t.Fatalf("before the renewal, reads differ:\nA %s\nB %s", ra, rb)
+	}
+	// X comes back with a new chain.
+	delete(authA.revoked, f.x.Origin())
+	delete(authB.revoked, f.x.Origin())
+	renewed := joinDeltas(
+		must[*Delta](t)(f.x.PutNode(Node{Name: "x2"}, later)),
+		must[*Delta](t)(f.x.KVPut("cfg/x", []byte("x2"), 0, later)),
+	)
+	for name, r := range map[string]*Replica{"A": a, "B": b} {
+		auth := map[string]*revAuth{"A": authA, "B": authB}[name]
+		if res := mustMerge(t, r, renewed, auth, later); res.Rejected != 0 {
+			t.Fatalf("%s: renewed origin's records refused: %+v", name, res)
+		}
+		if p, _ := r.KVGet("cfg/x"); string(p.Value) != "x2" {
+			t.Errorf("%s: cfg/x=%q after the renewal, want x2", name, p.Value)
+		}
+		if n, ok := r.Node(f.x.Origin()); !ok || n.Name != "x2" {
+			t.Errorf("%s: node of the renewed origin: %+v, %v", name, n, ok)
+		}
 	}
 }
