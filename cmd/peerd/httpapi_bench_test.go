@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -45,7 +46,8 @@ func (p persistentTB) TempDir() string {
 	return d
 }
 
-// TestMain stops the shared benchmark agent when the package's tests end.
+// TestMain stops the shared benchmark agent when the package's tests end
+// and removes the peerd binary the tests built.
 func TestMain(m *testing.M) {
 	if spec := os.Getenv(relayEnv); spec != "" {
 		runTestRelay(spec) // this process is a relay started by a benchmark
@@ -54,6 +56,9 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	for i := len(benchCleanups) - 1; i >= 0; i-- {
 		benchCleanups[i]()
+	}
+	if builtBin != "" {
+		os.RemoveAll(filepath.Dir(builtBin))
 	}
 	os.Exit(code)
 }
