@@ -165,3 +165,10 @@ func (v *Verifier) RetiredAt(root ed25519.PublicKey) (time.Time, bool) {
 	at, ok := v.retired[keyOf(root)]
 	return at, ok
 }
+
+// HasRetiredRoots reports whether an accepted rotation retired a root.
+func (v *Verifier) HasRetiredRoots() bool {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	return len(v.retired) > 0
+}

@@ -42,9 +42,14 @@ func (a *Agent) SubmitRevocation(ctx context.Context, signed []byte) error {
 // because they did not apply yet (retryStatements); also every
 // statementRetryInterval while some are held, for those dated in the
 // future.
+//
+// Every statementRetryInterval it also sweeps when a known chain expired
+// since the last look: an expired node's node, service and check records
+// die, as on agents that merge them after the expiry (chainCut).
 func (a *Agent) watchRevocations() {
+	checked := a.trust.now()
 	a.retryStatements()
-	a.sweepRevoked()
+	a.sweepRevoked(a.trust.expiredBetween(time.Time{}, checked))
 	tick := time.NewTicker(statementRetryInterval)
 	defer tick.Stop()
 	for {
@@ -54,13 +59,20 @@ func (a *Agent) watchRevocations() {
 			return
 		case <-ch:
 		case <-tick.C:
+			now := a.trust.now()
+			expired := a.trust.expiredBetween(checked, now)
+			checked = now
+			if expired {
+				a.enforceRevocations()
+				a.sweepRevoked(true)
+			}
 			if a.replica.PendingStatements() == 0 {
 				continue
 			}
 		}
 		a.retryStatements()
 		a.enforceRevocations()
-		a.sweepRevoked()
+		a.sweepRevoked(false)
 	}
 }
 
@@ -89,9 +101,12 @@ func (a *Agent) retryStatements() {
 // that learned a revocation and the revoked node's records in different
 // orders never agreed (docs/REPLICA.md, "Revoked origins"). It verifies one
 // record signature per origin not swept yet (about 45 µs each), under the
-// commit lock; an agent that holds no revocation skips it.
-func (a *Agent) sweepRevoked() {
-	if len(a.trust.v.Revocations()) == 0 {
+// commit lock; an agent that holds no revocation and no retired root skips
+// it unless expired says a known chain expired since the last look. The
+// same applies to nodes cut off by their chain (trustBook.chainCut:
+// expired, retired root, delegated revocation), swept again each time.
+func (a *Agent) sweepRevoked(expired bool) {
+	if !expired && len(a.trust.v.Revocations()) == 0 && !a.trust.v.HasRetiredRoots() {
 		return
 	}
 	err := a.commit(a.ctx, func(now time.Time) (*crdt.Delta, error) {

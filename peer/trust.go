@@ -56,6 +56,28 @@ func (tb *trustBook) learn(pub ed25519.PublicKey, chainBytes []byte) (identity.C
 	}
 	caps, err := tb.v.Verify(pub, chain, tb.now())
 	if err != nil {
+		if cut, _, ok := tb.chainCut(pub, chain); ok && !tb.v.IsRevoked(pub) {
+			// Keep a chain that was valid until a known cut (expired,
+			// retired root, delegated revocation): it judges the node's
+			// records (VerifyOrigin, MayWriteKV). Never in place of one
+			// that verifies now or was cut later.
+			id := identity.NodeID(pub)
+			tb.mu.Lock()
+			old, had := tb.chains[id]
+			tb.mu.Unlock()
+			keep := !had
+			if had {
+				if _, oerr := tb.v.Verify(pub, old, tb.now()); oerr != nil {
+					oldCut, _, oldOK := tb.chainCut(pub, old)
+					keep = !oldOK || oldCut.Before(cut)
+				}
+			}
+			if keep {
+				tb.mu.Lock()
+				tb.chains[id] = chain
+				tb.mu.Unlock()
+			}
+		}
 		if tb.v.IsRevoked(pub) {
 			// Keep the chain of a key revoked for good if it verified
 			// before the revocation: it judges the node's KV records
@@ -111,6 +133,89 @@ func (tb *trustBook) capsBefore(origin string) (identity.Capabilities, error) {
 	tb.before[origin] = caps
 	tb.mu.Unlock()
 	return caps, nil
+}
+
+// chainCut reports whether a node's chain, which does not verify now, was
+// valid until a known time — its cut — rather than never: it expired (the
+// cut is its NotAfter), the root it starts at was retired by a rotation
+// (the end of the rotation's second), or a key in it was revoked by a
+// root or by an issuer above that key (the end of the revocation's
+// second). It returns the earliest cut and the rights the chain gave
+// before it (the chain verified with its retired root trusted, without
+// revocations, at a time it had not expired). A revocation of the node's
+// own key by a root is not a cut of its chain but of its key, for good
+// (revokedAt, capsBefore).
+//
+// Records of such a node are judged as a revoked node's (VerifyOrigin:
+// crdt.OriginRevokedError, Renewable since the node may come back with a
+// new chain): those stamped before the cut count, with these rights;
+// the others are dead (docs/REPLICA.md, "Cut-off origins").
+func (tb *trustBook) chainCut(pub ed25519.PublicKey, chain identity.Chain) (time.Time, identity.Capabilities, bool) {
+	if len(chain) == 0 || chain[0] == nil {
+		return time.Time{}, identity.Capabilities{}, false
+	}
+	var cut time.Time
+	earlier := func(t time.Time) {
+		if cut.IsZero() || t.Before(cut) {
+			cut = t
+		}
+	}
+	roots := tb.v.Roots()
+	if at, ok := tb.v.RetiredAt(chain[0].Issuer); ok {
+		earlier(at.Add(time.Second))
+		roots = append(roots, chain[0].Issuer)
+	}
+	for _, r := range tb.v.Revocations() {
+		for i, c := range chain {
+			if c == nil || !r.Subject.Equal(c.Subject) {
+				continue
+			}
+			applies := tb.v.IsRevoked(c.Subject) // by a root: in every chain
+			for j := 0; j <= i && !applies; j++ {
+				applies = chain[j] != nil && r.Issuer.Equal(chain[j].Issuer)
+			}
+			if applies {
+				earlier(r.At.Add(time.Second))
+			}
+		}
+	}
+	now := tb.now()
+	var notAfter time.Time
+	for _, c := range chain {
+		if c != nil && (notAfter.IsZero() || c.NotAfter.Before(notAfter)) {
+			notAfter = c.NotAfter
+		}
+	}
+	if !notAfter.After(now) {
+		earlier(notAfter)
+	}
+	if cut.IsZero() {
+		return time.Time{}, identity.Capabilities{}, false
+	}
+	at := now
+	if !notAfter.After(at) {
+		at = notAfter.Add(-time.Nanosecond)
+	}
+	caps, err := identity.NewVerifier(roots...).Verify(pub, chain, at)
+	if err != nil {
+		return time.Time{}, identity.Capabilities{}, false
+	}
+	return cut, caps, true
+}
+
+// cutOf is chainCut for the chain known for origin.
+func (tb *trustBook) cutOf(origin string) (time.Time, identity.Capabilities, bool) {
+	pub, err := identity.ParseNodeID(origin)
+	if err != nil {
+		return time.Time{}, identity.Capabilities{}, false
+	}
+	tb.mu.Lock()
+	chain, known := tb.chains[origin]
+	tb.mu.Unlock()
+	if !known {
+		return time.Time{}, identity.Capabilities{}, false
+	}
+	return tb.chainCut(pub, chain)
 }
 
 // revokedAt is when pub's earliest revocation took effect for its records:
@@ -194,7 +299,9 @@ func (tb *trustBook) learnFromDelta(d *crdt.Delta) {
 }
 
 // VerifyOrigin checks that origin is a trusted node and that its key signed
-// msg. For a node whose key is revoked for good (by a root), a correct
+// msg. For a node whose chain was cut (chainCut: expired, retired root,
+// delegated revocation), a correct signature is an OriginRevokedError at
+// the cut, Renewable. For a node whose key is revoked for good (by a root), a correct
 // signature is a *crdt.OriginRevokedError carrying the revocation's time:
 // crdt keeps such a record as a dead stub, or counts it if it is a KV
 // record stamped before the revocation (docs/REPLICA.md, "Revoked
@@ -218,6 +325,13 @@ func (tb *trustBook) VerifyOrigin(origin string, msg, sig []byte) error {
 	}
 	caps, err := tb.capsOf(origin)
 	if err != nil {
+		if cut, _, ok := tb.cutOf(origin); ok {
+			pub, _ := identity.ParseNodeID(origin)
+			if !ed25519.Verify(pub, msg, sig) {
+				return errors.New("trust: bad signature")
+			}
+			return fmt.Errorf("trust: %s: %w (%w)", origin, &crdt.OriginRevokedError{At: cut, Renewable: true}, err)
+		}
 		return err
 	}
 	if !ed25519.Verify(caps.Key, msg, sig) {
@@ -234,12 +348,37 @@ func (tb *trustBook) MayPublishService(origin, service string) bool {
 // MayWriteKV: for a node revoked for good, what its chain allowed before
 // the revocation (capsBefore) — crdt asks only for its KV records stamped
 // before it.
+//
+// For a node whose chain was cut (chainCut), what the chain allowed before
+// the cut: crdt asks only for its KV records stamped before it.
 func (tb *trustBook) MayWriteKV(origin, key string) bool {
 	caps, err := tb.capsOf(origin)
 	if err != nil && errors.Is(err, identity.ErrRevoked) {
 		caps, err = tb.capsBefore(origin)
 	}
+	if err != nil {
+		if _, before, ok := tb.cutOf(origin); ok {
+			caps, err = before, nil
+		}
+	}
 	return err == nil && caps.MayWriteKV(key)
+}
+
+// expiredBetween reports whether a chain known to this trust book reaches
+// its end (NotAfter) in (from, to]: the agent then sweeps the replica
+// (sweepRevoked), since the node's node, service and check records, live
+// here, are dead on agents that merge them from now on.
+func (tb *trustBook) expiredBetween(from, to time.Time) bool {
+	tb.mu.Lock()
+	defer tb.mu.Unlock()
+	for _, chain := range tb.chains {
+		for _, c := range chain {
+			if c != nil && c.NotAfter.After(from) && !c.NotAfter.After(to) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // VerifyIntention opens a signed intention envelope and checks that its

@@ -193,3 +193,190 @@ func TestTrustBookRotationsOutOfOrder(t *testing.T) {
 		}
 	}
 }
+
+// TestTrustBookCutChains: a node whose chain expired, whose root a
+// rotation retired, or in whose chain an issuer above it revoked a key is
+// cut off at a known time. VerifyOrigin answers its correctly signed
+// records with a Renewable crdt.OriginRevokedError at that cut (before,
+// an ordinary error: the records were dropped and came again forever), a
+// forged one with a bad signature, and MayWriteKV with the rights its
+// chain gave before the cut. A trust book that meets the chain only after
+// the cut keeps it.
+func TestTrustBookCutChains(t *testing.T) {
+	t0 := time.Date(2026, 11, 22, 9, 0, 0, 0, time.UTC)
+	_, root, _ := ed25519.GenerateKey(rand.Reader)
+	_, root2, _ := ed25519.GenerateKey(rand.Reader)
+	opPub, op, _ := ed25519.GenerateKey(rand.Reader)
+	opChain, err := identity.Issue(root, nil, opPub, "op", identity.Constraints{KVPrefixes: []string{"cfg/"}, DelegateDepth: 1}, t0.Add(-time.Hour), t0.Add(24*time.Hour), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name string
+		// cut makes the chain stop verifying at t0+30s (or from then on)
+		// and returns the expected cut.
+		cut      func(t *testing.T, tb *trustBook) time.Time
+		notAfter time.Duration
+	}{
+		{"expired", func(*testing.T, *trustBook) time.Time { return t0.Add(30 * time.Second) }, 30 * time.Second},
+		{"retired root", func(t *testing.T, tb *trustBook) time.Time {
+			rot, err := identity.NewRotation(root, root2, t0.Add(30*time.Second))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := tb.v.Rotate(rot, t0.Add(time.Minute)); err != nil {
+				t.Fatal(err)
+			}
+			return t0.Add(31 * time.Second)
+		}, time.Hour},
+		{"revoked by its issuer", func(t *testing.T, tb *trustBook) time.Time {
+			return t0.Add(31 * time.Second) // the revocation is added below, per node
+		}, time.Hour},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			nodePub, node, _ := ed25519.GenerateKey(rand.Reader)
+			chain, err := identity.Issue(op, opChain, nodePub, "x", identity.Constraints{KVPrefixes: []string{"cfg/x/"}},
+				t0.Add(-time.Hour), t0.Add(tc.notAfter), 2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			now := t0
+			tb := newTrustBook(identity.NewVerifier(root.Public().(ed25519.PublicKey), root2.Public().(ed25519.PublicKey)),
+				func() time.Time { return now }, "self")
+			if _, err := tb.learn(nodePub, mustMarshalChain(t, chain)); err != nil {
+				t.Fatal(err)
+			}
+			id := identity.NodeID(nodePub)
+			msg := []byte("record header")
+			sig := ed25519.Sign(node, msg)
+			if err := tb.VerifyOrigin(id, msg, sig); err != nil {
+				t.Fatalf("before the cut: %v", err)
+			}
+			want := tc.cut(t, tb)
+			if tc.name == "revoked by its issuer" {
+				rev, err := identity.NewRevocation(op, opChain, nodePub, t0.Add(30*time.Second))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := tb.v.AddRevocation(rev, t0.Add(time.Minute)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			now = t0.Add(time.Minute)
+			err = tb.VerifyOrigin(id, msg, sig)
+			var re *crdt.OriginRevokedError
+			if !errors.As(err, &re) || !re.Renewable || !re.At.Equal(want) {
+				t.Fatalf("signed record after the cut: %v; want a Renewable OriginRevokedError at %v", err, want)
+			}
+			forged := append([]byte(nil), sig...)
+			forged[0] ^= 1
+			if err := tb.VerifyOrigin(id, msg, forged); err == nil || errors.Is(err, crdt.ErrOriginRevoked) {
+				t.Fatalf("forged record: %v; want a plain bad signature", err)
+			}
+			if !tb.MayWriteKV(id, "cfg/x/a") || tb.MayWriteKV(id, "cfg/y/a") {
+				t.Error("MayWriteKV does not follow the rights the chain gave before the cut")
+			}
+			if tb.admitted(id) {
+				t.Error("a cut-off node is still admitted")
+			}
+			// A trust book that meets the chain only after the cut.
+			tb2 := newTrustBook(identity.NewVerifier(root.Public().(ed25519.PublicKey), root2.Public().(ed25519.PublicKey)),
+				func() time.Time { return now }, "self")
+			for _, r := range tb.v.Revocations() {
+				if err := tb2.v.AddRevocation(r, t0); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tc.name == "retired root" {
+				rot, _ := identity.NewRotation(root, root2, t0.Add(30*time.Second))
+				if err := tb2.v.Rotate(rot, now); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := tb2.learn(nodePub, mustMarshalChain(t, chain)); err == nil {
+				t.Fatal("a cut chain verified")
+			}
+			if err := tb2.VerifyOrigin(id, msg, sig); !errors.As(err, &re) || !re.At.Equal(want) {
+				t.Fatalf("chain met after the cut: %v; want an OriginRevokedError at %v", err, want)
+			}
+		})
+	}
+}
+
+// TestCutChainConverges: agent A merges node X's records while X's chain
+// is valid and sweeps when it expires; agent B merges them after the
+// expiry. Both end equal: X's node and service dead, its KV write stamped
+// before the expiry kept, the one stamped after it (within the clock
+// drift bound, so A took it) dead. Before, B dropped X's records (an
+// ordinary error), anti-entropy re-offered them forever and the digests
+// never agreed.
+func TestCutChainConverges(t *testing.T) {
+	t0 := time.Date(2026, 11, 22, 9, 0, 0, 0, time.UTC)
+	notAfter := t0.Add(30 * time.Second)
+	_, root, _ := ed25519.GenerateKey(rand.Reader)
+	xPub, xKey, _ := ed25519.GenerateKey(rand.Reader)
+	chain, err := identity.Issue(root, nil, xPub, "x", identity.Constraints{Services: []string{"web"}, KVPrefixes: []string{"cfg/x/"}},
+		t0.Add(-time.Hour), notAfter, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert := mustMarshalChain(t, chain)
+	x, err := crdt.NewReplica(identity.NodeID(xPub), nodeSigner{xKey}, crdt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ds []*crdt.Delta
+	for _, d := range []func() (*crdt.Delta, error){
+		func() (*crdt.Delta, error) { return x.PutNode(crdt.Node{Name: "x", Cert: cert}, t0) },
+		func() (*crdt.Delta, error) { return x.PutService(crdt.Service{ID: "web1", Name: "web"}, t0) },
+		func() (*crdt.Delta, error) { return x.KVPut("cfg/x/a", []byte("before"), 0, t0) },
+		func() (*crdt.Delta, error) { return x.KVPut("cfg/x/late", []byte("after"), 0, notAfter.Add(5*time.Second)) },
+	} {
+		delta, err := d()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ds = append(ds, delta)
+	}
+	agent := func(seed byte, now *time.Time) (*crdt.Replica, *trustBook) {
+		pub, key, _ := ed25519.GenerateKey(rand.Reader)
+		r, err := crdt.NewReplica(identity.NodeID(pub), nodeSigner{key}, crdt.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r, newTrustBook(identity.NewVerifier(root.Public().(ed25519.PublicKey)), func() time.Time { return *now }, identity.NodeID(pub))
+	}
+	nowA, nowB := notAfter.Add(-time.Second), notAfter.Add(time.Minute)
+	a, tbA := agent(1, &nowA)
+	b, tbB := agent(2, &nowB)
+	for _, d := range ds {
+		tbA.learnFromDelta(d)
+		if _, err := a.Merge(d, tbA, nowA); err != nil {
+			t.Fatalf("A merging while X is valid: %v", err)
+		}
+		tbB.learnFromDelta(d)
+		if _, err := b.Merge(d, tbB, nowB); err != nil && !errors.Is(err, crdt.ErrOriginRevoked) {
+			t.Fatalf("B merging after X expired: %v", err)
+		}
+	}
+	nowA = nowB
+	if !tbA.expiredBetween(notAfter.Add(-time.Second), nowA) {
+		t.Fatal("expiredBetween does not see X's expiry")
+	}
+	if d, err := a.RevokeOrigins(tbA, nowA); err != nil || d != nil {
+		t.Fatalf("A sweeping: %v, %v", d, err)
+	}
+	reads := func(r *crdt.Replica) string {
+		_, node := r.Node(identity.NodeID(xPub))
+		pa, okA := r.KVGet("cfg/x/a")
+		_, okLate := r.KVGet("cfg/x/late")
+		return fmt.Sprintf("node=%v web=%d a=%v:%s late=%v", node, len(r.Services("web", nil)), okA, pa.Value, okLate)
+	}
+	if ra, rb := reads(a), reads(b); ra != rb || ra != "node=false web=0 a=true:before late=false" {
+		t.Errorf("reads: A %s, B %s; want node=false web=0 a=true:before late=false", ra, rb)
+	}
+	if a.Digest() != b.Digest() {
+		t.Errorf("digests differ: A %v, B %v", a.Heads(), b.Heads())
+	}
+}
