@@ -331,7 +331,9 @@ func TestCutChainConverges(t *testing.T) {
 		func() (*crdt.Delta, error) { return x.PutNode(crdt.Node{Name: "x", Cert: cert}, t0) },
 		func() (*crdt.Delta, error) { return x.PutService(crdt.Service{ID: "web1", Name: "web"}, t0) },
 		func() (*crdt.Delta, error) { return x.KVPut("cfg/x/a", []byte("before"), 0, t0) },
-		func() (*crdt.Delta, error) { return x.KVPut("cfg/x/late", []byte("after"), 0, notAfter.Add(5*time.Second)) },
+		func() (*crdt.Delta, error) {
+			return x.KVPut("cfg/x/late", []byte("after"), 0, notAfter.Add(5*time.Second))
+		},
 	} {
 		delta, err := d()
 		if err != nil {
