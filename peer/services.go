@@ -84,6 +84,10 @@ type mutation = func(now time.Time) (*crdt.Delta, error)
 type localService struct {
 	Def    ServiceDefinition
 	Source string
+	// SidecarOf is the ID of the service whose registration declared this
+	// one as its connect.sidecar_service: deregistering that service
+	// removes this one too, as Consul does (LocallyRegisteredAsSidecar).
+	SidecarOf string `json:",omitempty"`
 }
 
 // localCheck is one check this agent owns and, unless it is TTL or
@@ -351,9 +355,12 @@ func (a *Agent) registerService(def ServiceDefinition, source string, replaceChe
 		return errRegistryNotRunning
 	}
 	err := a.batchLocked(func() error {
-		for _, d := range defs {
+		for i, d := range defs {
 			if err := a.putServiceLocked(d, source, replaceChecks); err != nil {
 				return err
+			}
+			if i > 0 {
+				l.services[d.ID].SidecarOf = def.ID
 			}
 		}
 		return nil
@@ -404,7 +411,8 @@ func (a *Agent) putServiceLocked(d ServiceDefinition, source string, replaceChec
 	return nil
 }
 
-// DeregisterService removes a local service and its checks.
+// DeregisterService removes a local service and its checks, and the
+// sidecar its registration declared (with the sidecar's checks).
 func (a *Agent) DeregisterService(ctx context.Context, id string) error {
 	l := &a.local
 	l.mu.Lock()
@@ -415,7 +423,21 @@ func (a *Agent) DeregisterService(ctx context.Context, id string) error {
 	if _, ok := l.services[id]; !ok {
 		return errorf(http.StatusNotFound, "Unknown service ID %q. Ensure that the service ID is passed, not the service name.", id)
 	}
-	if err := a.batchLocked(func() error { return a.removeServiceLocked(id) }); err != nil {
+	ids := []string{id}
+	for sid, s := range l.services {
+		if s.SidecarOf == id && sid != id {
+			ids = append(ids, sid)
+		}
+	}
+	err := a.batchLocked(func() error {
+		for _, sid := range ids {
+			if err := a.removeServiceLocked(sid); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
 		return err
 	}
 	return a.saveLocked()
@@ -841,6 +863,7 @@ func (a *Agent) ReloadServices(defs []ServiceDefinition, checks []CheckDefinitio
 	l := &a.local
 	allow := l.options().EnableScriptChecks
 	var all []ServiceDefinition
+	sidecarOf := map[string]string{} // sidecar ID → its service's ID
 	for _, d := range defs {
 		if err := d.validate(allow); err != nil {
 			return fmt.Errorf("peer: service %q: %w", d.Name, err)
@@ -848,6 +871,7 @@ func (a *Agent) ReloadServices(defs []ServiceDefinition, checks []CheckDefinitio
 		all = append(all, d)
 		if d.Connect != nil && d.Connect.SidecarService != nil {
 			all = append(all, *d.Connect.SidecarService)
+			sidecarOf[d.Connect.SidecarService.ID] = d.ID
 		}
 	}
 	for _, d := range all {
@@ -873,7 +897,7 @@ func (a *Agent) ReloadServices(defs []ServiceDefinition, checks []CheckDefinitio
 	for _, c := range checks {
 		wantCheck[c.ID] = true
 	}
-	err := a.batchLocked(func() error { return a.reloadLocked(all, checks, want, wantCheck) })
+	err := a.batchLocked(func() error { return a.reloadLocked(all, sidecarOf, checks, want, wantCheck) })
 	if err != nil {
 		return err
 	}
@@ -882,7 +906,7 @@ func (a *Agent) ReloadServices(defs []ServiceDefinition, checks []CheckDefinitio
 
 // reloadLocked is ReloadServices' replacement of the config-file
 // definitions, inside one batch.
-func (a *Agent) reloadLocked(all []ServiceDefinition, checks []CheckDefinition, want, wantCheck map[string]bool) error {
+func (a *Agent) reloadLocked(all []ServiceDefinition, sidecarOf map[string]string, checks []CheckDefinition, want, wantCheck map[string]bool) error {
 	l := &a.local
 	for id, s := range l.services {
 		if s.Source == sourceConfig && !want[id] {
@@ -902,6 +926,7 @@ func (a *Agent) reloadLocked(all []ServiceDefinition, checks []CheckDefinition, 
 		if err := a.putServiceLocked(d, sourceConfig, true); err != nil {
 			return err
 		}
+		l.services[d.ID].SidecarOf = sidecarOf[d.ID]
 	}
 	for _, c := range checks {
 		if c.ServiceID != "" {
