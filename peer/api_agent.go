@@ -36,6 +36,12 @@ func (a *Agent) memberList() []apiMember {
 	}
 	var out []apiMember
 	for _, m := range a.members.Members() {
+		if m.Status != gossip.StatusAlive && !admitted[m.Name] {
+			// Admitted() lists alive members only: judge a member that
+			// left or failed by its certificate, so that it shows as
+			// left/failed rather than untrusted.
+			admitted[m.Name] = a.admit(m)
+		}
 		tags := map[string]string{"role": "node", "dc": a.cfg.Datacenter, "vsn": "2", "build": Version}
 		for k, v := range m.Tags {
 			tags[k] = v

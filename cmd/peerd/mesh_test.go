@@ -210,6 +210,17 @@ func TestRejoinAfterLeave(t *testing.T) {
 			t.Fatalf("%s did not exit after leave", p.name)
 		}
 		expectMemberStatus(t, n1, p.name, memberLeft)
+		// A member that left is still judged by its certificate: listed
+		// as left, not as untrusted (`peerd members`).
+		ms, err := n1.members()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mb := range ms {
+			if mb.Name == p.name && mb.Tags["peerd_trust"] != "verified" {
+				t.Errorf("%s lists %s (left) with peerd_trust=%q, want verified", n1.name, p.name, mb.Tags["peerd_trust"])
+			}
+		}
 	}
 	// Started again without -join, the plain agent stays out (checked for
 	// 3 s) ...
