@@ -575,6 +575,17 @@ service {
 			t.Fatalf("services deregister: %s", out)
 		}
 		out = m.cli("kv", "put", "-http-addr", n1.ip+":8500", "exp/one", "1")
+		// @FILE reads the file, \@ is a literal @ (consul kv put).
+		vf := filepath.Join(t.TempDir(), "value.txt")
+		os.WriteFile(vf, []byte("from a file"), 0o600)
+		m.cli("kv", "put", "-http-addr", n1.ip+":8500", "file/v", "@"+vf)
+		m.cli("kv", "put", "-http-addr", n1.ip+":8500", "file/at", `\@home`)
+		if v, err := n1.kvGetRaw("file/v"); err != nil || v != "from a file" {
+			t.Fatalf("kv put @FILE: %v %q", err, v)
+		}
+		if v, err := n1.kvGetRaw("file/at"); err != nil || v != "@home" {
+			t.Fatalf(`kv put \@: %v %q`, err, v)
+		}
 		exp := m.cli("kv", "export", "-http-addr", n1.ip+":8500", "exp/")
 		if !strings.Contains(exp, `"key": "exp/one"`) {
 			t.Fatalf("kv export: %s", exp)

@@ -284,22 +284,30 @@ func runKVGet(ctx context.Context, c *cli, args []string) error {
 }
 
 func runKVPut(ctx context.Context, c *cli, args []string) error {
-	cl, rest, err := clientFlags(c, "kv put", "kv put KEY [VALUE|-]", args)
+	cl, rest, err := clientFlags(c, "kv put", "kv put KEY [VALUE|@FILE|-]", args)
 	if err != nil {
 		return err
 	}
 	if len(rest) < 1 || len(rest) > 2 {
-		return usageErrorf("kv put: want KEY and VALUE (or - to read stdin)")
+		return usageErrorf("kv put: want KEY and VALUE (@FILE reads a file, - reads stdin, \\@ starts a literal @)")
 	}
 	var value []byte
 	if len(rest) == 2 {
-		if rest[1] == "-" {
-			value, err = io.ReadAll(os.Stdin)
-			if err != nil {
+		// As consul kv put: @FILE is the file's contents, - is stdin, and
+		// a leading \@ stands for a literal @.
+		switch v := rest[1]; {
+		case v == "-":
+			if value, err = io.ReadAll(os.Stdin); err != nil {
 				return err
 			}
-		} else {
-			value = []byte(rest[1])
+		case strings.HasPrefix(v, "@"):
+			if value, err = os.ReadFile(v[1:]); err != nil {
+				return fmt.Errorf("kv put: %w", err)
+			}
+		case strings.HasPrefix(v, `\@`):
+			value = []byte(v[1:])
+		default:
+			value = []byte(v)
 		}
 	}
 	b, _, err := cl.do(ctx, http.MethodPut, kvPath(rest[0]), value)
