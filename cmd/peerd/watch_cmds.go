@@ -101,6 +101,13 @@ func runWatch(ctx context.Context, c *cli, args []string) error {
 		index = idx
 		if status == http.StatusNotFound {
 			body = []byte("null")
+		} else if *typ == "key" {
+			// The API answers a one-element list; consul watch prints
+			// the object itself.
+			var one []json.RawMessage
+			if json.Unmarshal(body, &one) == nil && len(one) == 1 {
+				body = one[0]
+			}
 		}
 		if bytes.Equal(body, last) {
 			continue
