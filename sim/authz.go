@@ -69,6 +69,9 @@ func (a *nodeAuth) refuses(origin string) bool {
 	if !z.revoking.Load() || a.c.sc.permissive.revocations {
 		return false
 	}
+	if _, ok := a.expiredAt(origin); ok {
+		return true
+	}
 	return a.v.IsRevoked(a.c.auth.keys[origin])
 }
 
@@ -86,6 +89,10 @@ func (a *nodeAuth) VerifyOrigin(origin string, msg, sig []byte) error {
 		return fmt.Errorf("sim: bad signature of %q", origin)
 	}
 	if a.refuses(origin) {
+		if at, ok := a.expiredAt(origin); ok && !a.v.IsRevoked(k) {
+			// Cut by its certificate's end, not its key (expiry.go).
+			return fmt.Errorf("sim: origin %s: certificate expired: %w", origin, &crdt.OriginRevokedError{At: at, Renewable: true})
+		}
 		return fmt.Errorf("sim: origin %s: %w", origin, &crdt.OriginRevokedError{At: a.revokedAt(k)})
 	}
 	return nil
@@ -229,6 +236,7 @@ type AuthzResult struct {
 	RollbackRefusals   uint64 // merged records refused as intention rollbacks (crdt reason "rollback")
 	RollbacksAccepted  uint64 // violations: times a peer's intention went back to an older version
 	Revocations        int    // revoke events played
+	Expiries           int    // expire events (certificates that ended; expiry.go)
 	RevokedAttempts    int    // records the revoked peers wrote after their revocation
 	OriginRefusals     uint64 // merged records refused by the origin check (revoked peers)
 	Reissued           uint64 // deletes re-issued by peers that had applied a revoked peer's later writes (crdt.RevokeOrigins)
@@ -257,6 +265,9 @@ func newAuthz(c *Cluster) *authzState {
 			z.active = true
 		case "revoke":
 			z.active = true
+		case "expire":
+			z.active = true
+			z.revoking.Store(true) // cut-offs are judged from the start: clocks differ
 		}
 	}
 	if sc.Workload.Intentions > 0 {
@@ -296,7 +307,8 @@ func (z *authzState) addViolationLocked(v string) {
 }
 
 // revocationTimes maps each revoked peer to the signed time of its
-// revocation (what crdt compares record timestamps with).
+// revocation, and each expired peer to its certificate's end (what crdt
+// compares record timestamps with).
 func (c *Cluster) revocationTimes() map[int]time.Time {
 	z := c.authz
 	z.mu.Lock()
@@ -306,6 +318,14 @@ func (c *Cluster) revocationTimes() map[int]time.Time {
 		if r, err := identity.UnmarshalRevocation(rv.blob); err == nil {
 			if at, ok := out[rv.subject]; !ok || revocationCut(r).Before(at) {
 				out[rv.subject] = revocationCut(r)
+			}
+		}
+	}
+	// A certificate's end cuts its peer's writes the same way (expiry.go).
+	for _, ex := range c.expiry.list {
+		if at, ok := c.expiry.expiresAt(ex.id); ok {
+			if cur, held := out[ex.subject]; !held || at.Before(cur) {
+				out[ex.subject] = at
 			}
 		}
 	}
@@ -757,6 +777,7 @@ func (c *Cluster) checkAuthz(r *Result) {
 	}
 	a.Replays, a.ReplayRefusedAPI, a.ReplayAcceptedAPI = z.replays, z.refusedAPI, z.acceptAPI
 	a.Revocations = len(z.revs)
+	a.Expiries = len(c.expiry.list)
 	var cuts []time.Duration
 	revs := make([]revocation, 0, len(z.revs))
 	for _, rv := range z.revs {
@@ -774,7 +795,7 @@ func (c *Cluster) checkAuthz(r *Result) {
 	for _, v := range violations {
 		c.violation(r, "%s", v)
 	}
-	c.checkRevokedSplit(r, revs)
+	c.checkRevokedSplit(r, append(revs, c.expiredSubjects()...))
 	for _, n := range c.nodes {
 		rep := n.rep()
 		if rep == nil {
@@ -818,6 +839,10 @@ func (a *AuthzResult) writeSummary(p func(format string, args ...any)) {
 		p("intentions: %d versions of %d pairs issued; %d replays of older versions (API: %d refused as rollback, %d accepted by a peer holding no newer); "+
 			"older versions refused by merges (late arrivals and replays): %d; newest version at every live peer: %v",
 			a.Intentions, a.Pairs, a.Replays, a.ReplayRefusedAPI, a.ReplayAcceptedAPI, a.RollbackRefusals, a.NewestEverywhere)
+	}
+	if a.Expiries > 0 {
+		p("expired certificates: %d; records refused by the origin check (revoked or expired): %d; deletes re-issued by sweeps: %d",
+			a.Expiries, a.OriginRefusals, a.Reissued)
 	}
 	if a.Revocations > 0 {
 		p("revocations: %d; revocation → each peer refusing the key: %s; every live peer cuts off every revoked peer: %v",

@@ -23,6 +23,7 @@ type Cluster struct {
 	index   map[string]int
 	auth    authorizer
 	authz   *authzState // intentions and revocations (authz.go)
+	expiry  *expiries   // certificate expiries (expiry.go)
 	metrics *metrics
 	rng     *rand.Rand // workload and fault choices; used by the run goroutine only
 	log     io.Writer
@@ -142,6 +143,7 @@ func Run(sc Scenario, log io.Writer) (*Result, error) {
 		c.index[id] = i
 		c.auth.keys[id] = key.Public().(ed25519.PublicKey)
 	}
+	c.expiry = c.newExpiries()
 	c.authz = newAuthz(c)
 	c.logf("seed %d: %d peers, mode %s, %s", sc.Seed, sc.Peers, sc.Mode, sc.Name)
 	defer c.shutdown()
@@ -305,6 +307,7 @@ type action struct {
 // generator and plays it.
 func (c *Cluster) runTimeline(start time.Time) {
 	sc := c.sc
+	c.expiry.start.Store(start.UnixNano())
 	var acts []action
 	if sc.Workload.Rate > 0 {
 		for t := sc.Workload.Start; ; {
@@ -510,6 +513,8 @@ func (c *Cluster) expand(e Event) []action {
 		}}}
 	case "replay_intention", "revoke":
 		return c.authzEvent(e)
+	case "expire":
+		return c.expireEvent(e)
 	case "heal":
 		return []action{{at, func() {
 			c.note("heal")

@@ -200,12 +200,15 @@ func (sc *Scenario) setDefaults() error {
 	for i, e := range sc.Events {
 		switch e.Action {
 		case "partition", "isolate", "swizzle", "heal", "crash", "restart", "rolling", "network",
-			"replay_intention", "revoke":
+			"replay_intention", "revoke", "expire":
 		default:
 			return fmt.Errorf("sim: event %d: unknown action %q", i, e.Action)
 		}
 		if e.Node >= sc.Peers {
 			return fmt.Errorf("sim: event %d: node %d out of range", i, e.Node)
+		}
+		if e.Action == "expire" && e.Node < 0 {
+			return fmt.Errorf("sim: event %d: expire needs a node", i)
 		}
 	}
 	return nil
