@@ -26,13 +26,15 @@ func connectCommands() []command {
 	}
 }
 
-const connectSynopsis = `connect run -service ID [-http-addr ADDR] -- CMD [ARGS...]
-  connect proxy -sidecar-for ID [-http-addr ADDR] [-token TOKEN]
-  connect upstreams -service ID [-http-addr ADDR]`
+// connectSynopsis is printed in one line (errors are one line): the
+// subcommands are separated by " | ".
+const connectSynopsis = `connect run -service ID [-http-addr ADDR] -- CMD [ARGS...] | ` +
+	`connect proxy -sidecar-for ID [-http-addr ADDR] [-token TOKEN] | ` +
+	`connect upstreams -service ID [-http-addr ADDR]`
 
 func runConnect(ctx context.Context, c *cli, args []string) error {
 	if len(args) == 0 {
-		return usageErrorf("connect: a subcommand is required:\n  %s", connectSynopsis)
+		return usageErrorf("connect: a subcommand is required: %s", connectSynopsis)
 	}
 	switch args[0] {
 	case "run":
@@ -42,7 +44,7 @@ func runConnect(ctx context.Context, c *cli, args []string) error {
 	case "upstreams":
 		return runConnectUpstreams(ctx, c, args[1:])
 	}
-	return usageErrorf("connect: unknown subcommand %q:\n  %s", args[0], connectSynopsis)
+	return usageErrorf("connect: unknown subcommand %q: %s", args[0], connectSynopsis)
 }
 
 // upstream is one local upstream listener of a service.

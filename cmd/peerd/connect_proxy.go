@@ -200,6 +200,11 @@ func (p *sidecarProxy) apply(u peer.HoldUpdate) {
 		p.bindLocked(l)
 	}
 	sort.Strings(lines)
+	if len(lines) == 0 {
+		fmt.Fprintf(p.out, "==> peerd connect proxy for service %s (agent %s): the service declares no upstreams "+
+			"(connect.sidecar_service.proxy.upstreams, or Proxy.Upstreams of a connect-proxy for it); waiting for some\n", p.id, p.base)
+		return
+	}
 	fmt.Fprintf(p.out, "==> peerd connect proxy for service %s (agent %s); upstreams:\n%s\n", p.id, p.base, strings.Join(lines, "\n"))
 }
 
