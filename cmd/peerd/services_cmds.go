@@ -249,7 +249,10 @@ func runCatalogNodes(ctx context.Context, c *cli, args []string) error {
 	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "Node\tID\tAddress\tDC")
 	for _, n := range nodes {
-		id := n.ID
+		// consul prints the first 8 characters of a UUID; every peerd
+		// node ID starts with the same 8 ("12D3KooW", the Ed25519 key's
+		// multihash prefix), so print the 8 after them.
+		id := strings.TrimPrefix(n.ID, "12D3KooW")
 		if len(id) > 8 {
 			id = id[:8]
 		}
