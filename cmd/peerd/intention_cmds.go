@@ -197,9 +197,9 @@ func runIntentionGet(ctx context.Context, c *cli, args []string) error {
 	return tw.Flush()
 }
 
-// errDenied makes `intention check` exit 2, as consul's does when denied
-// (main maps usage errors to status 2).
-var errDenied = fmt.Errorf("%w: denied", errUsage)
+// errDenied makes `intention check` exit 2, as consul's does when denied,
+// after it printed "Denied".
+var errDenied error = exitStatus(2)
 
 func runIntentionCheck(ctx context.Context, c *cli, args []string) error {
 	cl, rest, err := clientFlags(c, "intention check", "intention check SRC DST", args)

@@ -107,11 +107,14 @@ func main() {
 
 // exitCode prints err on one line and maps it to the process exit status.
 func exitCode(stderr io.Writer, err error) int {
+	var es exitStatus
 	switch {
 	case err == nil:
 		return 0
 	case errors.Is(err, errHelp):
 		return 0
+	case errors.As(err, &es):
+		return int(es) // the command printed its answer already
 	case errors.Is(err, errUsage):
 		fmt.Fprintf(stderr, "peerd: %s\n", oneLine(err.Error()))
 		return 2
@@ -120,6 +123,12 @@ func exitCode(stderr io.Writer, err error) int {
 		return 1
 	}
 }
+
+// exitStatus is an answer given by the exit status alone (consul's
+// `intention check` exits 2 when denied): nothing more is printed.
+type exitStatus int
+
+func (e exitStatus) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
 
 // errHelp is returned when the user asked for help with -h; it is not a failure.
 var errHelp = errors.New("help requested")
