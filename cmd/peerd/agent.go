@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"os/signal"
 	"syscall"
@@ -91,8 +92,8 @@ func runAgent(ctx context.Context, c *cli, args []string) error {
 		a.Close()
 		return err
 	}
-	logger.Info("agent started", "node", cfg.NodeName, "id", a.ID(), "http", a.HTTPAddr().String(),
-		"dns", a.DNSAddr().String(), "serf", a.SerfAddr().String(), "peer", a.PeerAddr().String(), "dev", cfg.Dev)
+	logger.Info("agent started", "node", cfg.NodeName, "id", a.ID(), "http", addrOrOff(a.HTTPAddr()),
+		"dns", addrOrOff(a.DNSAddr()), "serf", a.SerfAddr().String(), "peer", a.PeerAddr().String(), "dev", cfg.Dev)
 	if cfg.Dev {
 		fmt.Fprintf(c.stdout, "==> peerd dev agent running: HTTP http://%s  DNS %s  (Ctrl-C to stop)\n", a.HTTPAddr(), a.DNSAddr())
 	}
@@ -366,4 +367,13 @@ func devIdentity(cfg *peer.Config) error {
 	cfg.NodeChain = b
 	cfg.DevRootKey = root
 	return nil
+}
+
+// addrOrOff is a listening address for the logs, "off" when the listener
+// is disabled (-http-port/-dns-port -1).
+func addrOrOff(ap netip.AddrPort) string {
+	if !ap.IsValid() {
+		return "off"
+	}
+	return ap.String()
 }
