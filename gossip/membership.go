@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -223,6 +224,20 @@ type Membership struct {
 	admitted map[string]admitEntry
 	closed   bool
 	dropped  uint64
+
+	// lost is closed when serf shut down without Close being called.
+	lost chan struct{}
+	// joining counts Join calls in progress; conflicts counts name
+	// conflicts seen. Together they tell Join that its own merge was
+	// refused for a name conflict.
+	joining   atomic.Int64
+	conflicts atomic.Uint64
+	// conflictMu guards conflictLogged (the last ERROR per other address,
+	// so that a repeated alive message does not flood the log).
+	conflictMu     sync.Mutex
+	conflictLogged map[string]time.Time
+
+	queries chan *serf.Query // status queries waiting for answerQueries
 }
 
 type admitEntry struct {
@@ -258,6 +273,11 @@ func New(cfg Config) (*Membership, error) {
 	sc.Tags = maps.Clone(cfg.Tags)
 	sc.SnapshotPath = cfg.SnapshotPath
 	sc.RejoinAfterLeave = cfg.RejoinAfterLeave
+	// serf's own name conflict resolution asks the other members which
+	// address the name belongs to and shuts down the node that loses the
+	// vote; with no other member to answer (two nodes), both lose and
+	// both stop gossiping. The nameGuard refuses the newcomer instead.
+	sc.EnableNameConflictResolution = false
 	std := newStdLogger(logger)
 	sc.Logger = std
 	sc.LogOutput = nil
@@ -327,8 +347,13 @@ func New(cfg Config) (*Membership, error) {
 		events:   make(chan serf.Event, 256),
 		notify:   make(chan struct{}, 1),
 		admitted: make(map[string]admitEntry),
+		lost:     make(chan struct{}),
+		queries:  make(chan *serf.Query, 16),
+
+		conflictLogged: make(map[string]time.Time),
 	}
 	sc.EventCh = m.events
+	sc.Merge = nameGuard{m}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
 
 	s, err := serf.Create(sc)
@@ -337,10 +362,32 @@ func New(cfg Config) (*Membership, error) {
 		return nil, fmt.Errorf("gossip: membership: %w", err)
 	}
 	m.serf = s
-	m.wg.Add(2)
+	m.wg.Add(4)
 	go m.readEvents()
 	go m.dispatchEvents()
+	go m.answerQueries()
+	go m.watchShutdown()
 	return m, nil
+}
+
+// Lost is closed when serf shut down by itself (not through Close): this
+// node no longer gossips, and what it serves goes stale.
+func (m *Membership) Lost() <-chan struct{} { return m.lost }
+
+func (m *Membership) watchShutdown() {
+	defer m.wg.Done()
+	select {
+	case <-m.ctx.Done():
+		return
+	case <-m.serf.ShutdownCh():
+	}
+	m.mu.Lock()
+	closed := m.closed
+	m.mu.Unlock()
+	if !closed {
+		m.logger.Error("gossip stopped: serf shut down by itself; this node no longer sees the cluster")
+		close(m.lost)
+	}
 }
 
 // readEvents drains serf's event channel quickly (serf blocks when it is
@@ -352,9 +399,18 @@ func (m *Membership) readEvents() {
 		case <-m.ctx.Done():
 			return
 		case e := <-m.events:
+			if q, ok := e.(*serf.Query); ok {
+				if q.Name == statusQuery {
+					select {
+					case m.queries <- q:
+					default: // the asker counts on other members
+					}
+				}
+				continue
+			}
 			me, ok := e.(serf.MemberEvent)
 			if !ok {
-				continue // user events and queries are not used
+				continue // user events are not used
 			}
 			ev := Event{Type: convertEventType(me.Type), Members: make([]Member, 0, len(me.Members))}
 			for _, sm := range me.Members {
@@ -456,8 +512,15 @@ func (m *Membership) Join(addrs []string) (int, error) {
 	for _, a := range addrs {
 		norm = append(norm, withDefaultPort(a))
 	}
+	m.joining.Add(1)
+	before := m.conflicts.Load()
 	n, err := m.serf.Join(norm, true)
+	m.joining.Add(-1)
 	if err != nil {
+		if n == 0 && m.conflicts.Load() != before {
+			// memberlist flattens the merge error into text.
+			return n, fmt.Errorf("gossip: membership: join: %w (%v)", ErrNameConflict, err)
+		}
 		return n, fmt.Errorf("gossip: membership: join: %w", err)
 	}
 	return n, nil
@@ -495,7 +558,11 @@ func (m *Membership) RetryJoin(ctx context.Context, addrs []string, backoff time
 				m.logger.Info("joined cluster", "contacted", n, "attempt", attempt)
 				return
 			}
-			m.logger.Debug("join attempt failed", "attempt", attempt, "err", err, "retry_in", wait)
+			if errors.Is(err, ErrNameConflict) {
+				m.logger.Error("join refused: another member has this node's name; retrying until it is gone", "node", m.cfg.NodeName, "attempt", attempt, "retry_in", wait)
+			} else {
+				m.logger.Debug("join attempt failed", "attempt", attempt, "err", err, "retry_in", wait)
+			}
 			t := time.NewTimer(wait)
 			select {
 			case <-ctx.Done():
@@ -670,4 +737,163 @@ func (m *Membership) Close() error {
 		return fmt.Errorf("gossip: membership: close: %w", err)
 	}
 	return nil
+}
+
+// ReconnectTimeout is how long serf keeps a failed member before reaping
+// it (Config.ReconnectTimeout or the profile's default).
+func (m *Membership) ReconnectTimeout() time.Duration {
+	if m.cfg.ReconnectTimeout > 0 {
+		return m.cfg.ReconnectTimeout
+	}
+	if m.cfg.Profile == ProfileLocal {
+		return 10 * time.Minute
+	}
+	return serf.DefaultConfig().ReconnectTimeout
+}
+
+// ErrNameConflict is returned by Join when the cluster already has a
+// member with this node's name and another node ID.
+var ErrNameConflict = errors.New("gossip: membership: another member has this node's name")
+
+// nameGuard is serf's MergeDelegate. It refuses members that carry this
+// node's name under another node ID (TagID). serf calls it with the members
+// a join brings, on both sides of the join, and with every alive message;
+// a refusal fails the join on both sides or drops the message, so serf's
+// own conflict resolution, which can shut down both nodes, never starts.
+// A member with this name that left is let through (a node reprovisioned
+// under its old name). Without TagID nothing is refused.
+//
+// serf calls it from memberlist goroutines, for alive messages under
+// memberlist's node lock: it must not call serf.
+type nameGuard struct{ m *Membership }
+
+func (g nameGuard) NotifyMerge(members []*serf.Member) error {
+	m := g.m
+	ownID := m.cfg.Tags[TagID]
+	for _, sm := range members {
+		if sm == nil || sm.Name != m.cfg.NodeName || ownID == "" || sm.Tags[TagID] == ownID || sm.Status == serf.StatusLeft {
+			continue
+		}
+		addr := net.JoinHostPort(sm.Addr.String(), strconv.Itoa(int(sm.Port)))
+		m.conflicts.Add(1)
+		m.logConflict(addr, sm.Tags[TagID])
+		return fmt.Errorf("%w: %q is also used by the node at %s (node ID %s)", ErrNameConflict, sm.Name, addr, sm.Tags[TagID])
+	}
+	return nil
+}
+
+// conflictLogEvery bounds how often the same conflict is logged.
+const conflictLogEvery = time.Minute
+
+func (m *Membership) logConflict(otherAddr, otherID string) {
+	now := time.Now()
+	m.conflictMu.Lock()
+	last, seen := m.conflictLogged[otherAddr]
+	if !seen || now.Sub(last) >= conflictLogEvery {
+		m.conflictLogged[otherAddr] = now
+	}
+	m.conflictMu.Unlock()
+	if seen && now.Sub(last) < conflictLogEvery {
+		return
+	}
+	self := m.cfg.AdvertiseAddr
+	if self == "" {
+		self = m.cfg.BindAddr
+	}
+	if m.joining.Load() > 0 {
+		m.logger.Error("node name conflict: the cluster already has a member with this node's name; this node is refused. Start it with a unique name (-node NAME)",
+			"node", m.cfg.NodeName, "addr", self, "other_addr", otherAddr, "other_id", otherID)
+		return
+	}
+	m.logger.Error("node name conflict: a node claiming this node's name was refused; it must be started with a unique name (-node NAME). This node keeps working",
+		"node", m.cfg.NodeName, "addr", self, "other_addr", otherAddr, "other_id", otherID)
+}
+
+// statusQuery is the serf query by which a member asks the others how they
+// see nodes it has records of but does not know itself (AskStatus).
+const statusQuery = "peerd-member-status"
+
+// MaxAskIDs bounds the IDs of one AskStatus call (serf queries must fit in
+// a UDP packet).
+const MaxAskIDs = 8
+
+// AskStatus asks the other members how they see the nodes with the given
+// IDs (Member.ID) and collects their answers until serf's query timeout
+// (16 gossip intervals per decade of members) or ctx ends. It returns, per
+// ID, one status per answering member that is alive here and admitted
+// (StatusNone: that member does not know the node). Members of an older
+// peerd do not answer.
+func (m *Membership) AskStatus(ctx context.Context, ids []string) (map[string][]MemberStatus, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	if len(ids) > MaxAskIDs {
+		return nil, fmt.Errorf("gossip: membership: ask status: %d ids, at most %d", len(ids), MaxAskIDs)
+	}
+	resp, err := m.serf.Query(statusQuery, []byte(strings.Join(ids, "\n")), nil)
+	if err != nil {
+		return nil, fmt.Errorf("gossip: membership: ask status: %w", err)
+	}
+	defer resp.Close()
+	known := make(map[string]Member)
+	for _, mem := range m.Members() {
+		known[mem.Name] = mem
+	}
+	out := make(map[string][]MemberStatus, len(ids))
+	for {
+		select {
+		case <-ctx.Done():
+			return out, fmt.Errorf("gossip: membership: ask status: %w", ctx.Err())
+		case <-m.ctx.Done():
+			return out, errors.New("gossip: membership: ask status: closed")
+		case r, ok := <-resp.ResponseCh():
+			if !ok {
+				return out, nil
+			}
+			mem, found := known[r.From]
+			if r.From == m.cfg.NodeName || !found || mem.Status != StatusAlive || len(r.Payload) != len(ids) || !m.admit(mem) {
+				continue
+			}
+			for i, id := range ids {
+				st := MemberStatus(r.Payload[i])
+				if st > StatusFailed {
+					st = StatusNone
+				}
+				out[id] = append(out[id], st)
+			}
+		}
+	}
+}
+
+// answerQueries answers other members' status queries, off the event
+// goroutine (Members takes serf's member lock, which serf may hold while
+// it delivers an event).
+func (m *Membership) answerQueries() {
+	defer m.wg.Done()
+	for {
+		var q *serf.Query
+		select {
+		case <-m.ctx.Done():
+			return
+		case q = <-m.queries:
+		}
+		if q.SourceNode() == m.cfg.NodeName {
+			continue
+		}
+		ids := strings.Split(string(q.Payload), "\n")
+		if len(ids) > MaxAskIDs {
+			continue
+		}
+		byID := make(map[string]MemberStatus)
+		for _, mem := range m.Members() {
+			byID[mem.ID()] = mem.Status
+		}
+		ans := make([]byte, len(ids))
+		for i, id := range ids {
+			ans[i] = byte(byID[id])
+		}
+		if err := q.Respond(ans); err != nil {
+			m.logger.Debug("status query: answering", "from", q.SourceNode(), "err", err)
+		}
+	}
 }

@@ -2,6 +2,7 @@ package gossip
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -60,6 +61,7 @@ func (l *eventLog) saw(typ EventType, name string) bool {
 
 type nodeOpts struct {
 	name     string
+	id       string // TagID; empty: name
 	port     int // 0: ephemeral
 	snapshot string
 	admit    func(Member) bool
@@ -72,11 +74,15 @@ func startNode(tb testing.TB, o nodeOpts) *clusterNode {
 		port = -1
 	}
 	log := &eventLog{}
+	id := o.id
+	if id == "" {
+		id = o.name
+	}
 	m, err := New(Config{
 		NodeName:     o.name,
 		BindAddr:     "127.0.0.1",
 		BindPort:     port,
-		Tags:         map[string]string{"id": o.name, "peer": "127.0.0.1:1"},
+		Tags:         map[string]string{"id": id, "peer": "127.0.0.1:1"},
 		SnapshotPath: o.snapshot,
 		Profile:      ProfileLocal,
 		OnEvent:      log.add,
@@ -326,5 +332,107 @@ func TestMembershipRetryJoin(t *testing.T) {
 	})
 	if _, err := late.m.Join(nil); err == nil {
 		t.Fatal("join without addresses succeeded")
+	}
+}
+
+// TestMembershipNameConflict: a node that joins under a name the cluster
+// already has (another node ID) is refused with ErrNameConflict, and the
+// node that had the name keeps gossiping — also when the two are alone,
+// where serf's own conflict resolution used to shut both down.
+func TestMembershipNameConflict(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		others int // members besides the one named "dup"
+	}{
+		{"alone", 0},
+		{"with two others", 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dup := startNode(t, nodeOpts{name: "dup", id: "id-first"})
+			nodes := []*clusterNode{dup}
+			for i := range tc.others {
+				o := startNode(t, nodeOpts{name: fmt.Sprintf("o%d", i)})
+				if _, err := o.m.Join([]string{dup.addr()}); err != nil {
+					t.Fatal(err)
+				}
+				nodes = append(nodes, o)
+			}
+			waitFor(t, 10*time.Second, "cluster formed", func() bool { return dup.m.NumMembers() == len(nodes) })
+
+			newcomer := startNode(t, nodeOpts{name: "dup", id: "id-second"})
+			n, err := newcomer.m.Join([]string{dup.addr()})
+			if !errors.Is(err, ErrNameConflict) || n != 0 {
+				t.Fatalf("join under a taken name: n=%d err=%v, want 0 and ErrNameConflict", n, err)
+			}
+			// The established node still gossips: a new member gets in and
+			// both see each other.
+			late := startNode(t, nodeOpts{name: "late"})
+			if _, err := late.m.Join([]string{dup.addr()}); err != nil {
+				t.Fatalf("join after the conflict: %v", err)
+			}
+			waitFor(t, 10*time.Second, "dup and late see each other", func() bool {
+				return statusOf(dup.m, "late") == StatusAlive && statusOf(late.m, "dup") == StatusAlive
+			})
+			for _, nd := range append(nodes, late) {
+				for _, mem := range nd.m.Members() {
+					if mem.Name == "dup" && mem.Tags[TagID] != "id-first" {
+						t.Errorf("%s lists the newcomer: %+v", nd.name, mem)
+					}
+				}
+			}
+			select {
+			case <-dup.m.Lost():
+				t.Fatal("the established node lost its gossip")
+			default:
+			}
+		})
+	}
+}
+
+// TestMembershipLost: Lost is closed when serf shuts down by itself, not
+// when Close is called.
+func TestMembershipLost(t *testing.T) {
+	a := startNode(t, nodeOpts{name: "a"})
+	b := startNode(t, nodeOpts{name: "b"})
+	if err := b.m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-b.m.Lost():
+		t.Fatal("Lost closed by Close")
+	default:
+	}
+	if err := a.m.serf.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-a.m.Lost():
+	case <-time.After(10 * time.Second):
+		t.Fatal("Lost not closed after serf shut down")
+	}
+}
+
+// TestMembershipAskStatus: the other members answer how they see the asked
+// node IDs; a member that left does not answer.
+func TestMembershipAskStatus(t *testing.T) {
+	nodes := startCluster(t, 4)
+	if err := nodes[3].m.Leave(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	waitForDescribed(t, 10*time.Second, "n3 left everywhere", allSee(nodes[:3], "n3", StatusLeft), func() string { return views(nodes, "n3") })
+	got, err := nodes[0].m.AskStatus(context.Background(), []string{"n3", "n1", "never-seen"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]MemberStatus{
+		"n3":         {StatusLeft, StatusLeft},
+		"n1":         {StatusAlive, StatusAlive},
+		"never-seen": {StatusNone, StatusNone},
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("AskStatus = %v, want %v (answers from n1 and n2 only)", got, want)
+	}
+	if _, err := nodes[0].m.AskStatus(context.Background(), make([]string, MaxAskIDs+1)); err == nil {
+		t.Fatal("AskStatus accepted more than MaxAskIDs ids")
 	}
 }
