@@ -62,7 +62,7 @@ func (l *eventLog) saw(typ EventType, name string) bool {
 type nodeOpts struct {
 	name     string
 	id       string // TagID; empty: name
-	port     int // 0: ephemeral
+	port     int    // 0: ephemeral
 	snapshot string
 	admit    func(Member) bool
 }
