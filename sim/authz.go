@@ -885,8 +885,8 @@ func (c *Cluster) checkRevokedSplit(r *Result, revs []revocation) {
 			hi = max(hi, len(dots))
 		}
 		if len(sets) > 1 {
-			c.violation(r, "live peers hold %d different sets of revoked %s's records (%d to %d records): "+
-				"records merged before the revocation are kept, the same records are refused after it", len(sets), id, lo, hi)
+			c.violation(r, "live peers hold %d different sets of cut-off (revoked or expired) %s's records (%d to %d records): "+
+				"records merged before the cut are kept, the same records are refused after it", len(sets), id, lo, hi)
 		}
 	}
 }
