@@ -66,7 +66,9 @@ type Agent struct {
 
 	leaving   atomic.Bool // Leave was called: members are no longer remembered
 	leaveOnce sync.Once
-	left      chan struct{} // closed when the agent left through the API
+	left      chan struct{} // closed when the agent left through the API or lost its gossip
+	// failure says why the agent stopped by itself (see Done); nil after a leave.
+	failure atomic.Pointer[error]
 
 	closeOnce sync.Once
 	closeErr  error
@@ -113,8 +115,24 @@ func New(cfg Config) (*Agent, error) {
 // ID is the node ID derived from the node key.
 func (a *Agent) ID() string { return a.id }
 
-// Done is closed when the agent was asked to leave through the API.
+// Done is closed when the agent was asked to leave through the API, or
+// when its gossip stopped by itself; in that case Close returns the reason,
+// so that the process exits with an error rather than serve stale data.
 func (a *Agent) Done() <-chan struct{} { return a.left }
+
+// watchGossip ends the agent when serf shuts down while no one asked it to
+// (serf's name conflict resolution used to do that).
+func (a *Agent) watchGossip() {
+	select {
+	case <-a.ctx.Done():
+		return
+	case <-a.members.Lost():
+	}
+	err := errors.New("peer: gossip stopped (serf shut down by itself); the agent stops rather than serve stale data")
+	a.log.Error("gossip stopped; stopping the agent", "err", err)
+	a.failure.Store(&err)
+	a.leaveOnce.Do(func() { close(a.left) })
+}
 
 // HTTPAddr is the HTTP API's listening address (zero when disabled).
 func (a *Agent) HTTPAddr() netip.AddrPort {
@@ -185,7 +203,9 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 		return err
 	}
 	a.startProxy() // data plane: upstream listeners and KindProxy streams (proxy.go)
-	a.wg.Add(4)
+	a.wg.Add(6)
+	go func() { defer a.wg.Done(); a.watchGossip() }()
+	go func() { defer a.wg.Done(); a.reapUnknownLoop() }() // gc.go
 	go func() { defer a.wg.Done(); a.gcLoop() }()
 	go func() { defer a.wg.Done(); a.snapshotLoop() }()
 	go func() { defer a.wg.Done(); a.watchRevocations() }()
@@ -394,6 +414,9 @@ func (a *Agent) close() error {
 			errs = append(errs, err)
 		}
 		errs = append(errs, a.store.Close())
+	}
+	if f := a.failure.Load(); f != nil {
+		errs = append(errs, *f)
 	}
 	return errors.Join(errs...)
 }
