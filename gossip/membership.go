@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"strconv"
@@ -815,22 +816,36 @@ const statusQuery = "peerd-member-status"
 
 // MaxAskIDs bounds the IDs of one AskStatus call (serf queries must fit in
 // a UDP packet).
-const MaxAskIDs = 8
+const MaxAskIDs = 4
 
-// AskStatus asks the other members how they see the nodes with the given
-// IDs (Member.ID) and collects their answers until serf's query timeout
-// (16 gossip intervals per decade of members) or ctx ends. It returns, per
-// ID, one status per answering member that is alive here and admitted
-// (StatusNone: that member does not know the node). Members of an older
-// peerd do not answer.
-func (m *Membership) AskStatus(ctx context.Context, ids []string) (map[string][]MemberStatus, error) {
+// AskStatus asks other members how they see the nodes with the given IDs
+// (Member.ID) and collects their answers until serf's query timeout (16
+// gossip intervals per decade of members) or ctx ends. At most n members
+// answer, chosen at random among the admitted alive ones (n <= 0: all of
+// them; a query goes to every member, but only those chosen answer, so
+// that a large cluster does not answer all at once). It returns, per ID,
+// one status per answering member (StatusNone: that member does not know
+// the node). Members of an older peerd do not answer.
+func (m *Membership) AskStatus(ctx context.Context, ids []string, n int) (map[string][]MemberStatus, error) {
 	if len(ids) == 0 {
 		return nil, nil
 	}
 	if len(ids) > MaxAskIDs {
 		return nil, fmt.Errorf("gossip: membership: ask status: %d ids, at most %d", len(ids), MaxAskIDs)
 	}
-	resp, err := m.serf.Query(statusQuery, []byte(strings.Join(ids, "\n")), nil)
+	var params *serf.QueryParam
+	if n > 0 {
+		peers := m.Admitted()
+		rand.Shuffle(len(peers), func(i, j int) { peers[i], peers[j] = peers[j], peers[i] })
+		params = &serf.QueryParam{}
+		for _, p := range peers[:min(n, len(peers))] {
+			params.FilterNodes = append(params.FilterNodes, p.Name)
+		}
+		if len(params.FilterNodes) == 0 {
+			return map[string][]MemberStatus{}, nil
+		}
+	}
+	resp, err := m.serf.Query(statusQuery, []byte(strings.Join(ids, "\n")), params)
 	if err != nil {
 		return nil, fmt.Errorf("gossip: membership: ask status: %w", err)
 	}

@@ -420,7 +420,7 @@ func TestMembershipAskStatus(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitForDescribed(t, 10*time.Second, "n3 left everywhere", allSee(nodes[:3], "n3", StatusLeft), func() string { return views(nodes, "n3") })
-	got, err := nodes[0].m.AskStatus(context.Background(), []string{"n3", "n1", "never-seen"})
+	got, err := nodes[0].m.AskStatus(context.Background(), []string{"n3", "n1", "never-seen"}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -432,7 +432,11 @@ func TestMembershipAskStatus(t *testing.T) {
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("AskStatus = %v, want %v (answers from n1 and n2 only)", got, want)
 	}
-	if _, err := nodes[0].m.AskStatus(context.Background(), make([]string, MaxAskIDs+1)); err == nil {
+	one, err := nodes[0].m.AskStatus(context.Background(), []string{"n3"}, 1)
+	if err != nil || len(one["n3"]) != 1 || one["n3"][0] != StatusLeft {
+		t.Fatalf("AskStatus of one member = %v, %v; want one answer: left", one, err)
+	}
+	if _, err := nodes[0].m.AskStatus(context.Background(), make([]string, MaxAskIDs+1), 0); err == nil {
 		t.Fatal("AskStatus accepted more than MaxAskIDs ids")
 	}
 }

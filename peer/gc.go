@@ -67,20 +67,35 @@ func (a *Agent) collectGarbage() {
 // records of but that its serf does not know (reapUnknown).
 const unknownCheckInterval = 5 * time.Second
 
+// Asking about unknown nodes: how many members answer (gossip.AskStatus),
+// and how long to wait before asking again about a node someone still sees
+// alive or no one answered for (doubling from unknownCheckInterval).
+const (
+	unknownAskMembers = 3
+	unknownMaxBackoff = 5 * time.Minute
+)
+
+// unknownNode is reapUnknown's memory of one node serf does not know.
+type unknownNode struct {
+	name  string
+	first time.Time     // since when it has been unknown while this agent had peers
+	next  time.Time     // when to ask about it again
+	wait  time.Duration // the current backoff
+}
+
 // reapUnknownLoop runs reapUnknown every unknownCheckInterval until the
-// agent stops. firstSeen (owned by this goroutine) says since when each
-// unknown node has been unknown while this agent had peers.
+// agent stops. The map is owned by this goroutine.
 func (a *Agent) reapUnknownLoop() {
 	t := time.NewTicker(unknownCheckInterval)
 	defer t.Stop()
-	firstSeen := make(map[string]time.Time)
+	seen := make(map[string]*unknownNode)
 	for {
 		select {
 		case <-a.ctx.Done():
 			return
 		case <-t.C:
 		}
-		a.reapUnknown(firstSeen, time.Now())
+		a.reapUnknown(seen, time.Now())
 	}
 }
 
@@ -89,46 +104,55 @@ func (a *Agent) reapUnknownLoop() {
 // joined after a node left (or failed) never meets it: serf's push-pull
 // does not create members that left or died, yet anti-entropy brings their
 // records from peers that still hold them. Such a node was listed here
-// forever with a critical serfHealth. The other members are asked how they
-// see it (gossip.AskStatus); judgeUnknown decides.
-func (a *Agent) reapUnknown(firstSeen map[string]time.Time, now time.Time) {
+// forever with a critical serfHealth. A few other members are asked how
+// they see it (gossip.AskStatus); judgeUnknown decides.
+func (a *Agent) reapUnknown(seen map[string]*unknownNode, now time.Time) {
 	m := a.membership()
 	if m == nil {
 		return
 	}
 	names := a.unknownNodes(m)
-	for id := range firstSeen {
+	for id := range seen {
 		if _, ok := names[id]; !ok {
-			delete(firstSeen, id)
+			delete(seen, id)
 		}
 	}
 	alone := len(a.currentPeers()) == 0
-	var ids []string
-	for id := range names {
-		if _, ok := firstSeen[id]; !ok || alone {
-			firstSeen[id] = now // the clock runs only while there is someone to ask
+	var due []string
+	for id, name := range names {
+		u := seen[id]
+		if u == nil || alone {
+			// The clock runs only while there is someone to ask.
+			u = &unknownNode{name: name, first: now, next: now}
+			seen[id] = u
 		}
-		ids = append(ids, id)
+		if !now.Before(u.next) {
+			due = append(due, id)
+		}
 	}
-	if alone || len(ids) == 0 {
+	if alone || len(due) == 0 {
 		return
 	}
-	slices.SortFunc(ids, func(x, y string) int { return firstSeen[x].Compare(firstSeen[y]) })
-	ids = ids[:min(len(ids), gossip.MaxAskIDs)]
+	slices.SortFunc(due, func(x, y string) int { return seen[x].next.Compare(seen[y].next) })
+	due = due[:min(len(due), gossip.MaxAskIDs)]
 	ctx, cancel := context.WithTimeout(a.ctx, 30*time.Second)
-	answers, err := m.AskStatus(ctx, ids)
+	answers, err := m.AskStatus(ctx, due, unknownAskMembers)
 	cancel()
 	if err != nil {
 		a.log.Debug("asking members about unknown nodes", "err", err)
 		return
 	}
 	still := a.unknownNodes(m) // one may have joined while we asked
-	for _, id := range ids {
+	for _, id := range due {
+		u := seen[id]
 		switch judgeUnknown(answers[id]) {
 		case keepUnknown:
+			u.wait = min(max(2*u.wait, unknownCheckInterval), unknownMaxBackoff)
+			u.next = now.Add(u.wait)
 			continue
 		case forgetIfOld:
-			if now.Sub(firstSeen[id]) < m.ReconnectTimeout() {
+			if deadline := u.first.Add(m.ReconnectTimeout()); now.Before(deadline) {
+				u.next = deadline
 				continue
 			}
 		}
@@ -136,10 +160,10 @@ func (a *Agent) reapUnknown(firstSeen map[string]time.Time, now time.Time) {
 			continue
 		}
 		a.log.Info("forgetting the records of a node membership does not know and the others saw leave or fail",
-			"node", names[id], "id", id, "others_see", answers[id])
+			"node", u.name, "id", id, "others_see", answers[id])
 		a.replica.ForgetOrigin(id)
 		a.stats.dirty.Store(true)
-		delete(firstSeen, id)
+		delete(seen, id)
 	}
 }
 
