@@ -231,8 +231,9 @@ type Membership struct {
 	// joining counts Join calls in progress; conflicts counts name
 	// conflicts seen. Together they tell Join that its own merge was
 	// refused for a name conflict.
-	joining   atomic.Int64
-	conflicts atomic.Uint64
+	joining      atomic.Int64
+	conflicts    atomic.Uint64
+	lastConflict atomic.Pointer[error] // the error nameGuard returned last
 	// conflictMu guards conflictLogged (the last ERROR per other address,
 	// so that a repeated alive message does not flood the log).
 	conflictMu     sync.Mutex
@@ -518,9 +519,8 @@ func (m *Membership) Join(addrs []string) (int, error) {
 	n, err := m.serf.Join(norm, true)
 	m.joining.Add(-1)
 	if err != nil {
-		if n == 0 && m.conflicts.Load() != before {
-			// memberlist flattens the merge error into text.
-			return n, fmt.Errorf("gossip: membership: join: %w (%v)", ErrNameConflict, err)
+		if c := m.lastConflict.Load(); n == 0 && c != nil && m.conflicts.Load() != before {
+			return n, *c // memberlist flattens the merge error into text
 		}
 		return n, fmt.Errorf("gossip: membership: join: %w", err)
 	}
@@ -754,7 +754,7 @@ func (m *Membership) ReconnectTimeout() time.Duration {
 
 // ErrNameConflict is returned by Join when the cluster already has a
 // member with this node's name and another node ID.
-var ErrNameConflict = errors.New("gossip: membership: another member has this node's name")
+var ErrNameConflict = errors.New("gossip: membership: node name taken")
 
 // nameGuard is serf's MergeDelegate. It refuses members that carry this
 // node's name under another node ID (TagID). serf calls it with the members
@@ -776,9 +776,11 @@ func (g nameGuard) NotifyMerge(members []*serf.Member) error {
 			continue
 		}
 		addr := net.JoinHostPort(sm.Addr.String(), strconv.Itoa(int(sm.Port)))
+		err := fmt.Errorf("%w: %q is also used by the node at %s (node ID %s)", ErrNameConflict, sm.Name, addr, sm.Tags[TagID])
+		m.lastConflict.Store(&err)
 		m.conflicts.Add(1)
 		m.logConflict(addr, sm.Tags[TagID])
-		return fmt.Errorf("%w: %q is also used by the node at %s (node ID %s)", ErrNameConflict, sm.Name, addr, sm.Tags[TagID])
+		return err
 	}
 	return nil
 }
