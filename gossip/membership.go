@@ -233,7 +233,8 @@ type Membership struct {
 	// refused for a name conflict.
 	joining      atomic.Int64
 	conflicts    atomic.Uint64
-	lastConflict atomic.Pointer[error] // the error nameGuard returned last
+	lastConflict atomic.Pointer[error]  // the error nameGuard returned last
+	ownID        atomic.Pointer[string] // this node's TagID, as SetTags last set it
 	// conflictMu guards conflictLogged (the last ERROR per other address,
 	// so that a repeated alive message does not flood the log).
 	conflictMu     sync.Mutex
@@ -354,6 +355,8 @@ func New(cfg Config) (*Membership, error) {
 
 		conflictLogged: make(map[string]time.Time),
 	}
+	ownID := cfg.Tags[TagID]
+	m.ownID.Store(&ownID)
 	sc.EventCh = m.events
 	sc.Merge = nameGuard{m}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
@@ -678,7 +681,10 @@ func (m *Membership) Reevaluate() {
 
 // SetTags replaces this node's tags and gossips the change.
 func (m *Membership) SetTags(tags map[string]string) error {
+	id := tags[TagID]
+	old := m.ownID.Swap(&id) // before serf sees its own new alive message
 	if err := m.serf.SetTags(maps.Clone(tags)); err != nil {
+		m.ownID.CompareAndSwap(&id, old)
 		return fmt.Errorf("gossip: membership: set tags: %w", err)
 	}
 	return nil
@@ -770,7 +776,7 @@ type nameGuard struct{ m *Membership }
 
 func (g nameGuard) NotifyMerge(members []*serf.Member) error {
 	m := g.m
-	ownID := m.cfg.Tags[TagID]
+	ownID := *m.ownID.Load()
 	for _, sm := range members {
 		if sm == nil || sm.Name != m.cfg.NodeName || ownID == "" || sm.Tags[TagID] == ownID || sm.Status == serf.StatusLeft {
 			continue
