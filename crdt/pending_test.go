@@ -119,3 +119,22 @@ func TestPendingStatementSurvivesGCAndRestart(t *testing.T) {
 		t.Errorf("applied %q with %d live statements; want A,B and 2", got, len(r2.Revocations()))
 	}
 }
+
+// TestPendingStatementsBounded: a trusted origin that writes statements
+// that never apply cannot make a replica hold more than
+// MaxPendingStatements of them; the rest are refused for good.
+func TestPendingStatementsBounded(t *testing.T) {
+	w := newEdReplica(t, 7)
+	var d *Delta
+	for i := range MaxPendingStatements + 3 {
+		d = joinDeltas(d, must[*Delta](t)(w.AddRevocation([]byte(fmt.Sprintf("stmt:S%d:never", i)), hashAuth{}, t0)))
+	}
+	r := newEdReplica(t, 1)
+	res, _ := r.Merge(d, newStmtAuth(), later)
+	if n := r.PendingStatements(); n != MaxPendingStatements {
+		t.Fatalf("%d statements held, want %d", n, MaxPendingStatements)
+	}
+	if res.Reasons[RejectPending] != MaxPendingStatements || res.Reasons[RejectRevocation] != 3 || res.Accepted != len(d.Entries) {
+		t.Fatalf("merge result %+v; want %d held, 3 refused, all dots seen", res, MaxPendingStatements)
+	}
+}
