@@ -382,3 +382,38 @@ func TestCutChainConverges(t *testing.T) {
 		t.Errorf("digests differ: A %v, B %v", a.Heads(), b.Heads())
 	}
 }
+
+// BenchmarkVerifyOrigin: one record's origin check for a node whose chain
+// verifies (a cached verdict) and for one whose chain expired (chainCut
+// verifies the chain again, with a scratch Verifier, for every record).
+func BenchmarkVerifyOrigin(b *testing.B) {
+	t0 := time.Date(2026, 11, 22, 9, 0, 0, 0, time.UTC)
+	_, root, _ := ed25519.GenerateKey(rand.Reader)
+	for _, bc := range []struct {
+		name string
+		now  time.Time
+	}{{"valid", t0}, {"expired", t0.Add(2 * time.Hour)}} {
+		b.Run(bc.name, func(b *testing.B) {
+			pub, key, _ := ed25519.GenerateKey(rand.Reader)
+			chain, err := identity.Issue(root, nil, pub, "x", identity.Constraints{KVPrefixes: []string{"cfg/"}}, t0.Add(-time.Hour), t0.Add(time.Hour), 1)
+			if err != nil {
+				b.Fatal(err)
+			}
+			now := t0
+			tb := newTrustBook(identity.NewVerifier(root.Public().(ed25519.PublicKey)), func() time.Time { return now }, "self")
+			if _, err := tb.learn(pub, mustMarshalChain(b, chain)); err != nil {
+				b.Fatal(err)
+			}
+			now = bc.now
+			id, msg := identity.NodeID(pub), []byte("record header")
+			sig := ed25519.Sign(key, msg)
+			b.ResetTimer()
+			for range b.N {
+				err := tb.VerifyOrigin(id, msg, sig)
+				if (err != nil) != (bc.name == "expired") {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
