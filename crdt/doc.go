@@ -23,7 +23,10 @@
 // merging. Revocations: after the Authorizer learned one, r.RevokeOrigins(auth,
 // now) brings the records merged before it to the state Merge gives records
 // merged after it, and returns deletes to disseminate (docs/REPLICA.md,
-// "Revoked origins"). Anti-entropy: r.Digest() (32 bytes), r.Heads(), r.DeltaSince(heads,
+// "Revoked origins", "Cut-off origins"); after the Authorizer's trust
+// changed, r.RetryStatements(auth) applies the trust statements held
+// because they did not apply yet ("Trust statements out of order").
+// Anti-entropy: r.Digest() (32 bytes), r.Heads(), r.DeltaSince(heads,
 // maxBytes). Garbage collection: r.CollectGarbage(liveMembersHeads),
 // r.ForgetOrigin(reapedOrigin). Wire: EncodeDelta, DecodeDelta. Durability:
 // r.MarshalState, r.LoadState, and r.Apply to replay deltas after a
