@@ -43,10 +43,11 @@ func (r *Replica) Node(origin string) (Node, bool) {
 }
 
 // LastNodeRecord returns the newest node record of origin this replica
-// holds with its body, live or dead: for a revoked origin, whose node
-// record is dead, the certificate chain it published, which the
-// Authorizer needs to judge the origin's KV records from before its
-// revocation.
+// holds with its body, live or dead: for a revoked or cut-off origin,
+// whose node record is dead (kept with its body through garbage
+// collection), the certificate chain it published, which the Authorizer
+// needs to judge the origin's KV records from before its revocation or
+// cut.
 func (r *Replica) LastNodeRecord(origin string) (Node, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()

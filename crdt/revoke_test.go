@@ -436,3 +436,26 @@ func TestCutChainRenewed(t *testing.T) {
 		}
 	}
 }
+
+// TestCutNodeRecordSurvivesGC: an origin cut off by its chain (Renewable:
+// not remembered as revoked) whose node record a sweep killed keeps that
+// record's body through garbage collection, so its certificate still
+// judges its earlier KV records arriving later (LastNodeRecord). Before,
+// only origins revoked for good kept it.
+func TestCutNodeRecordSurvivesGC(t *testing.T) {
+	f := newRevFixture(t)
+	a := newEdReplica(t, 3)
+	auth := newRevAuth()
+	auth.renewable = true
+	mustMerge(t, a, f.fromY, auth, later)
+	mustMerge(t, a, f.fromX, auth, later)
+	mustMerge(t, a, f.revocation, auth, later)
+	revokeOrigins(t, a, auth)
+	if _, ok := a.Node(f.x.Origin()); ok {
+		t.Fatal("the cut origin's node record is still live")
+	}
+	a.CollectGarbage([]VersionVector{a.Heads()})
+	if n, ok := a.LastNodeRecord(f.x.Origin()); !ok || n.Name != "x" {
+		t.Fatalf("LastNodeRecord after GC = %+v, %v; want X's node record", n, ok)
+	}
+}

@@ -157,11 +157,13 @@ func (r *Replica) CollectGarbage(liveHeads []VersionVector) int {
 		// signature proves how far the origin got, which bounds the horizon
 		// a new member accepts from this replica.
 		newest := r.cc.max(o)
-		// A revoked origin's newest node record keeps its body: its
+		// The newest node record of an origin that has no live one (a
+		// revoked or cut-off node's, killed) keeps its body: its
 		// certificate judges the origin's KV records from before the
-		// revocation (LastNodeRecord).
+		// revocation or cut (LastNodeRecord), which may still arrive.
+		// One record per such origin, until ForgetOrigin.
 		var keepNode uint64
-		if _, rv := r.revoked[o]; rv {
+		if ks := r.keys[recKey{KindNode, o}]; ks == nil || len(ks.live) == 0 {
 			keepNode = r.lastNodeLocked(o)
 		}
 		for c, v := range vs {

@@ -269,12 +269,23 @@ func (a *Agent) reapplyTrustStatements() {
 			a.log.Warn("stored revocation not applied", "err", err)
 		}
 	}
-	// A revoked node's node record is dead, so the agent does not learn
-	// its chain from the live ones; keep it anyway: it judges the node's
-	// KV records from before its revocation (trustBook.capsBefore).
-	for _, r := range a.trust.v.Revocations() {
-		if n, ok := a.replica.LastNodeRecord(identity.NodeID(r.Subject)); ok {
-			a.trust.learn(r.Subject, n.Cert)
+	// A revoked or cut-off node's node record is dead, so the agent does
+	// not learn its chain from the live ones; keep it anyway: it judges
+	// the node's KV records from before its revocation or cut
+	// (trustBook.capsBefore, chainCut), which may still arrive.
+	for origin := range a.replica.Heads() {
+		if origin == a.id {
+			continue
+		}
+		if _, live := a.replica.Node(origin); live {
+			continue // learnt from the live node records (openStore)
+		}
+		pub, err := identity.ParseNodeID(origin)
+		if err != nil {
+			continue
+		}
+		if n, ok := a.replica.LastNodeRecord(origin); ok {
+			a.trust.learn(pub, n.Cert)
 		}
 	}
 }
