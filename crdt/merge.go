@@ -157,9 +157,10 @@ func (r *Replica) Merge(d *Delta, auth Authorizer, now time.Time) (MergeResult, 
 			}
 			if v := r.lookup(h.dot()); v != nil && h.Kind == KindNode && v.e.Body == nil && e.Body != nil &&
 				bytes.Equal(v.e.Header, e.Header) && hashMatches(h.BodyHash, e.Body) {
-				if _, rv := r.revoked[h.Origin]; rv {
-					// A relay stripped the body of a revoked origin's node
-					// record; keep it from this copy (LastNodeRecord).
+				if ks := r.keys[recKey{KindNode, h.Origin}]; ks == nil || len(ks.live) == 0 {
+					// A relay stripped the body of the node record of an
+					// origin without a live one (revoked, cut off); keep
+					// it from this copy (LastNodeRecord).
 					v.e.Body = e.Body
 				}
 			}
