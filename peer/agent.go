@@ -181,8 +181,14 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 	a.wg.Add(1)
 	go func() { defer a.wg.Done(); a.writes.run(a.ctx, a.outboxAdd) }()
 
-	if err := a.publishNode(); err != nil {
-		return err
+	// A replica with nothing of this node's own may belong to a node whose
+	// data dir was lost: it learns its past from a peer before its first
+	// write (reincarnation.go).
+	fresh := a.replica.OwnCounter() == 0
+	if !fresh {
+		if err := a.publishNode(); err != nil {
+			return err
+		}
 	}
 	if err := a.startTransport(); err != nil {
 		return err
@@ -192,6 +198,12 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 	}
 	if err := a.startMembership(); err != nil {
 		return err
+	}
+	if fresh {
+		a.learnOwnPast()
+		if err := a.publishNode(); err != nil {
+			return err
+		}
 	}
 	if err := a.startLocal(); err != nil {
 		return err
@@ -258,16 +270,21 @@ func (a *Agent) openStore() error {
 
 // publishNode writes this node's record when it differs from the stored one.
 func (a *Agent) publishNode() error {
-	n := crdt.Node{
+	n := a.nodeRecord()
+	if old, ok := a.replica.Node(a.id); ok && nodeEqual(old, n) {
+		return nil
+	}
+	return a.commit(a.ctx, func(now time.Time) (*crdt.Delta, error) { return a.replica.PutNode(n, now) })
+}
+
+// nodeRecord is this node's record as it publishes it.
+func (a *Agent) nodeRecord() crdt.Node {
+	return crdt.Node{
 		Name:    a.cfg.NodeName,
 		Address: a.cfg.AdvertiseAddr.String(),
 		Meta:    map[string]string{"peerd-version": Version},
 		Cert:    a.nodeChain(),
 	}
-	if old, ok := a.replica.Node(a.id); ok && nodeEqual(old, n) {
-		return nil
-	}
-	return a.commit(a.ctx, func(now time.Time) (*crdt.Delta, error) { return a.replica.PutNode(n, now) })
 }
 
 func nodeEqual(x, y crdt.Node) bool {

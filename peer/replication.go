@@ -285,7 +285,11 @@ func (a *Agent) mergeRemote(payload []byte) (useful bool, err error) {
 		return false, err
 	}
 	a.trust.learnFromDelta(d)
+	ownBefore := a.replica.OwnCounter()
 	res, err := a.replica.Merge(d, a.trust, time.Now())
+	if res.Accepted > 0 && a.replica.OwnCounter() > ownBefore && returnsOwn(d, a.id, ownBefore) {
+		a.ownRecordsReturned() // reincarnation.go
+	}
 	a.stats.mergedEntries.Add(uint64(res.Accepted))
 	a.stats.duplicate.Add(uint64(res.Duplicates))
 	a.stats.rejectedEntries.Add(uint64(res.Rejected))

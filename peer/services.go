@@ -76,6 +76,16 @@ type localState struct {
 	// batch, when non-nil, collects the replica writes of one registration
 	// or deregistration (batchLocked), committed together as one delta.
 	batch []mutation
+
+	returnedOnce sync.Once
+	returnedCh   chan struct{} // records of this node's origin came back (reincarnation.go)
+}
+
+// returned is the channel ownRecordsReturned signals; it exists from the
+// first call on, whichever comes first.
+func (l *localState) returned() chan struct{} {
+	l.returnedOnce.Do(func() { l.returnedCh = make(chan struct{}, 1) })
+	return l.returnedCh
 }
 
 // mutation is one replica write, run under the commit lock.
@@ -185,9 +195,10 @@ func (a *Agent) startLocal() error {
 			return err
 		}
 	}
-	a.wg.Add(2)
+	a.wg.Add(3)
 	go func() { defer a.wg.Done(); a.reapCritical() }()
 	go func() { defer a.wg.Done(); a.watchMembership() }()
+	go func() { defer a.wg.Done(); a.watchReturnedRecords() }() // reincarnation.go
 	return nil
 }
 
@@ -574,21 +585,33 @@ func (a *Agent) startCheckLocked(c *localCheck) error {
 // writeCheckLocked writes the check's current state to the replica when it
 // differs from what the replica holds.
 func (a *Agent) writeCheckLocked(c *localCheck, now time.Time) error {
-	rec := crdt.Check{
-		ID: c.Def.ID, Name: c.Def.Name, ServiceID: c.Def.ServiceID, ServiceName: c.serviceName,
-		Status: c.status, Output: c.output, Notes: c.Def.Notes, ServiceTags: c.serviceTags, Type: c.checkType(),
-	}
+	rec := c.record()
 	for _, e := range a.replica.Checks(crdt.CheckFilter{Origin: a.id, ServiceID: c.Def.ServiceID}) {
 		if e.Check.ID == rec.ID && checkEqual(e.Check, rec) {
 			c.written, c.outputPending = now, false
 			return nil
 		}
 	}
+	return a.writeCheckForcedLocked(c, now)
+}
+
+// writeCheckForcedLocked writes the check's record even when the replica
+// holds an equal one (reincarnation.go).
+func (a *Agent) writeCheckForcedLocked(c *localCheck, now time.Time) error {
+	rec := c.record()
 	err := a.commitLocked(func(now time.Time) (*crdt.Delta, error) { return a.replica.PutCheck(rec, now) })
 	if err == nil {
 		c.written, c.outputPending = now, false
 	}
 	return err
+}
+
+// record is the replica record of the check's current state.
+func (c *localCheck) record() crdt.Check {
+	return crdt.Check{
+		ID: c.Def.ID, Name: c.Def.Name, ServiceID: c.Def.ServiceID, ServiceName: c.serviceName,
+		Status: c.status, Output: c.output, Notes: c.Def.Notes, ServiceTags: c.serviceTags, Type: c.checkType(),
+	}
 }
 
 func (c *localCheck) checkType() string {

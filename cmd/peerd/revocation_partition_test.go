@@ -130,6 +130,13 @@ func kvDelete(t testing.TB, p *agentProc, key string) {
 // replicaDigest is the replica digest /v1/agent/self reports (first 8 bytes).
 func replicaDigest(t testing.TB, p *agentProc) string {
 	t.Helper()
+	return selfStat(t, p, "replica", "digest")
+}
+
+// selfStat is one of the Stats of /v1/agent/self ("" when p does not
+// answer).
+func selfStat(t testing.TB, p *agentProc, section, key string) string {
+	t.Helper()
 	b, err := p.get("/v1/agent/self")
 	if err != nil {
 		return "unreachable: " + err.Error()
@@ -140,5 +147,5 @@ func replicaDigest(t testing.TB, p *agentProc) string {
 	if err := json.Unmarshal(b, &self); err != nil {
 		t.Fatal(err)
 	}
-	return self.Stats["replica"]["digest"]
+	return self.Stats[section][key]
 }
