@@ -115,7 +115,9 @@ func (s *dnsSource) instances(dst []resolver.Instance, entries []crdt.ServiceEnt
 
 func (s *dnsSource) Node(name string) (resolver.Node, bool) {
 	for _, n := range s.a.replica.Nodes() {
-		if strings.EqualFold(n.Node.Name, name) {
+		// A node that left is not answered, as in the catalog (Consul
+		// deregisters it); a failed one still is, as Consul's DNS does.
+		if strings.EqualFold(n.Node.Name, name) && s.a.nodeVisible(n.Node.Name) {
 			addr, _ := netip.ParseAddr(n.Node.Address)
 			return resolver.Node{Name: n.Node.Name, Address: addr, Meta: n.Node.Meta}, true
 		}
