@@ -290,12 +290,19 @@ func TestDataPlaneEndToEnd(t *testing.T) {
 	}
 	expectHTTP(t, "GET", order, http.StatusOK, "order -> invoice -> tax")
 
-	// L7: invoice may only GET /tax/*.
-	version++
-	l7 := crdt.Intention{ID: peer.NewIntentionID(), SourceName: "invoice", DestinationName: "tax", Version: version,
-		Permissions: []crdt.IntentionPermission{{Action: crdt.ActionAllow, HTTP: &crdt.IntentionHTTPPermission{PathPrefix: "/tax/", Methods: []string{"GET"}}}}}
-	if code, body := n1.putIntention(t, l7, m.root); code != http.StatusOK {
-		t.Fatalf("L7 intention: %d %s", code, body)
+	// L7: invoice may only GET /tax/*, created with the CLI from a
+	// permissions file in Consul's service-intentions format.
+	perms := filepath.Join(m.dir, "tax-perms.json")
+	os.WriteFile(perms, []byte(`[{"Action": "allow", "HTTP": {"PathPrefix": "/tax/", "Methods": ["GET"]}}]`), 0o600)
+	if out := m.cli("intention", "create", "-http-addr", n1.ip+":8500", "-replace", "-from", "invoice", "-to", "tax",
+		"-permissions", perms, "-sign-key", m.root); !strings.Contains(out, "Created: invoice => tax (1 L7 permissions)") {
+		t.Fatalf("intention create -permissions: %s", out)
+	}
+	misspelt := filepath.Join(m.dir, "typo-perms.json")
+	os.WriteFile(misspelt, []byte(`[{"Action": "allow", "HTTP": {"PathPrefx": "/"}}]`), 0o600)
+	if out, err := m.cliErr("intention", "create", "-http-addr", n1.ip+":8500", "-replace", "-from", "invoice", "-to", "tax",
+		"-permissions", misspelt, "-sign-key", m.root); err == nil || !strings.Contains(out, `unknown field "PathPrefx"`) {
+		t.Fatalf("a misspelt permission field: %v %s", err, out)
 	}
 	expectHTTP(t, "POST", invoice+"/tax/x", http.StatusForbidden, "POST /tax/x from invoice to tax matches no permission")
 	expectHTTP(t, "GET", invoice+"/tax/y", http.StatusOK, "tax (GET /tax/y)")

@@ -1,12 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
+	"os"
 	"text/tabwriter"
 	"time"
 
@@ -62,7 +64,7 @@ func srcDst(from, to string, rest []string) (string, string, error) {
 
 func runIntentionWrite(ctx context.Context, c *cli, args []string, del bool) error {
 	name := "intention create"
-	syn := "intention create [-allow|-deny] [-description T] -from SRC -to DST [-sign-key KEY [-sign-cert CHAIN]]"
+	syn := "intention create [-allow|-deny|-permissions FILE] [-description T] -from SRC -to DST [-sign-key KEY [-sign-cert CHAIN]]"
 	if del {
 		name = "intention delete"
 		syn = "intention delete -from SRC -to DST [-sign-key KEY [-sign-cert CHAIN]]"
@@ -75,6 +77,8 @@ func runIntentionWrite(ctx context.Context, c *cli, args []string, del bool) err
 	from := fs.String("from", "", "source service")
 	to := fs.String("to", "", "destination service")
 	replace := fs.Bool("replace", false, "replace an existing intention (create)")
+	permsFile := fs.String("permissions", "", "JSON file with L7 permissions, Consul's service-intentions Permissions list "+
+		`(e.g. [{"Action":"allow","HTTP":{"PathPrefix":"/api/","Methods":["GET"]}}]); instead of -allow/-deny`)
 	signKey := fs.String("sign-key", "", "private key allowed to sign intentions (a root, or a key certified with -sign-intentions)")
 	signCert := fs.String("sign-cert", "", "certificate chain of -sign-key when it is not a root")
 	if err := parseFlags(fs, args); err != nil {
@@ -84,8 +88,17 @@ func runIntentionWrite(ctx context.Context, c *cli, args []string, del bool) err
 	if err != nil {
 		return err
 	}
-	if *allow && *deny {
-		return usageErrorf("%s: -allow and -deny are exclusive", name)
+	if *allow && *deny || *permsFile != "" && (*allow || *deny) {
+		return usageErrorf("%s: -allow, -deny and -permissions are exclusive", name)
+	}
+	var perms []crdt.IntentionPermission
+	if *permsFile != "" {
+		if del {
+			return usageErrorf("%s: -permissions is for create", name)
+		}
+		if perms, err = readPermissions(*permsFile); err != nil {
+			return err
+		}
 	}
 	cl, err := client()
 	if err != nil {
@@ -104,8 +117,11 @@ func runIntentionWrite(ctx context.Context, c *cli, args []string, del bool) err
 	if *deny {
 		action = crdt.ActionDeny
 	}
-	in := crdt.Intention{ID: held.ID, SourceName: src, DestinationName: dst, Action: action, Description: *desc,
-		Version: uint64(time.Now().UnixNano()), Deleted: del}
+	if perms != nil {
+		action = "" // the permissions decide, request by request
+	}
+	in := crdt.Intention{ID: held.ID, SourceName: src, DestinationName: dst, Action: action, Permissions: perms,
+		Description: *desc, Version: uint64(time.Now().UnixNano()), Deleted: del}
 	if in.ID == "" {
 		in.ID = peer.NewIntentionID()
 	}
@@ -130,7 +146,7 @@ func runIntentionWrite(ctx context.Context, c *cli, args []string, del bool) err
 		}
 		body, _ = json.Marshal(map[string]string{"Signed": base64.StdEncoding.EncodeToString(signed)})
 	} else {
-		body, _ = json.Marshal(map[string]string{"Action": in.Action, "Description": in.Description})
+		body, _ = json.Marshal(map[string]any{"Action": in.Action, "Description": in.Description, "Permissions": in.Permissions})
 	}
 	method := http.MethodPut
 	if del {
@@ -143,12 +159,36 @@ func runIntentionWrite(ctx context.Context, c *cli, args []string, del bool) err
 		}
 		return fmt.Errorf("error %s intention: %w", verb, err)
 	}
-	if del {
+	switch {
+	case del:
 		fmt.Fprintln(c.stdout, "Intention deleted.")
-	} else {
+	case perms != nil:
+		fmt.Fprintf(c.stdout, "Created: %s => %s (%d L7 permissions)\n", src, dst, len(perms))
+	default:
 		fmt.Fprintf(c.stdout, "Created: %s => %s (%s)\n", src, dst, action)
 	}
 	return nil
+}
+
+// readPermissions reads an intention's L7 permissions: a JSON list in the
+// format of Consul's service-intentions config entry (Action, HTTP with
+// PathExact/PathPrefix/PathRegex, Methods, Header). Unknown fields are
+// errors, so that a typo does not silently widen a permission.
+func readPermissions(path string) ([]crdt.IntentionPermission, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("intention: permissions: %w", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var perms []crdt.IntentionPermission
+	if err := dec.Decode(&perms); err != nil {
+		return nil, fmt.Errorf("intention: permissions in %s: %w", path, err)
+	}
+	if len(perms) == 0 {
+		return nil, fmt.Errorf("intention: permissions in %s: the list is empty", path)
+	}
+	return perms, nil
 }
 
 func runIntentionList(ctx context.Context, c *cli, args []string) error {
