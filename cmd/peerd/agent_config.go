@@ -1,11 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"encoding/base64"
 	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 
@@ -185,7 +187,7 @@ func parseAgentFile(path string, b []byte) (*agentFile, error) {
 	if !ok {
 		return nil, fmt.Errorf("config: %s: top level must be an object", path)
 	}
-	if err := checkKeys(path, list, agentFileKeys); err != nil {
+	if err := checkKeys(path, b, list, agentFileKeys); err != nil {
 		return nil, err
 	}
 	var f agentFile
@@ -195,7 +197,19 @@ func parseAgentFile(path string, b []byte) (*agentFile, error) {
 	return &f, nil
 }
 
-func checkKeys(path string, list *ast.ObjectList, schema map[string]map[string]bool) error {
+// itemLine is the line of a config item. HCL's parser records it; its
+// JSON parser does not, so for JSON the first `"key":` in src gives it.
+func itemLine(src []byte, item *ast.ObjectItem, key string) int {
+	if l := item.Pos().Line; l > 0 {
+		return l
+	}
+	if m := regexp.MustCompile(`"` + regexp.QuoteMeta(key) + `"\s*:`).FindIndex(src); m != nil {
+		return 1 + bytes.Count(src[:m[0]], []byte("\n"))
+	}
+	return 0
+}
+
+func checkKeys(path string, src []byte, list *ast.ObjectList, schema map[string]map[string]bool) error {
 	for _, item := range list.Items {
 		if len(item.Keys) == 0 {
 			continue
@@ -204,14 +218,14 @@ func checkKeys(path string, list *ast.ObjectList, schema map[string]map[string]b
 		name, _ := key.(string)
 		sub, known := schema[name]
 		if !known {
-			return fmt.Errorf("config: %s:%d: unknown key %q", path, item.Pos().Line, name)
+			return fmt.Errorf("config: %s:%d: unknown key %q", path, itemLine(src, item, name), name)
 		}
 		if sub == nil || sub["\x00opaque"] {
 			continue
 		}
 		obj, ok := item.Val.(*ast.ObjectType)
 		if !ok {
-			return fmt.Errorf("config: %s:%d: key %q must be a block", path, item.Pos().Line, name)
+			return fmt.Errorf("config: %s:%d: key %q must be a block", path, itemLine(src, item, name), name)
 		}
 		for _, in := range obj.List.Items {
 			if len(in.Keys) == 0 {
@@ -219,7 +233,7 @@ func checkKeys(path string, list *ast.ObjectList, schema map[string]map[string]b
 			}
 			k, _ := in.Keys[0].Token.Value().(string)
 			if !sub[k] {
-				return fmt.Errorf("config: %s:%d: unknown key %q in %s", path, in.Pos().Line, k, name)
+				return fmt.Errorf("config: %s:%d: unknown key %q in %s", path, itemLine(src, in, k), k, name)
 			}
 		}
 	}

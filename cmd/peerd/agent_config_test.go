@@ -68,7 +68,8 @@ func TestAgentConfigErrors(t *testing.T) {
 		want             []string // substrings of the error
 	}{
 		{"unknown key names file and line", "a.hcl", "node_name = \"x\"\n\nbind_adr = \"1.2.3.4\"\n", []string{"a.hcl:3", `unknown key "bind_adr"`}},
-		{"unknown nested key", "b.json", `{"ports": {"htp": 1}}`, []string{"b.json", `unknown key "htp" in ports`}},
+		{"unknown nested key", "b.json", "{\"ports\": {\"http\": 1,\n  \"htp\": 1}}", []string{"b.json:2", `unknown key "htp" in ports`}},
+		{"unknown JSON key names its line", "c.json", "{\n \"node_name\": \"x\",\n \"bind_adr\": \"1.2.3.4\"\n}", []string{"c.json:3", `unknown key "bind_adr"`}},
 		{"ports must be a block", "c.hcl", `ports = 5`, []string{"c.hcl:1", `"ports" must be a block`}},
 		{"syntax error", "d.hcl", "node_name = = \"x\"", []string{"d.hcl"}},
 		{"wrong type", "e.hcl", `ports { http = "eighty" }`, []string{"e.hcl"}},
