@@ -3,7 +3,9 @@ package peer
 import (
 	"fmt"
 	"net/http"
+	"reflect"
 	"strings"
+	"unicode"
 
 	"github.com/peerd/peerd/gossip"
 )
@@ -127,7 +129,7 @@ func (a *Agent) infoStats() map[string]map[string]string {
 		st["dissemination"]["send_errors"] = fmt.Sprint(ds.SendErrors)
 		st["dissemination"]["send_dropped"] = fmt.Sprint(ds.SendDropped)
 		st["dissemination"]["decode_errors"] = fmt.Sprint(ds.DecodeErrors)
-		st["dissemination"]["plumtree"] = fmt.Sprintf("%+v", ds.Plumtree)
+		addCounters(st["dissemination"], "plumtree_", ds.Plumtree)
 	}
 	if a.ae != nil {
 		st["anti_entropy"] = a.antiEntropyStats()
@@ -140,11 +142,53 @@ func (a *Agent) infoStats() map[string]map[string]string {
 		}
 	}
 	if a.tr != nil {
-		st["transport"] = map[string]string{"stats": fmt.Sprintf("%+v", a.tr.Stats())}
+		st["transport"] = map[string]string{}
+		addCounters(st["transport"], "", a.tr.Stats())
 	}
 	st["connect"] = a.connectStats()    // data plane (proxy.go)
 	st["certificate"] = a.certSummary() // certs.go
 	return st
+}
+
+// addCounters adds the integer fields of the struct v to dst, one key
+// each (prefix + snake_case field name), so that `peerd info` shows them
+// one per line and /v1/agent/metrics exports them as gauges.
+func addCounters(dst map[string]string, prefix string, v any) {
+	rv := reflect.ValueOf(v)
+	if rv.Kind() != reflect.Struct {
+		return
+	}
+	for i := 0; i < rv.NumField(); i++ {
+		f := rv.Type().Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		switch fv := rv.Field(i); fv.Kind() {
+		case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+			dst[prefix+snakeCase(f.Name)] = fmt.Sprint(fv.Int())
+		case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+			dst[prefix+snakeCase(f.Name)] = fmt.Sprint(fv.Uint())
+		}
+	}
+}
+
+// snakeCase turns a Go field name into snake_case: "PayloadBytesSent" →
+// "payload_bytes_sent", "IHavesSent" → "i_haves_sent".
+func snakeCase(s string) string {
+	var b strings.Builder
+	rs := []rune(s)
+	for i, r := range rs {
+		if unicode.IsUpper(r) {
+			prevLower := i > 0 && !unicode.IsUpper(rs[i-1])
+			nextLower := i > 0 && i+1 < len(rs) && unicode.IsLower(rs[i+1])
+			if prevLower || nextLower {
+				b.WriteByte('_')
+			}
+			r = unicode.ToLower(r)
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 func formatReasons(m map[string]uint64) string {

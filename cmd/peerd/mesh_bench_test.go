@@ -88,9 +88,9 @@ func meshFigures(t *testing.T, n int) {
 	// prunes and grafts links), then the same number again (steady state).
 	const writes = 40
 	round := func(name string, first int) {
-		payloadsBefore := sumPlumtree(t, all, "PayloadsSent")
-		graftsBefore := sumPlumtree(t, all, "GraftsSent")
-		givenUpBefore := sumPlumtree(t, all, "MissingGivenUp")
+		payloadsBefore := sumPlumtree(t, all, "payloads_sent")
+		graftsBefore := sumPlumtree(t, all, "grafts_sent")
+		givenUpBefore := sumPlumtree(t, all, "missing_given_up")
 		var lat []float64
 		for w := first; w < first+writes; w++ {
 			src := all[w%n]
@@ -116,11 +116,11 @@ func meshFigures(t *testing.T, n int) {
 			wg.Wait()
 		}
 		time.Sleep(2 * time.Second)
-		payloads := sumPlumtree(t, all, "PayloadsSent") - payloadsBefore
+		payloads := sumPlumtree(t, all, "payloads_sent") - payloadsBefore
 		t.Logf("n=%d %s: propagation of a KV write to the other %d agents (%d writes): p50 %.1f ms, p99 %.1f ms, max %.1f ms",
 			n, name, n-1, writes, percentile(lat, 50), percentile(lat, 99), percentile(lat, 100))
 		t.Logf("n=%d %s: plumtree repairs during the writes: %d grafts, %d missing messages given up to anti-entropy",
-			n, name, sumPlumtree(t, all, "GraftsSent")-graftsBefore, sumPlumtree(t, all, "MissingGivenUp")-givenUpBefore)
+			n, name, sumPlumtree(t, all, "grafts_sent")-graftsBefore, sumPlumtree(t, all, "missing_given_up")-givenUpBefore)
 		t.Logf("n=%d %s: payload transmissions per node per update: %.2f (%d payloads, %d updates, %d nodes)",
 			n, name, float64(payloads)/float64(writes*n), payloads, writes, n)
 	}
@@ -194,14 +194,9 @@ func sumPlumtree(t *testing.T, all []*agentProc, field string) uint64 {
 		}
 		var st map[string]map[string]string
 		json.Unmarshal(b, &st)
-		pt := st["dissemination"]["plumtree"]
-		i := strings.Index(pt, field+":")
-		if i < 0 {
-			t.Fatalf("no %s in %q", field, pt)
-		}
-		v := pt[i+len(field)+1:]
-		if j := strings.IndexAny(v, " }"); j >= 0 {
-			v = v[:j]
+		v, ok := st["dissemination"]["plumtree_"+field]
+		if !ok {
+			t.Fatalf("no plumtree_%s in %v", field, st["dissemination"])
 		}
 		x, _ := strconv.ParseUint(v, 10, 64)
 		total += x
@@ -284,14 +279,7 @@ func (c *byteCounter) read() []uint64 {
 			}
 			var st map[string]map[string]string
 			json.Unmarshal(b, &st)
-			s := st["transport"]["stats"]
-			if j := strings.Index(s, "BytesOut:"); j >= 0 {
-				v := s[j+len("BytesOut:"):]
-				if k := strings.IndexAny(v, " }"); k >= 0 {
-					v = v[:k]
-				}
-				out[i], _ = strconv.ParseUint(v, 10, 64)
-			}
+			out[i], _ = strconv.ParseUint(st["transport"]["bytes_out"], 10, 64)
 		}
 		return out
 	}
