@@ -47,17 +47,21 @@ func (a *Agent) SubmitRevocation(ctx context.Context, signed []byte) error {
 // since the last look: an expired node's node, service and check records
 // die, as on agents that merge them after the expiry (chainCut).
 func (a *Agent) watchRevocations() {
+	// The watch is armed before each look at the replica, so a statement
+	// merged while the previous one is being enforced wakes the next round
+	// (arming after enforcing lost it until the next change).
+	_, ch := a.replica.WatchIndex(crdt.ScopeRevocations)
 	checked := a.trust.now()
 	a.retryStatements()
 	a.sweepRevoked(a.trust.expiredBetween(time.Time{}, checked))
 	tick := time.NewTicker(statementRetryInterval)
 	defer tick.Stop()
 	for {
-		_, ch := a.replica.WatchIndex(crdt.ScopeRevocations)
 		select {
 		case <-a.ctx.Done():
 			return
 		case <-ch:
+			_, ch = a.replica.WatchIndex(crdt.ScopeRevocations)
 		case <-tick.C:
 			now := a.trust.now()
 			expired := a.trust.expiredBetween(checked, now)
