@@ -273,7 +273,11 @@ func (tb *trustBook) admitted(origin string) bool {
 
 // learnFromDelta learns the chains published in node records of a delta,
 // so that records of nodes this agent never met directly can be checked.
-func (tb *trustBook) learnFromDelta(d *crdt.Delta) {
+//
+// It reports whether a node that was not trusted is trusted now (a new
+// certificate after a rotation or an expiry): membership's cached verdicts
+// must then be asked again.
+func (tb *trustBook) learnFromDelta(d *crdt.Delta) (newlyTrusted bool) {
 	for _, e := range d.Entries {
 		if e.Body == nil {
 			continue
@@ -294,8 +298,12 @@ func (tb *trustBook) learnFromDelta(d *crdt.Delta) {
 			continue
 		}
 		// A failure here is reported by Merge when the record is refused.
-		tb.learn(pub, n.Cert)
+		before := tb.admitted(dot.Origin)
+		if _, err := tb.learn(pub, n.Cert); err == nil && !before {
+			newlyTrusted = true
+		}
 	}
+	return newlyTrusted
 }
 
 // VerifyOrigin checks that origin is a trusted node and that its key signed

@@ -53,4 +53,15 @@ func TestMeshRootRotation(t *testing.T) {
 	expectStaysNotAlive(t, n2, n3.name, 5*time.Second, "a restarted peer trusts a node whose root was retired")
 	n1.kvPut("after/rotation", "ok")
 	expectKV(t, n2, "after/rotation", "ok")
+
+	// n3 gets a certificate under the new root and reloads it: the others
+	// learn its chain from its node record and let it in again, without a
+	// restart (their cached "not trusted" verdict used to stay).
+	m.cli("cert", "issue", "-ca-key", newRoot, "-subject", n3.key+".pub", "-name", n3.name,
+		"-services", "*", "-kv", "*", "-ttl", "24h", "-out", n3.cert)
+	m.cli("reload", "-http-addr", n3.ip+":8500")
+	expectMemberStatus(t, n1, n3.name, memberAlive)
+	expectMemberStatus(t, n2, n3.name, memberAlive)
+	n3.kvPut("after/recert", "n3")
+	expectKV(t, n1, "after/recert", "n3")
 }
