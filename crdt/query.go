@@ -306,7 +306,7 @@ func (r *Replica) Intentions() []Intention {
 func (r *Replica) intentionsLocked(withDeleted bool) []Intention {
 	var out []Intention
 	for key := range r.rareKeys[KindIntention] {
-		if v := r.liveLocked(KindIntention, key); v != nil {
+		if v := r.liveLocked(KindIntention, key); v != nil && !v.val.(*intentionVal).withdrawn {
 			if in := v.val.(*intentionVal).in; withDeleted || !in.Deleted {
 				out = append(out, in)
 			}
@@ -321,7 +321,7 @@ func (r *Replica) intentionsLocked(withDeleted bool) []Intention {
 func (r *Replica) IntentionFor(source, destination string) (Intention, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if v := r.liveLocked(KindIntention, IntentionKey(source, destination)); v != nil {
+	if v := r.liveLocked(KindIntention, IntentionKey(source, destination)); v != nil && !v.val.(*intentionVal).withdrawn {
 		return v.val.(*intentionVal).in, true
 	}
 	return Intention{}, false
@@ -360,7 +360,7 @@ func (r *Replica) CheckIntention(src, dst string, defaultAllow bool) Decision {
 	cands := buf[:0]
 	for _, s := range [2]string{src, Wildcard} {
 		for _, d := range [2]string{dst, Wildcard} {
-			if v := r.liveLocked(KindIntention, IntentionKey(s, d)); v != nil {
+			if v := r.liveLocked(KindIntention, IntentionKey(s, d)); v != nil && !v.val.(*intentionVal).withdrawn {
 				cands = append(cands, v.val.(*intentionVal).in)
 			}
 			if d == dst && dst == Wildcard {

@@ -54,7 +54,8 @@ type Agent struct {
 	peers        peerSet
 	outbox       outbox
 	stats        agentStats
-	proxy        *dataPlane // Connect data plane (proxy.go); set by Start
+	proxy        *dataPlane   // Connect data plane (proxy.go); set by Start
+	withdrawn    atomic.Int64 // intentions withdrawn at the last look (revocation.go)
 
 	// local is the registry of locally run services and checks
 	// (services.go); its zero value is ready for SetLocalOptions.

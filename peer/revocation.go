@@ -54,6 +54,7 @@ func (a *Agent) watchRevocations() {
 	checked := a.trust.now()
 	a.retryStatements()
 	a.sweepRevoked(a.trust.expiredBetween(time.Time{}, checked))
+	a.withdrawIntentions() // also after a restart: withdrawal is not stored
 	tick := time.NewTicker(statementRetryInterval)
 	defer tick.Stop()
 	for {
@@ -122,8 +123,10 @@ func (a *Agent) sweepRevoked(expired bool) {
 }
 
 // enforceRevocations closes the QUIC connections of peers that are no longer
-// trusted and takes them out of dissemination and anti-entropy.
+// trusted and takes them out of dissemination and anti-entropy, and
+// withdraws the intentions their signers may no longer have signed.
 func (a *Agent) enforceRevocations() {
+	defer a.withdrawIntentions()
 	for _, p := range a.tr.Peers() {
 		id := identity.NodeID(p.Key)
 		if !a.trust.admitted(id) {
@@ -210,7 +213,7 @@ func (s *apiServer) agentRotate(w http.ResponseWriter, r *http.Request, _ string
 	if err != nil {
 		return errorf(http.StatusBadRequest, "rotation refused: %v", err)
 	}
-	return writeJSON(w, map[string]any{"CutOff": cut})
+	return writeJSON(w, map[string]any{"CutOff": cut, "WithdrawnIntentions": s.a.withdrawn.Load()})
 }
 
 // agentRevoke serves PUT /v1/agent/peerd/revoke: the body is a revocation
@@ -291,5 +294,17 @@ func (a *Agent) reapplyTrustStatements() {
 		if n, ok := a.replica.LastNodeRecord(origin); ok {
 			a.trust.learn(pub, n.Cert)
 		}
+	}
+}
+
+// withdrawIntentions hides the intentions whose signing key was revoked or
+// whose root was retired since they were merged (crdt.WithdrawIntentions):
+// after an operator key is compromised and revoked, nothing it signed
+// keeps deciding traffic, on every agent alike.
+func (a *Agent) withdrawIntentions() {
+	n := a.replica.WithdrawIntentions(a.trust.intentionSignerValid)
+	if old := a.withdrawn.Swap(int64(n)); old != int64(n) {
+		a.log.Warn("intentions withdrawn: their signing key was revoked or its root retired", "withdrawn", n,
+			"hint", "sign them again with a valid key (peerd intention create -replace)")
 	}
 }

@@ -416,6 +416,31 @@ func (tb *trustBook) VerifyIntention(signed []byte) (crdt.Intention, error) {
 	return in, nil
 }
 
+// intentionSignerValid reports whether the key that signed an intention
+// document may still have signed it: not revoked, under a root still
+// trusted. Expiry does not count — an intention signed while its signer's
+// certificate was valid keeps applying after that certificate ends, as a
+// Consul intention outlives the token that wrote it — so the chain is
+// judged at the start of its validity, where only revocations and
+// retired roots can fail it.
+func (tb *trustBook) intentionSignerValid(signed []byte) bool {
+	env, err := identity.UnmarshalEnvelope(signed)
+	if err != nil {
+		return false
+	}
+	if len(env.Chain) == 0 {
+		return tb.v.IsRoot(env.Signer)
+	}
+	var at time.Time
+	for _, c := range env.Chain {
+		if c != nil && c.NotBefore.After(at) {
+			at = c.NotBefore
+		}
+	}
+	caps, err := tb.v.Verify(env.Signer, env.Chain, at)
+	return err == nil && (caps.Root || caps.SignIntentions)
+}
+
 // VerifyRevocation checks a signed trust statement carried by the
 // replica's revocation records — a revocation, or a root rotation signed by
 // the old and the new root — and, when valid, applies it to the Verifier at

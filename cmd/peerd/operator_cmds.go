@@ -396,13 +396,20 @@ func runRotation(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	var out struct{ CutOff []string }
+	var out struct {
+		CutOff              []string
+		WithdrawnIntentions int
+	}
 	if err := json.Unmarshal(resp, &out); err != nil {
 		return fmt.Errorf("rotation submit: agent answer: %w", err)
 	}
 	fmt.Fprintf(c.stdout, "Rotation %s accepted; it spreads to every peer, which retires the old root.\n", file)
 	if len(out.CutOff) > 0 {
 		fmt.Fprintf(c.stdout, "Nodes whose certificates the old root issued are cut off: %s\n", strings.Join(out.CutOff, ", "))
+	}
+	if out.WithdrawnIntentions > 0 {
+		fmt.Fprintf(c.stdout, "Intentions signed under the old root no longer apply: %d (sign them again: peerd intention create -replace ... -sign-key NEWKEY)\n",
+			out.WithdrawnIntentions)
 	}
 	return nil
 }

@@ -1,0 +1,73 @@
+package peer
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"testing"
+	"time"
+
+	"github.com/peerd/peerd/crdt"
+	"github.com/peerd/peerd/identity"
+)
+
+// TestIntentionSignerValid: an intention stays valid after its signer's
+// certificate expires, and is withdrawn when the signer is revoked or the
+// root that signed it (or its signer's chain) is retired.
+func TestIntentionSignerValid(t *testing.T) {
+	now := time.Date(2026, 11, 22, 9, 0, 0, 0, time.UTC)
+	clock := func() time.Time { return now }
+	_, root, _ := ed25519.GenerateKey(rand.Reader)
+	_, root2, _ := ed25519.GenerateKey(rand.Reader)
+	opPub, op, _ := ed25519.GenerateKey(rand.Reader)
+	opChain, err := identity.Issue(root, nil, opPub, "op", identity.Constraints{SignIntentions: true},
+		now.Add(-time.Hour), now.Add(time.Hour), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := crdt.Intention{ID: NewIntentionID(), SourceName: "web", DestinationName: "db", Action: crdt.ActionAllow, Version: 1}
+	byOp, err := SignIntention(in, op, opChain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byRoot, err := SignIntention(in, root, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	book := func() *trustBook {
+		return newTrustBook(identity.NewVerifier(root.Public().(ed25519.PublicKey), root2.Public().(ed25519.PublicKey)), clock, "self")
+	}
+
+	tb := book()
+	if !tb.intentionSignerValid(byOp) || !tb.intentionSignerValid(byRoot) {
+		t.Fatal("valid signers judged invalid")
+	}
+	now = now.Add(2 * time.Hour) // the operator's certificate has expired
+	if !tb.intentionSignerValid(byOp) {
+		t.Error("an intention was withdrawn because its signer's certificate expired")
+	}
+
+	rev, _ := identity.NewRevocation(root, nil, opPub, now)
+	blob, _ := rev.Marshal()
+	if err := tb.VerifyRevocation(blob); err != nil {
+		t.Fatal(err)
+	}
+	if tb.intentionSignerValid(byOp) {
+		t.Error("an intention signed by a revoked key is still valid")
+	}
+	if !tb.intentionSignerValid(byRoot) {
+		t.Error("the root's intention was withdrawn by another key's revocation")
+	}
+
+	tb = book()
+	rot, _ := identity.NewRotation(root, root2, now)
+	rb, _ := rot.Marshal()
+	if err := tb.VerifyRevocation(rb); err != nil {
+		t.Fatal(err)
+	}
+	if tb.intentionSignerValid(byRoot) || tb.intentionSignerValid(byOp) {
+		t.Error("intentions under a retired root are still valid")
+	}
+	if tb.intentionSignerValid([]byte("not an envelope")) {
+		t.Error("garbage judged valid")
+	}
+}
