@@ -101,6 +101,7 @@ func New(cfg Config) (*Agent, error) {
 	a.chain.Store(&cfg.NodeChain)
 	v := identity.NewVerifier(cfg.TrustRoots...)
 	a.trust = newTrustBook(v, time.Now, a.id)
+	a.trust.trusted = make(chan struct{}, 1) // read by readmitTrusted (mesh.go)
 	if _, err := a.trust.learn(pub, cfg.NodeChain); err != nil {
 		return nil, fmt.Errorf("peer: this node's own certificate does not verify against the trust roots: %w", err)
 	}

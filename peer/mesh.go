@@ -101,6 +101,8 @@ func (a *Agent) startMembership() error {
 	a.members = m
 	close(a.membersReady)
 	a.refreshPeers()
+	a.wg.Add(1)
+	go func() { defer a.wg.Done(); a.readmitTrusted() }()
 	if len(a.cfg.Join) > 0 {
 		n, err := m.Join(withPort(a.cfg.Join, a.cfg.SerfPort))
 		if err != nil && n == 0 {
@@ -119,6 +121,23 @@ func (a *Agent) startMembership() error {
 		}()
 	}
 	return nil
+}
+
+// readmitTrusted asks membership's cached admission verdicts again
+// whenever the trust book learns a chain that makes a node trusted — from
+// a TLS handshake or a node record, whichever comes first: a node
+// re-certified after a cut (a rotation, an expiry) is let in without a
+// restart, also after its hello attempts gave up.
+func (a *Agent) readmitTrusted() {
+	for {
+		select {
+		case <-a.ctx.Done():
+			return
+		case <-a.trust.trusted:
+		}
+		a.members.Reevaluate()
+		a.refreshPeers()
+	}
 }
 
 // withPort adds the default serf port to seed addresses without one.

@@ -284,14 +284,7 @@ func (a *Agent) mergeRemote(payload []byte) (useful bool, err error) {
 		a.stats.badPayloads.Add(1)
 		return false, err
 	}
-	if a.trust.learnFromDelta(d) {
-		// A node that was refused holds a valid certificate now: ask
-		// membership's cached verdicts again.
-		if m := a.membership(); m != nil {
-			m.Reevaluate()
-			a.refreshPeers()
-		}
-	}
+	a.trust.learnFromDelta(d)
 	ownBefore := a.replica.OwnCounter()
 	res, err := a.replica.Merge(d, a.trust, time.Now())
 	if res.Accepted > 0 && a.replica.OwnCounter() > ownBefore && returnsOwn(d, a.id, ownBefore) {

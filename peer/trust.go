@@ -34,6 +34,12 @@ type trustBook struct {
 	// before: node ID → the rights its chain gave it before its key was
 	// revoked for good; guarded by mu. See capsBefore.
 	before map[string]identity.Capabilities
+
+	// trusted, when set, is signalled (never blocking) when learn makes a
+	// node trusted that was not: a first chain, or a new certificate after
+	// a cut. Membership's cached admission verdicts must then be asked
+	// again (peer/mesh.go).
+	trusted chan struct{}
 }
 
 var _ crdt.Authorizer = (*trustBook)(nil)
@@ -90,9 +96,19 @@ func (tb *trustBook) learn(pub ed25519.PublicKey, chainBytes []byte) (identity.C
 		}
 		return identity.Capabilities{}, err
 	}
+	id := identity.NodeID(pub)
 	tb.mu.Lock()
-	tb.chains[identity.NodeID(pub)] = chain
+	old, had := tb.chains[id]
+	tb.chains[id] = chain
 	tb.mu.Unlock()
+	if tb.trusted != nil && id != tb.self {
+		if _, oerr := tb.v.Verify(pub, old, tb.now()); !had || oerr != nil {
+			select {
+			case tb.trusted <- struct{}{}:
+			default:
+			}
+		}
+	}
 	return caps, nil
 }
 
@@ -273,11 +289,7 @@ func (tb *trustBook) admitted(origin string) bool {
 
 // learnFromDelta learns the chains published in node records of a delta,
 // so that records of nodes this agent never met directly can be checked.
-//
-// It reports whether a node that was not trusted is trusted now (a new
-// certificate after a rotation or an expiry): membership's cached verdicts
-// must then be asked again.
-func (tb *trustBook) learnFromDelta(d *crdt.Delta) (newlyTrusted bool) {
+func (tb *trustBook) learnFromDelta(d *crdt.Delta) {
 	for _, e := range d.Entries {
 		if e.Body == nil {
 			continue
@@ -298,12 +310,8 @@ func (tb *trustBook) learnFromDelta(d *crdt.Delta) (newlyTrusted bool) {
 			continue
 		}
 		// A failure here is reported by Merge when the record is refused.
-		before := tb.admitted(dot.Origin)
-		if _, err := tb.learn(pub, n.Cert); err == nil && !before {
-			newlyTrusted = true
-		}
+		tb.learn(pub, n.Cert)
 	}
-	return newlyTrusted
 }
 
 // VerifyOrigin checks that origin is a trusted node and that its key signed
