@@ -8,18 +8,19 @@ import (
 )
 
 // A node restarted with its old key but without its data dir (a lost
-// volume, a re-imaged host, an old backup) starts its counter again and
-// writes records under dots its peers already hold from its earlier life:
-// they refuse those as equivocations, and its earlier services come back
-// from them as records its registry does not know. When a remote delta
-// brings records of this node's own origin that it did not write
-// (ownRecordsReturned), the agent says so and republishes: every record
-// the registry does not hold is deleted, and the node record, services
-// and checks are written again under new dots (the counter has moved past
-// the returned ones), which supersede both lives' versions everywhere.
-// Records of the earlier life that sit under dots this life reused stay
-// unknown to this node and cannot be deleted by it; docs/OPERATIONS.md
-// says how to avoid the situation.
+// volume, a re-imaged host, an old backup) would start its counter again
+// and write records under dots its peers already hold from its earlier
+// life: they refuse those as equivocations, and its earlier services come
+// back from them as records its registry does not know. So a fresh
+// replica first learns its past from a peer (learnOwnPast, before the
+// first write). When records of this node's own origin that it did not
+// write arrive anyway (no peer answered in time; ownRecordsReturned), the
+// agent says so and republishes: every record the registry does not hold
+// is deleted, and the node record, services and checks are written again
+// under new dots (the counter has moved past the returned ones), which
+// supersede both lives' versions everywhere. Records of the earlier life
+// that sit under dots this life reused stay unknown to this node and
+// cannot be deleted by it; docs/OPERATIONS.md says how to avoid that.
 
 // bootstrapPullTimeout bounds how long a fresh agent with seeds waits for
 // a trusted peer to answer one anti-entropy exchange before its first
