@@ -73,7 +73,7 @@ func (a *Agent) watchCertExpiry() {
 			a.log.Error("this node's certificate no longer verifies: peers refuse it; issue a new one and run 'peerd reload'", "err", err)
 		case !exp.IsZero() && time.Until(exp) < certWarnBefore:
 			a.log.Warn("this node's certificate expires soon: issue a new one (same key) and run 'peerd reload'",
-				"not_after", exp.UTC().Format(time.RFC3339), "left", time.Until(exp).Round(time.Minute))
+				"not_after", exp.UTC().Format(time.RFC3339), "left", roundLeft(time.Until(exp)))
 		}
 		select {
 		case <-a.ctx.Done():
@@ -98,6 +98,25 @@ func (a *Agent) certSummary() map[string]string {
 	}
 	if chain, err := identity.UnmarshalChain(a.nodeChain()); err == nil && len(chain) > 0 {
 		out["links"] = fmt.Sprint(len(chain))
+		if _, ok := out["not_after"]; !ok {
+			// Invalid now: still say when the chain ends (or ended).
+			end := chain[0].NotAfter
+			for _, c := range chain[1:] {
+				if c.NotAfter.Before(end) {
+					end = c.NotAfter
+				}
+			}
+			out["not_after"] = end.UTC().Format(time.RFC3339)
+		}
 	}
 	return out
+}
+
+// roundLeft rounds the time left before an expiry for a log line: to the
+// minute above an hour, to the second below (40 s is not "1m0s").
+func roundLeft(d time.Duration) time.Duration {
+	if d > time.Hour {
+		return d.Round(time.Minute)
+	}
+	return d.Round(time.Second)
 }
