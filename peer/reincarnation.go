@@ -24,8 +24,12 @@ import (
 
 // bootstrapPullTimeout bounds how long a fresh agent with seeds waits for
 // a trusted peer to answer one anti-entropy exchange before its first
-// write.
-const bootstrapPullTimeout = 3 * time.Second
+// write; bootstrapAloneWait, how long it waits while no seed has answered
+// at all (the first agent of a new mesh started with -retry-join).
+const (
+	bootstrapPullTimeout = 3 * time.Second
+	bootstrapAloneWait   = time.Second
+)
 
 // learnOwnPast runs one anti-entropy exchange with a trusted peer before a
 // fresh replica's first write, so that a node whose data dir was lost
@@ -41,7 +45,12 @@ func (a *Agent) learnOwnPast() {
 	defer cancel()
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
+	start := time.Now()
 	for {
+		if a.members.NumMembers() <= 1 && time.Since(start) >= bootstrapAloneWait {
+			a.log.Debug("fresh replica: no seed answered; writing without a past", "waited", bootstrapAloneWait)
+			return
+		}
 		for _, id := range a.members.AdmittedIDs() {
 			if err := a.ae.SyncWith(ctx, id); err == nil {
 				a.log.Debug("fresh replica synced before the first write", "peer", id, "own_counter", a.replica.OwnCounter())
