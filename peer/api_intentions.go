@@ -2,6 +2,7 @@ package peer
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
@@ -317,6 +318,23 @@ func (a *Agent) writeIntention(r *http.Request, body intentionBody, del bool) (c
 func NewIntentionID() string {
 	var b [16]byte
 	rand.Read(b[:])
+	return formatUUID(b)
+}
+
+// pairIntentionID is the ID given to a signed intention that carries none
+// (the agent cannot add one to a signed document): derived from its
+// source and destination, so every agent shows the same ID and it stays
+// with the pair across updates, as a Consul intention's ID does.
+func pairIntentionID(src, dst string) string {
+	sum := sha256.Sum256([]byte("peerd-intention-id\x00" + src + "\x00" + dst))
+	var b [16]byte
+	copy(b[:], sum[:16])
+	b[6] = b[6]&0x0f | 0x50 // name-based (version 5 layout)
+	b[8] = b[8]&0x3f | 0x80 // RFC 4122 variant
+	return formatUUID(b)
+}
+
+func formatUUID(b [16]byte) string {
 	h := hex.EncodeToString(b[:])
 	return fmt.Sprintf("%s-%s-%s-%s-%s", h[:8], h[8:12], h[12:16], h[16:20], h[20:])
 }

@@ -421,6 +421,9 @@ func (tb *trustBook) VerifyIntention(signed []byte) (crdt.Intention, error) {
 	if err := in.Validate(); err != nil {
 		return crdt.Intention{}, err
 	}
+	if in.ID == "" {
+		in.ID = pairIntentionID(in.SourceName, in.DestinationName)
+	}
 	return in, nil
 }
 
