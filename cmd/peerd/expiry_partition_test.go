@@ -45,11 +45,7 @@ func TestMeshCertExpiryDuringPartition(t *testing.T) {
 	n3.extra = append(n3.extra, "-retry-join", n1.ip)
 	n3.launch()
 	all := []*agentProc{n1, n2, n3}
-	for _, p := range all {
-		for _, q := range all {
-			expectMemberStatus(t, p, q.name, memberAlive)
-		}
-	}
+	expectAllAlive(t, all...)
 
 	// n1 away; n3 writes while valid; only n2 merges it.
 	n1.kill()

@@ -328,6 +328,22 @@ func (p *agentProc) kvPut(key, value string) {
 	}
 }
 
+func (p *agentProc) kvDelete(key string) {
+	p.m.t.Helper()
+	req, err := http.NewRequest(http.MethodDelete, p.httpURL("/v1/kv/"+key), nil)
+	if err != nil {
+		p.m.t.Fatal(err)
+	}
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		p.m.t.Fatalf("kv delete %s on %s: %v", key, p.name, err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		p.m.t.Fatalf("kv delete %s on %s: %s", key, p.name, resp.Status)
+	}
+}
+
 // member is the subset of /v1/agent/members the tests read.
 type member struct {
 	Name   string

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -49,6 +50,28 @@ func expectMemberStatus(t *testing.T, p *agentProc, name string, status int) {
 			}
 		}
 		return fmt.Errorf("%s does not list %s (has %v)", p.name, name, ms)
+	})
+}
+
+// expectAllAlive waits until every agent lists every other as alive.
+func expectAllAlive(t *testing.T, all ...*agentProc) {
+	t.Helper()
+	for _, p := range all {
+		for _, q := range all {
+			expectMemberStatus(t, p, q.name, memberAlive)
+		}
+	}
+}
+
+// expectKVAbsent waits until key reads as absent (404) on p.
+func expectKVAbsent(t *testing.T, p *agentProc, key string) {
+	t.Helper()
+	waitFor(t, 30*time.Second, func() error {
+		got, err := p.kvGetRaw(key)
+		if err != nil && strings.Contains(err.Error(), "404") {
+			return nil
+		}
+		return fmt.Errorf("%s: %s = %q (%v), want absent", p.name, key, got, err)
 	})
 }
 
@@ -118,11 +141,7 @@ func TestMeshOfFiveProcesses(t *testing.T) {
 	for i := 2; i <= 5; i++ {
 		all = append(all, m.start(fmt.Sprintf("n%d", i), agentOpts{join: []string{"n1"}}))
 	}
-	for _, p := range all {
-		for _, q := range all {
-			expectMemberStatus(t, p, q.name, memberAlive)
-		}
-	}
+	expectAllAlive(t, all...)
 
 	// A write on one is visible on all.
 	all[2].kvPut("config/a", "one")

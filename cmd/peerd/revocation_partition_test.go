@@ -4,10 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -31,11 +29,7 @@ func TestMeshRevocationDuringPartition(t *testing.T) {
 	n2 := m.start("n2", agentOpts{join: []string{"n1"}})
 	n3 := m.start("n3", agentOpts{join: []string{"n1"}})
 	all := []*agentProc{n1, n2, n3}
-	for _, p := range all {
-		for _, q := range all {
-			expectMemberStatus(t, p, q.name, memberAlive)
-		}
-	}
+	expectAllAlive(t, all...)
 	n2.kvPut("shared", "from-n2")
 	n3.kvPut("from/n3", "before")
 	for _, p := range all {
@@ -58,7 +52,7 @@ func TestMeshRevocationDuringPartition(t *testing.T) {
 	// n1 is away; n3, unaware, writes and deletes; only n2 merges it.
 	n1.kill()
 	n3.kvPut("late/n3", "after")
-	kvDelete(t, n3, "shared")
+	n3.kvDelete("shared")
 	expectKV(t, n2, "late/n3", "after")
 	expectKVAbsent(t, n2, "shared")
 	n2.stop()
@@ -87,17 +81,6 @@ func TestMeshRevocationDuringPartition(t *testing.T) {
 	}
 }
 
-func expectKVAbsent(t *testing.T, p *agentProc, key string) {
-	t.Helper()
-	waitFor(t, 30*time.Second, func() error {
-		got, err := p.kvGetRaw(key)
-		if err != nil && strings.Contains(err.Error(), "404") {
-			return nil
-		}
-		return fmt.Errorf("%s: %s = %q (%v), want absent", p.name, key, got, err)
-	})
-}
-
 func revocationCut(t testing.TB, path string) time.Time {
 	t.Helper()
 	b, err := os.ReadFile(path)
@@ -109,22 +92,6 @@ func revocationCut(t testing.TB, path string) time.Time {
 		t.Fatal(err)
 	}
 	return r.At.Add(time.Second)
-}
-
-func kvDelete(t testing.TB, p *agentProc, key string) {
-	t.Helper()
-	req, err := http.NewRequest(http.MethodDelete, p.httpURL("/v1/kv/"+key), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := httpClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("%s: DELETE %s: %s", p.name, key, resp.Status)
-	}
 }
 
 // replicaDigest is the replica digest /v1/agent/self reports (first 8 bytes).

@@ -17,11 +17,7 @@ func TestMeshRevocation(t *testing.T) {
 	n2 := m.start("n2", agentOpts{join: []string{"n1"}})
 	n3 := m.start("n3", agentOpts{join: []string{"n1"}})
 	all := []*agentProc{n1, n2, n3}
-	for _, p := range all {
-		for _, q := range all {
-			expectMemberStatus(t, p, q.name, memberAlive)
-		}
-	}
+	expectAllAlive(t, all...)
 	n3.kvPut("from/n3", "before")
 	for _, p := range all {
 		expectKV(t, p, "from/n3", "before")

@@ -32,11 +32,7 @@ func TestMeshRootRotationsOutOfOrder(t *testing.T) {
 	n1 := m.start("n1", agentOpts{root: root2, join: []string{"n2"}, extra: all3})
 	n3 := m.start("n3", agentOpts{extra: append([]string{"-retry-join", n1.ip}, all3...)})
 	all := []*agentProc{n1, n2, n3}
-	for _, p := range all {
-		for _, q := range all {
-			expectMemberStatus(t, p, q.name, memberAlive)
-		}
-	}
+	expectAllAlive(t, all...)
 
 	rot01, rot12 := filepath.Join(m.dir, "rot01.cbor"), filepath.Join(m.dir, "rot12.cbor")
 	m.cli("rotate", "-old-key", m.root, "-new-key", root1, "-out", rot01)

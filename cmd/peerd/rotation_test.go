@@ -24,11 +24,7 @@ func TestMeshRootRotation(t *testing.T) {
 	n2 := m.start("n2", agentOpts{root: newRoot, join: []string{"n1"}, extra: both})
 	n3 := m.start("n3", agentOpts{join: []string{"n1"}, extra: both})
 	all := []*agentProc{n1, n2, n3}
-	for _, p := range all {
-		for _, q := range all {
-			expectMemberStatus(t, p, q.name, memberAlive)
-		}
-	}
+	expectAllAlive(t, all...)
 
 	rot := filepath.Join(m.dir, "rotation.cbor")
 	m.cli("rotate", "-old-key", m.root, "-new-key", newRoot, "-out", rot)
