@@ -129,21 +129,7 @@ func BenchmarkProxyHeader(b *testing.B) {
 // service; the Direct variant talks to the echo service itself.
 func BenchmarkProxyRoundTrip1KB(b *testing.B) {
 	m := newProxyMesh(b, []string{"web"}, []string{"echo"})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { io.Copy(c, c); c.Close() }()
-		}
-	}()
-	port := ln.Addr().(*net.TCPAddr).Port
+	port := tcpService(b, func(c net.Conn) { io.Copy(c, c) })
 	up := freePort(b, "127.0.0.1")
 	m.putService(m.agents[1], crdt.Service{ID: "echo", Name: "echo", Port: port})
 	m.putService(m.agents[0], crdt.Service{ID: "web", Name: "web", Port: 1, Kind: "", Connect: nil})
@@ -158,27 +144,25 @@ func BenchmarkProxyRoundTrip1KB(b *testing.B) {
 	// ready dials addr until one exchange succeeds and returns that
 	// connection.
 	ready := func(b *testing.B, addr string) net.Conn {
-		var c net.Conn
 		deadline := time.Now().Add(10 * time.Second)
 		for {
-			c, err = net.Dial("tcp", addr)
+			c, err := net.Dial("tcp", addr)
 			if err == nil {
 				c.SetDeadline(time.Now().Add(2 * time.Second))
 				if _, err = c.Write(msg); err == nil {
 					_, err = io.ReadFull(c, buf)
 				}
 				if err == nil {
-					break
+					c.SetDeadline(time.Time{})
+					return c
 				}
 				c.Close()
 			}
 			if time.Now().After(deadline) {
 				b.Fatal(err)
 			}
-			time.Sleep(50 * time.Millisecond)
+			time.Sleep(50 * time.Millisecond) // the listener binds on the agent's next reconcile
 		}
-		c.SetDeadline(time.Time{})
-		return c
 	}
 	run := func(b *testing.B, addr string) {
 		c := ready(b, addr)

@@ -22,68 +22,36 @@ import (
 // a greeting, echoes each line in upper case, and on the client's EOF says
 // "bye" and closes.
 func lineServer(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				fmt.Fprintf(c, "220 lines ready\r\n")
-				sc := bufio.NewScanner(c)
-				for sc.Scan() {
-					fmt.Fprintf(c, "%s\r\n", strings.ToUpper(sc.Text()))
-				}
-				fmt.Fprintf(c, "221 bye\r\n")
-			}()
+	return tcpService(t, func(c net.Conn) {
+		fmt.Fprintf(c, "220 lines ready\r\n")
+		sc := bufio.NewScanner(c)
+		for sc.Scan() {
+			fmt.Fprintf(c, "%s\r\n", strings.ToUpper(sc.Text()))
 		}
-	}()
-	return ln.Addr().(*net.TCPAddr).Port
+		fmt.Fprintf(c, "221 bye\r\n")
+	})
 }
 
 // upgradeServer answers an HTTP/1.1 request carrying "Upgrade: websocket"
 // with 101 and then echoes raw bytes; other requests get 200 "plain".
 func upgradeServer(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
+	return tcpService(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
 		for {
-			c, err := ln.Accept()
+			req, err := http.ReadRequest(br)
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					io.Copy(io.Discard, req.Body)
-					if !strings.EqualFold(req.Header.Get("Upgrade"), "websocket") {
-						fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nplain")
-						continue
-					}
-					fmt.Fprintf(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
-					io.Copy(c, br) // raw echo until the client closes
-					return
-				}
-			}()
+			io.Copy(io.Discard, req.Body)
+			if !strings.EqualFold(req.Header.Get("Upgrade"), "websocket") {
+				fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nplain")
+				continue
+			}
+			fmt.Fprintf(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+			io.Copy(c, br) // raw echo until the client closes
+			return
 		}
-	}()
-	return ln.Addr().(*net.TCPAddr).Port
+	})
 }
 
 func TestProxyProtocols(t *testing.T) {

@@ -149,6 +149,27 @@ func httpService(t testing.TB, name string) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
+// tcpService runs an in-test TCP server on 127.0.0.1 that hands every
+// accepted connection to handle (in its own goroutine, which closes it).
+func tcpService(t testing.TB, handle func(net.Conn)) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); handle(c) }()
+		}
+	}()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
 func freePort(t testing.TB, ip string) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", ip+":0")
