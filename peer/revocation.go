@@ -303,7 +303,7 @@ func (a *Agent) reapplyTrustStatements() {
 // keeps deciding traffic, on every agent alike.
 func (a *Agent) withdrawIntentions() {
 	n := a.replica.WithdrawIntentions(a.trust.intentionSignerValid)
-	if old := a.withdrawn.Swap(int64(n)); old != int64(n) {
+	if old := a.withdrawn.Swap(int64(n)); int64(n) > old {
 		a.log.Warn("intentions withdrawn: their signing key was revoked or its root retired", "withdrawn", n,
 			"hint", "sign them again with a valid key (peerd intention create -replace)")
 	}
