@@ -73,17 +73,8 @@ func (e *OriginRevokedError) Error() string {
 // Is makes errors.Is(err, ErrOriginRevoked) true.
 func (e *OriginRevokedError) Is(target error) bool { return target == ErrOriginRevoked }
 
-// revokedAt returns the revocation time an error carries, and whether it
-// is an OriginRevokedError at all.
-func revokedAt(err error) (time.Time, bool) {
-	var re *OriginRevokedError
-	if errors.As(err, &re) {
-		return re.At, true
-	}
-	return time.Time{}, false
-}
-
-// revokedFor is revokedAt and whether the cut is for good (not Renewable).
+// revokedFor returns the cut an error carries, whether it is an
+// OriginRevokedError at all, and whether the cut is for good (not Renewable).
 func revokedFor(err error) (at time.Time, revoked, forGood bool) {
 	var re *OriginRevokedError
 	if errors.As(err, &re) {
