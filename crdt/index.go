@@ -38,10 +38,10 @@ func (r *Replica) changedLocked(k recKey, ks *keyState, old []any) {
 	case KindService:
 		origin, _ := ownerOf(k.kind, k.key)
 		r.touchLocked(idx, ScopeServices, ScopeNode(origin))
-		oldName, newName := "", serviceName(ks.live)
-		for _, v := range old {
-			oldName = v.(*Service).Name
-		}
+		// The name the key is indexed under now, not one taken from old:
+		// old may hold several live versions in any order, and only the
+		// winner's name was indexed.
+		oldName, newName := r.svcByOrigin[origin][k.key], serviceName(ks.live)
 		if oldName != newName && oldName != "" {
 			r.unindexServiceLocked(oldName, origin, k.key)
 		}

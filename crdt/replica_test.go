@@ -79,6 +79,39 @@ func TestServiceReplication(t *testing.T) {
 	}
 }
 
+// A service renamed while a delete is still on its way: the replica holds
+// two live versions of one key for a while, and the name index must follow
+// the winner whatever order the live versions arrived in.
+func TestServiceRenameWithDeleteInFlight(t *testing.T) {
+	fx := newEdFixture()
+	a, b := newEdReplica(t, 1), newEdReplica(t, 2)
+	md := must[*Delta](t)
+	d1 := md(a.PutService(Service{ID: "s0", Name: "web"}, t0))
+	d2 := md(a.DeleteService("s0", t0.Add(time.Millisecond)))
+	d3 := md(a.PutService(Service{ID: "s0", Name: "db"}, t0.Add(2*time.Millisecond)))
+	d4 := md(a.PutService(Service{ID: "s0", Name: "web"}, t0.Add(3*time.Millisecond)))
+	// b gets db first, then the old web (live beside it: the delete that
+	// killed it is late), then the new web, which supersedes db.
+	for _, d := range []*Delta{d3, d1, d4} {
+		mustMerge(t, b, d, fx.auth, t0)
+	}
+	check := func(when string) {
+		t.Helper()
+		if got := b.Services("db", nil); len(got) != 0 {
+			t.Fatalf("%s: db lists %+v, a replaced it by web", when, got)
+		}
+		if got := b.Services("web", nil); len(got) != 1 {
+			t.Fatalf("%s: web lists %d instances, want 1", when, len(got))
+		}
+		if names := b.ServiceNames(); len(names) != 1 {
+			t.Fatalf("%s: catalog %v, want only web", when, names)
+		}
+	}
+	check("before the delete")
+	mustMerge(t, b, d2, fx.auth, t0)
+	check("after the delete")
+}
+
 func TestMergeRejectsForgedAndUnauthorized(t *testing.T) {
 	fx := newEdFixture()
 	a, b := newEdReplica(t, 1), newEdReplica(t, 2)
