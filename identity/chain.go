@@ -213,7 +213,7 @@ func Issue(issuer ed25519.PrivateKey, parent Chain, subject ed25519.PublicKey, n
 	if err := cert.Constraints.validate(); err != nil {
 		return nil, errorf(ErrInvalid, "certificate %q: %v", name, err)
 	}
-	if s, detail := cert.Constraints.delegatedBy(pc); s != nil {
+	if detail, s := cert.Constraints.delegatedBy(pc); s != nil {
 		return nil, errorf(s, "certificate %q: %s", name, detail)
 	}
 	if err := cert.Constraints.narrowedBy(pc); err != nil {

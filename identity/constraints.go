@@ -150,14 +150,14 @@ func (child Constraints) narrowedBy(parent Constraints) error {
 
 // delegatedBy checks the delegation depth of a certificate against its
 // parent's; on failure it returns the sentinel and the rule in words.
-func (child Constraints) delegatedBy(parent Constraints) (sentinel error, detail string) {
+func (child Constraints) delegatedBy(parent Constraints) (detail string, sentinel error) {
 	if parent.DelegateDepth < 1 {
-		return ErrNoDelegation, "the issuer's delegate depth is 0"
+		return "the issuer's delegate depth is 0", ErrNoDelegation
 	}
 	if child.DelegateDepth > parent.DelegateDepth-1 {
-		return ErrWidened, fmt.Sprintf("delegate depth %d, but the issuer's depth %d allows at most %d", child.DelegateDepth, parent.DelegateDepth, parent.DelegateDepth-1)
+		return fmt.Sprintf("delegate depth %d, but the issuer's depth %d allows at most %d", child.DelegateDepth, parent.DelegateDepth, parent.DelegateDepth-1), ErrWidened
 	}
-	return nil, ""
+	return "", nil
 }
 
 func anyOf(list []string, f func(string) bool) bool {

@@ -83,7 +83,8 @@ func writeNew(path string, data []byte, perm fs.FileMode) error {
 		return fmt.Errorf("identity: %w", err)
 	}
 	// The umask can only narrow perm; set it exactly anyway.
-	if err := f.Chmod(perm); err == nil {
+	err = f.Chmod(perm)
+	if err == nil {
 		_, err = f.Write(data)
 	}
 	if err == nil {

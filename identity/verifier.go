@@ -204,7 +204,7 @@ func (v *Verifier) verifyLocked(subject ed25519.PublicKey, chain Chain, now time
 					fmtTime(c.NotBefore), fmtTime(c.NotAfter), fmtTime(prev.NotBefore), fmtTime(prev.NotAfter))
 			}
 		}
-		if s, detail := c.Constraints.delegatedBy(parent); s != nil {
+		if detail, s := c.Constraints.delegatedBy(parent); s != nil {
 			return Capabilities{}, linkErr(i, c, s, "%s", detail)
 		}
 		if err := c.Constraints.narrowedBy(parent); err != nil {

@@ -182,15 +182,3 @@ func question(name string, qtype uint16, edns uint16) *dns.Msg {
 	}
 	return m
 }
-
-// rrStrings renders records in a stable, comparable form (no TTL noise).
-func rrStrings(rrs []dns.RR) []string {
-	var out []string
-	for _, rr := range rrs {
-		if rr.Header().Rrtype == dns.TypeOPT {
-			continue
-		}
-		out = append(out, rr.String())
-	}
-	return out
-}

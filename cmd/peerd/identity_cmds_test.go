@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -317,28 +316,13 @@ func TestCertVerifyEveryByteFlip(t *testing.T) {
 	}
 }
 
-// buildPeerdForIdentity builds the real binary once per test into a temp dir.
-func buildPeerdForIdentity(t testing.TB) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "peerd")
-	goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(goTool); err != nil {
-		goTool = "go"
-	}
-	cmd := exec.Command(goTool, "build", "-o", bin, ".")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
 // TestIdentityBinary runs the round trip with the real binary: keygen, issue,
 // inspect, verify; byte flips; a widened, an expired and a revoked-ancestor chain.
 func TestIdentityBinary(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
 	}
-	r := &idRunner{t: t, dir: t.TempDir(), bin: buildPeerdForIdentity(t)}
+	r := &idRunner{t: t, dir: t.TempDir(), bin: peerdBinary(t)}
 	p := newIDPKI(r)
 	r.ok("cert", "inspect", p.nodeCert)
 	r.ok("cert", "inspect", "-json", p.nodeCert)

@@ -121,11 +121,9 @@ type agentProc struct {
 }
 
 type agentOpts struct {
-	join    []string // names of agents to join
-	root    string   // root private key signing this node's cert; default the mesh root
-	noJoin  bool
-	extra   []string
-	dataDir string
+	join  []string // names of agents to join
+	root  string   // root private key signing this node's cert; default the mesh root
+	extra []string
 	// lanGossip uses memberlist's LAN timings instead of -fast-gossip.
 	lanGossip bool
 }
