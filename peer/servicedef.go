@@ -86,6 +86,54 @@ type UpstreamDefinition struct {
 	MeshGateway          any `json:"-"`
 }
 
+// validate checks an upstream as Consul does at registration, and refuses
+// what peerd cannot carry: a prepared query as the destination.
+func (u UpstreamDefinition) validate() error {
+	switch u.DestinationType {
+	case "", "service":
+	case "prepared_query":
+		return errors.New("destination_type prepared_query is not supported: peerd has no prepared queries; name the service")
+	default:
+		return fmt.Errorf("destination_type %q is not supported (want service)", u.DestinationType)
+	}
+	if u.DestinationName == "" {
+		return errors.New("destination_name is required")
+	}
+	if u.LocalBindPort < 1 || u.LocalBindPort > 65535 {
+		return fmt.Errorf("local_bind_port %d: want 1-65535", u.LocalBindPort)
+	}
+	if u.LocalBindAddress != "" {
+		if _, err := netip.ParseAddr(u.LocalBindAddress); err != nil {
+			return fmt.Errorf("local_bind_address %q is not an IP address", u.LocalBindAddress)
+		}
+	}
+	return nil
+}
+
+// checkDatacenter refuses upstreams in a datacenter other than local: a
+// peerd mesh is one datacenter, and there are no mesh gateways to reach
+// another. Empty means the local one, as in Consul.
+func (s *ServiceDefinition) checkDatacenter(local string) error {
+	for _, d := range []*ServiceDefinition{s, sidecarOf(s)} {
+		if d == nil || d.Proxy == nil {
+			continue
+		}
+		for _, u := range d.Proxy.Upstreams {
+			if u.Datacenter != "" && u.Datacenter != local {
+				return fmt.Errorf("upstream %s: datacenter %q: this mesh is datacenter %q, and peerd has no mesh gateways to reach another", u.DestinationName, u.Datacenter, local)
+			}
+		}
+	}
+	return nil
+}
+
+func sidecarOf(s *ServiceDefinition) *ServiceDefinition {
+	if s.Connect == nil {
+		return nil
+	}
+	return s.Connect.SidecarService
+}
+
 // CheckDefinition is a health check as Consul accepts it: inside a
 // service, standalone in a config file, or from
 // PUT /v1/agent/check/register.
@@ -261,6 +309,13 @@ func (s *ServiceDefinition) validate(allowScripts bool) error {
 	}
 	if s.Weights != nil && (s.Weights.Passing < 0 || s.Weights.Warning < 0) {
 		return errors.New("weights must not be negative")
+	}
+	if s.Proxy != nil {
+		for i, u := range s.Proxy.Upstreams {
+			if err := u.validate(); err != nil {
+				return fmt.Errorf("upstream %d (%s): %w", i, u.DestinationName, err)
+			}
+		}
 	}
 	if len(s.Check) > 0 {
 		s.Checks = append(append([]CheckDefinition{}, s.Check...), s.Checks...)

@@ -1,6 +1,7 @@
 package peer
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -127,6 +128,11 @@ checks = [{ name = "mem", ttl = "1m" }]
 		{name: "syntax error", file: "service {\n name = \n", wantErr: "t.hcl"},
 		{name: "grpc bad address", file: `service { name = "x" check { grpc = "nohost/svc" interval = "1s" } }`, wantErr: "gRPC check address"},
 		{name: "port out of range", file: `service { name = "x" port = 70000 }`, wantErr: "out of range"},
+		{name: "upstream without name", file: sidecarWith(`{ local_bind_port = 9191 }`), wantErr: "destination_name is required"},
+		{name: "upstream without port", file: sidecarWith(`{ destination_name = "db" }`), wantErr: "local_bind_port 0"},
+		{name: "upstream bad bind address", file: sidecarWith(`{ destination_name = "db", local_bind_port = 1, local_bind_address = "localhost" }`), wantErr: "not an IP address"},
+		{name: "upstream prepared query", file: sidecarWith(`{ destination_name = "q", destination_type = "prepared_query", local_bind_port = 1 }`), wantErr: "no prepared queries"},
+		{name: "connect-proxy upstream checked too", file: `service { name = "p" kind = "connect-proxy" proxy { destination_service_name = "web" upstreams = [{ destination_name = "db" }] } }`, wantErr: "local_bind_port 0"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -142,6 +148,49 @@ checks = [{ name = "mem", ttl = "1m" }]
 			}
 			tt.check(t, f)
 		})
+	}
+}
+
+func sidecarWith(upstream string) string {
+	return `service {
+  name = "web"
+  connect { sidecar_service { proxy { upstreams = [` + upstream + `] } } }
+}`
+}
+
+// TestUpstreamDatacenter: an upstream in the local datacenter (or none
+// named) is accepted; another one is refused, at registration and reload.
+func TestUpstreamDatacenter(t *testing.T) {
+	for _, tt := range []struct{ dc, wantErr string }{
+		{"", ""},
+		{"dc1", ""},
+		{"dc2", `datacenter "dc2": this mesh is datacenter "dc1"`},
+	} {
+		f, err := ParseServiceFile("t.hcl", []byte(sidecarWith(`{ destination_name = "db", local_bind_port = 9191, datacenter = "`+tt.dc+`" }`)), false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = f.Services[0].checkDatacenter("dc1")
+		if tt.wantErr == "" && err != nil || tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
+			t.Errorf("datacenter %q: %v, want %q", tt.dc, err, tt.wantErr)
+		}
+	}
+	if testing.Short() {
+		return
+	}
+	root, node := newKeys(t)
+	a := testAgent(t, t.TempDir(), root, node, []string{"*"})
+	defer a.Close()
+	def := ServiceDefinition{Name: "web", Port: 1, Connect: &ConnectDefinition{SidecarService: &ServiceDefinition{
+		Proxy: &ProxyDefinition{Upstreams: []UpstreamDefinition{{DestinationName: "db", LocalBindPort: 9191, Datacenter: "dc2"}}}}}}
+	if err := a.RegisterService(context.Background(), def, false); err == nil || !strings.Contains(err.Error(), "dc2") {
+		t.Fatalf("register with an upstream in dc2: %v", err)
+	}
+	if err := a.ReloadServices([]ServiceDefinition{def}, nil); err == nil || !strings.Contains(err.Error(), "dc2") {
+		t.Fatalf("reload with an upstream in dc2: %v", err)
+	}
+	if n := len(a.localServices()); n != 0 {
+		t.Fatalf("%d services registered after refusals", n)
 	}
 }
 

@@ -350,6 +350,9 @@ func (a *Agent) registerService(def ServiceDefinition, source string, replaceChe
 	if err := def.validate(allow); err != nil {
 		return errorf(http.StatusBadRequest, "Invalid service: %v", err)
 	}
+	if err := def.checkDatacenter(a.cfg.Datacenter); err != nil {
+		return errorf(http.StatusBadRequest, "Invalid service: %v", err)
+	}
 	defs := []ServiceDefinition{def}
 	if def.Connect != nil && def.Connect.SidecarService != nil {
 		sc := *def.Connect.SidecarService
@@ -889,6 +892,9 @@ func (a *Agent) ReloadServices(defs []ServiceDefinition, checks []CheckDefinitio
 	sidecarOf := map[string]string{} // sidecar ID → its service's ID
 	for _, d := range defs {
 		if err := d.validate(allow); err != nil {
+			return fmt.Errorf("peer: service %q: %w", d.Name, err)
+		}
+		if err := d.checkDatacenter(a.cfg.Datacenter); err != nil {
 			return fmt.Errorf("peer: service %q: %w", d.Name, err)
 		}
 		all = append(all, d)

@@ -17,7 +17,7 @@ type upstreamSpec struct {
 	Source      string // source service name (the service the sidecar fronts)
 	SourceID    string // local service instance ID that declared the upstream
 	Destination string // destination service name
-	Datacenter  string // accepted and ignored: peerd is one mesh
+	Datacenter  string // empty or the local one: registration refuses others
 }
 
 func (u upstreamSpec) String() string {
