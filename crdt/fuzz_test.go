@@ -102,6 +102,7 @@ func FuzzDecodeRecord(f *testing.F) {
 	r, _ := NewReplica("r0", hashSigner{"r0"}, Options{})
 	for _, d := range []*Delta{
 		mustD(r.PutNode(Node{Name: "n", Meta: map[string]string{"a": "b"}}, t0)),
+		mustD(r.PutNode(Node{Name: "n", Cert: []byte{1}, ConnectCA: []byte{0x30, 0x03, 0x02, 0x01, 0x01}}, t0)),
 		mustD(r.PutService(Service{ID: "s", Name: "web", Connect: &Connect{SidecarService: &Service{Name: "p"}}}, t0)),
 		mustD(r.PutCheck(Check{ID: "c", Status: StatusWarning}, t0)),
 	} {

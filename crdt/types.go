@@ -7,6 +7,10 @@ type Node struct {
 	Meta    map[string]string `cbor:"3,keyasint,omitempty"`
 	// Cert is the node's published certificate chain; opaque to crdt.
 	Cert []byte `cbor:"4,keyasint,omitempty"`
+	// ConnectCA is the node's self-signed X.509 CA certificate (DER) for
+	// Connect leaf certificates; opaque to crdt. Absent in records of
+	// agents that do not publish one (docs/WIRE.md, "Node record").
+	ConnectCA []byte `cbor:"5,keyasint,omitempty"`
 }
 
 // Weights are Consul's DNS SRV weights.
