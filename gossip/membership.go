@@ -604,6 +604,41 @@ func (m *Membership) Leave(timeout time.Duration) error {
 	}
 }
 
+// ErrNoMember is returned by ForceLeave for a name serf does not know.
+var ErrNoMember = errors.New("gossip: membership: no such member")
+
+// ForceLeave is serf's RemoveFailedNode (prune: RemoveFailedNodePrune) for
+// the named member, as Consul's force-leave: a failed member becomes left at
+// once on every node (and is no longer retried); with prune it is erased
+// from the member list (a reap event follows). An alive member is only
+// marked leaving: it hears the leave intent about itself, refutes it and
+// stays alive (with prune, serf erases it from the member lists anyway
+// after BroadcastTimeout + LeavePropagateDelay). It returns ErrNoMember for
+// an unknown name, or an error when the broadcast did not finish within
+// serf's BroadcastTimeout (the local change is made anyway).
+func (m *Membership) ForceLeave(name string, prune bool) error {
+	known := false
+	for _, sm := range m.serf.Members() {
+		if sm.Name == name {
+			known = true
+			break
+		}
+	}
+	if !known {
+		return fmt.Errorf("%w named %q", ErrNoMember, name)
+	}
+	var err error
+	if prune {
+		err = m.serf.RemoveFailedNodePrune(name)
+	} else {
+		err = m.serf.RemoveFailedNode(name)
+	}
+	if err != nil {
+		return fmt.Errorf("gossip: membership: force leave %s: %w", name, err)
+	}
+	return nil
+}
+
 // Members returns every member serf knows, including this node, failed and
 // left members (until reaped).
 func (m *Membership) Members() []Member {

@@ -17,6 +17,7 @@ func newAPI(a *Agent) http.Handler {
 		{methods: "GET", path: "/v1/agent/members", exact: true, handle: s.agentMembers},
 		{methods: "PUT POST", path: "/v1/agent/join/", handle: s.agentJoin},
 		{methods: "PUT POST", path: "/v1/agent/leave", exact: true, handle: s.agentLeave},
+		{methods: "PUT POST", path: "/v1/agent/force-leave/", handle: s.agentForceLeave},
 		{methods: "PUT POST", path: "/v1/agent/reload", exact: true, handle: s.agentReload},
 		{methods: "GET", path: "/v1/agent/peerd/info", exact: true, handle: s.agentInfo},
 		{methods: "PUT POST", path: "/v1/agent/peerd/revoke", exact: true, handle: s.agentRevoke},

@@ -1,6 +1,7 @@
 package peer
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"reflect"
@@ -220,6 +221,33 @@ func (s *apiServer) agentJoin(w http.ResponseWriter, r *http.Request, addr strin
 func (s *apiServer) agentLeave(w http.ResponseWriter, r *http.Request, _ string) error {
 	if err := s.a.leaveFromAPI(); err != nil {
 		return errorf(http.StatusInternalServerError, "leave: %v", err)
+	}
+	return nil
+}
+
+// agentForceLeave is Consul's force-leave: a failed member becomes left on
+// every agent (its services are hidden, as for a graceful leave, and its
+// records are forgotten when serf reaps it); ?prune erases it from the
+// member list at once (the reap follows right away). An alive member
+// refutes the leave and stays (gossip.Membership.ForceLeave). ?wan is
+// accepted and ignored: there is one pool.
+func (s *apiServer) agentForceLeave(w http.ResponseWriter, r *http.Request, node string) error {
+	if node == "" {
+		return errorf(http.StatusBadRequest, "Missing node name: PUT /v1/agent/force-leave/<node>")
+	}
+	m := s.a.membership()
+	if m == nil {
+		return errorf(http.StatusInternalServerError, "agent: membership has not started")
+	}
+	prune := flagSet(r, "prune")
+	s.a.log.Info("force leaving node", "node", node, "prune", prune)
+	if err := m.ForceLeave(node, prune); err != nil {
+		if errors.Is(err, gossip.ErrNoMember) {
+			// Consul's words, which scripts match.
+			return errorf(http.StatusInternalServerError, "agent: No node found with name '%s'", node)
+		}
+		s.a.log.Warn("force leave failed", "node", node, "err", err)
+		return errorf(http.StatusInternalServerError, "%v", err)
 	}
 	return nil
 }

@@ -1,0 +1,126 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestForceLeave: a killed node is failed on the others and its service is
+// still listed (critical serfHealth); `peerd force-leave` on one agent makes
+// it left on every agent and its service disappears from every health
+// answer, as after a graceful leave. -prune (through HashiCorp's client)
+// erases it from the member lists. An unknown node is refused with
+// Consul's words and exit status.
+func TestForceLeave(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real processes")
+	}
+	m := newMesh(t)
+	n1 := m.start("n1", agentOpts{})
+	n2 := m.start("n2", agentOpts{join: []string{"n1"}})
+	n3 := m.start("n3", agentOpts{join: []string{"n1"}})
+	n3.register(t, map[string]any{"Name": "doomed", "Port": 4444})
+	rest := []*agentProc{n1, n2}
+	for _, p := range rest {
+		expectHealthNodes(t, p, "doomed", "n3")
+	}
+
+	n3.kill()
+	for _, p := range rest {
+		expectMemberStatus(t, p, "n3", memberFailed)
+		expectHealthNodes(t, p, "doomed", "n3") // failed: listed, critical
+	}
+
+	out, err := m.cliErr("force-leave", "-http-addr", n1.ip+":8500", "nobody")
+	if err == nil || !strings.Contains(out, "Error force leaving: Unexpected response code: 500 (agent: No node found with name 'nobody')") {
+		t.Fatalf("force-leave of an unknown node: %v\n%s", err, out)
+	}
+	if code := exitCodeOf(err); code != 1 {
+		t.Fatalf("force-leave of an unknown node exited %d, want 1", code)
+	}
+
+	if out := m.cli("force-leave", "-http-addr", n1.ip+":8500", "n3"); out != "" {
+		t.Fatalf("force-leave printed %q, want nothing (as consul)", out)
+	}
+	for _, p := range rest {
+		expectMemberStatus(t, p, "n3", memberLeft)
+		expectHealthNodes(t, p, "doomed")
+	}
+	if out := m.cli("members", "-http-addr", n2.ip+":8500"); !hasLogLine(out, "n3", "left") {
+		t.Fatalf("peerd members on n2 does not show n3 left:\n%s", out)
+	}
+
+	// HashiCorp's client: an unknown node is an error, -prune erases n3.
+	api := consulClient(t, n2, "").Agent()
+	if err := api.ForceLeave("nobody"); err == nil || !strings.Contains(err.Error(), "No node found with name 'nobody'") {
+		t.Fatalf("consul/api ForceLeave(nobody): %v", err)
+	}
+	if err := api.ForceLeavePrune("n3"); err != nil {
+		t.Fatalf("consul/api ForceLeavePrune(n3): %v", err)
+	}
+	waitFor(t, 30*time.Second, func() error {
+		for _, p := range rest {
+			ms, err := p.members()
+			if err != nil {
+				return err
+			}
+			for _, mb := range ms {
+				if mb.Name == "n3" {
+					return fmt.Errorf("%s still lists n3 (status %d)", p.name, mb.Status)
+				}
+			}
+			if got := healthNodes(t, p, "doomed"); len(got) != 0 {
+				return fmt.Errorf("%s lists doomed on %v after the prune", p.name, got)
+			}
+		}
+		return nil
+	})
+}
+
+// healthNodes returns the nodes /v1/health/service/NAME lists on p.
+func healthNodes(t testing.TB, p *agentProc, service string) []string {
+	t.Helper()
+	b, err := p.get("/v1/health/service/" + service)
+	if err != nil {
+		t.Fatalf("%s: %v", p.name, err)
+	}
+	var es []struct{ Node struct{ Node string } }
+	if err := json.Unmarshal(b, &es); err != nil {
+		t.Fatalf("%s: %v: %s", p.name, err, b)
+	}
+	var out []string
+	for _, e := range es {
+		out = append(out, e.Node.Node)
+	}
+	return out
+}
+
+// expectHealthNodes waits until /v1/health/service/NAME on p lists exactly
+// the given nodes.
+func expectHealthNodes(t testing.TB, p *agentProc, service string, nodes ...string) {
+	t.Helper()
+	want := strings.Join(nodes, ",")
+	waitFor(t, 30*time.Second, func() error {
+		if got := strings.Join(healthNodes(t, p, service), ","); got != want {
+			return fmt.Errorf("%s: health of %s lists [%s], want [%s]", p.name, service, got, want)
+		}
+		return nil
+	})
+}
+
+// exitCodeOf is the exit status behind a cliErr error (0 for nil).
+func exitCodeOf(err error) int {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode()
+	}
+	if err != nil {
+		return -1
+	}
+	return 0
+}
