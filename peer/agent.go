@@ -60,6 +60,8 @@ type Agent struct {
 	// local is the registry of locally run services and checks
 	// (services.go); its zero value is ready for SetLocalOptions.
 	local localState
+	// ca is this node's Connect CA (connect_ca_state.go); zero value ready.
+	ca connectCAState
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -286,11 +288,13 @@ func (a *Agent) nodeRecord() crdt.Node {
 		Address: a.cfg.AdvertiseAddr.String(),
 		Meta:    map[string]string{"peerd-version": Version},
 		Cert:    a.nodeChain(),
+		// Derived from the key and the chain (connect_ca.go).
+		ConnectCA: a.ownConnectCADER(),
 	}
 }
 
 func nodeEqual(x, y crdt.Node) bool {
-	if x.Name != y.Name || x.Address != y.Address || string(x.Cert) != string(y.Cert) || len(x.Meta) != len(y.Meta) {
+	if x.Name != y.Name || x.Address != y.Address || string(x.Cert) != string(y.Cert) || string(x.ConnectCA) != string(y.ConnectCA) || len(x.Meta) != len(y.Meta) {
 		return false
 	}
 	for k, v := range x.Meta {

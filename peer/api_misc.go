@@ -16,12 +16,6 @@ func (s *apiServer) noConsensus(w http.ResponseWriter, r *http.Request, _ string
 			"see docs/COMPATIBILITY.md", r.URL.Path)
 }
 
-// connectCA answers the Connect CA endpoints until the data plane exists.
-func (s *apiServer) connectCA(w http.ResponseWriter, r *http.Request, _ string) error {
-	return errorf(http.StatusNotImplemented,
-		"peerd does not issue Connect certificates yet (%s): its data plane uses node identities; see docs/COMPATIBILITY.md", r.URL.Path)
-}
-
 // SetReloadFunc installs what PUT /v1/agent/reload runs (cmd/peerd re-reads
 // the config files and calls ReloadServices). Call it before Start.
 func (a *Agent) SetReloadFunc(f func() error) {
