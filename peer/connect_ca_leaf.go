@@ -29,6 +29,7 @@ const (
 	leafRenewMin     = 0.6
 	leafRenewMax     = 0.9
 	maxLeafNameLen   = 256
+	maxLeaves        = 1024 // leaves kept; beyond, an arbitrary one is forgotten
 	leafKeyType      = "ec"
 	leafKeyBits      = 256
 	spiffeNamespace  = "default"
@@ -131,6 +132,14 @@ func (a *Agent) leafFor(name string, now time.Time) (*issuedLeaf, error) {
 	leaf.caID, leaf.td = caID, td
 	if st.leaves == nil {
 		st.leaves = make(map[string]*issuedLeaf)
+	}
+	if cur == nil && len(st.leaves) >= maxLeaves {
+		// Forget one (a waiter on it wakes and gets a new leaf).
+		for n, l := range st.leaves {
+			delete(st.leaves, n)
+			close(l.changed)
+			break
+		}
 	}
 	st.leaves[name] = leaf
 	if cur != nil {

@@ -451,3 +451,22 @@ func TestIssueLeaf(t *testing.T) {
 		}
 	}
 }
+
+// TestLeafCacheBounded: at most maxLeaves service names are kept.
+func TestLeafCacheBounded(t *testing.T) {
+	root, node := newKeys(t)
+	a := testAgent(t, t.TempDir(), root, node, []string{"*"})
+	defer a.Close()
+	now := time.Now()
+	for i := range maxLeaves + 5 {
+		if _, err := a.leafFor("svc-"+strconv.Itoa(i), now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a.ca.mu.Lock()
+	n := len(a.ca.leaves)
+	a.ca.mu.Unlock()
+	if n != maxLeaves {
+		t.Fatalf("%d leaves kept, want %d", n, maxLeaves)
+	}
+}
