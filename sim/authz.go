@@ -48,12 +48,31 @@ type nodeAuth struct {
 	c *Cluster
 	n *node // nil for a replay origin's scratch replica
 	v *identity.Verifier
+
+	// chains: node ID → the chain it presented (rotation.go, chain mode
+	// only; nil otherwise); guarded by mu.
+	mu     sync.Mutex
+	chains map[string]identity.Chain
 }
 
 var _ crdt.Authorizer = (*nodeAuth)(nil)
 
 func (c *Cluster) newNodeAuth(n *node) *nodeAuth {
-	return &nodeAuth{c: c, n: n, v: identity.NewVerifier(c.authz.rootPub)}
+	x := c.rot
+	if !x.active {
+		return &nodeAuth{c: c, n: n, v: identity.NewVerifier(c.authz.rootPub)}
+	}
+	if n == nil {
+		// A replay origin's scratch replica takes any version the roots signed.
+		return &nodeAuth{c: c, v: identity.NewVerifier(x.pubs...)}
+	}
+	// A fresh trust book trusts the configured roots and knows every
+	// peer's first chain (as handshakes at join would present them).
+	a := &nodeAuth{c: c, n: n, v: identity.NewVerifier(x.cfg[n.idx]...), chains: map[string]identity.Chain{}}
+	for i, ch := range x.first {
+		a.chains[c.nodes[i].id] = ch
+	}
+	return a
 }
 
 func (a *nodeAuth) now() time.Time {
@@ -72,7 +91,7 @@ func (a *nodeAuth) refuses(origin string) bool {
 	if _, ok := a.expiredAt(origin); ok {
 		return true
 	}
-	return a.v.IsRevoked(a.c.auth.keys[origin])
+	return a.v.IsRevoked(a.c.auth.keys[origin]) || a.chainRefused(origin)
 }
 
 // VerifyOrigin checks the signature first and only then the revocation,
@@ -92,6 +111,15 @@ func (a *nodeAuth) VerifyOrigin(origin string, msg, sig []byte) error {
 		if at, ok := a.expiredAt(origin); ok && !a.v.IsRevoked(k) {
 			// Cut by its certificate's end, not its key (expiry.go).
 			return fmt.Errorf("sim: origin %s: certificate expired: %w", origin, &crdt.OriginRevokedError{At: at, Renewable: true})
+		}
+		if !a.v.IsRevoked(k) {
+			// Its chain no longer verifies (rotation.go): cut if it was
+			// valid until a known time (a retired root), else unknown.
+			chain, _ := a.known(origin)
+			if cut, _, ok := a.chainCut(k, chain); ok {
+				return fmt.Errorf("sim: origin %s: chain cut: %w", origin, &crdt.OriginRevokedError{At: cut, Renewable: true})
+			}
+			return fmt.Errorf("sim: origin %s: its chain does not verify", origin)
 		}
 		return fmt.Errorf("sim: origin %s: %w", origin, &crdt.OriginRevokedError{At: a.revokedAt(k)})
 	}
@@ -150,12 +178,27 @@ func (a *nodeAuth) VerifyIntention(signed []byte) (crdt.Intention, error) {
 // VerifyRevocation checks a signed revocation and applies it to this
 // incarnation's Verifier at once (peer's trustBook.VerifyRevocation); the
 // peer then cuts the revoked key off (cutOff, refreshPeers).
+//
+// It also applies root rotations (rotation.go), and answers a statement
+// that names a root not trusted yet with crdt.ErrNotYetApplicable (the
+// replica holds it), as peer's trustBook does.
 func (a *nodeAuth) VerifyRevocation(signed []byte) error {
 	r, err := identity.UnmarshalRevocation(signed)
 	if err != nil {
-		return err
+		rot, rerr := identity.UnmarshalRotation(signed)
+		if rerr != nil {
+			return err
+		}
+		if err := a.notYet(a.v.Rotate(rot, a.now())); err != nil {
+			return err
+		}
+		if a.n != nil {
+			a.c.rot.applied(a.n, rot)
+			a.n.membersDirty.Store(true)
+		}
+		return nil
 	}
-	if err := a.v.AddRevocation(r, a.now()); err != nil {
+	if err := a.notYet(a.v.AddRevocation(r, a.now())); err != nil {
 		return err
 	}
 	if a.n != nil {
@@ -172,6 +215,13 @@ type permissiveAuthz struct {
 	// forgetOnRestart: a restarted peer does not re-apply the revocations
 	// its replica holds (peer before its fix).
 	forgetOnRestart bool
+	// noRetry: peers never call RetryStatements (rotation.go).
+	noRetry bool
+	// dropHeld: a statement that names a root not trusted yet is refused
+	// for good instead of held (peer before crdt.ErrNotYetApplicable).
+	dropHeld bool
+	// noWithdraw: peers never withdraw the intentions of a revoked signer.
+	noWithdraw bool
 }
 
 // intPair is one source → destination whose versions the root issues.
@@ -263,7 +313,7 @@ func newAuthz(c *Cluster) *authzState {
 		case "replay_intention":
 			replays++
 			z.active = true
-		case "revoke":
+		case "revoke", "rotate", "delegate":
 			z.active = true
 		case "expire":
 			z.active = true
@@ -321,6 +371,13 @@ func (c *Cluster) revocationTimes() map[int]time.Time {
 			}
 		}
 	}
+	// A rotation cuts the writes of the peers it left on a retired chain
+	// the same way (rotation.go).
+	for i, at := range c.rot.cuts() {
+		if cur, held := out[i]; !held || at.Before(cur) {
+			out[i] = at
+		}
+	}
 	// A certificate's end cuts its peer's writes the same way (expiry.go).
 	for _, ex := range c.expiry.list {
 		if at, ok := c.expiry.expiresAt(ex.id); ok {
@@ -356,6 +413,14 @@ func (c *Cluster) cutOff(holder, other int) bool {
 	if a == nil || !a.refuses(c.nodes[other].id) {
 		return false
 	}
+	if a.chains != nil {
+		// peer closes the connection and dials again: the handshake
+		// presents the other's current chain.
+		c.handshake(a, other)
+		if !a.refuses(c.nodes[other].id) {
+			return false
+		}
+	}
 	c.authz.cutMessages.Add(1)
 	return true
 }
@@ -369,7 +434,12 @@ func (c *Cluster) trustedPeers(n *node, ids []string) []string {
 	if a == nil {
 		return ids
 	}
-	return slices.DeleteFunc(ids, a.refuses)
+	return slices.DeleteFunc(ids, func(id string) bool {
+		if a.refuses(id) && a.chains != nil {
+			c.handshake(a, c.index[id]) // membership asks the member's chain again
+		}
+		return a.refuses(id)
+	})
 }
 
 // isRevoked reports whether peer i was revoked (run goroutine only).
@@ -385,22 +455,27 @@ func (c *Cluster) mergeChecked(inc *incarnation, d *crdt.Delta, now time.Time) (
 	}
 	watch := c.absentAttempts(inc.replica)
 	revIdx := inc.replica.ScopeIndex(crdt.ScopeRevocations)
+	inc.auth.learnFromDelta(d)
 	res, err := inc.replica.Merge(d, inc.auth, now)
+	if k := res.Reasons[crdt.RejectPending]; k > 0 {
+		c.rot.held.Add(uint64(k))
+		c.notePending(inc.replica)
+	}
 	if k := res.Reasons[crdt.RejectRollback]; k > 0 {
 		z.rollbacks.Add(uint64(k))
 	}
 	if k := res.Reasons[crdt.RejectSignature] + res.Reasons[crdt.RejectRevokedOrigin]; k > 0 && z.revoking.Load() {
 		z.originRefs.Add(uint64(k))
 	}
-	if z.revoking.Load() && inc.replica.ScopeIndex(crdt.ScopeRevocations) != revIdx {
-		c.sweepRevoked(inc)
+	if (z.revoking.Load() || c.rot.active) && inc.replica.ScopeIndex(crdt.ScopeRevocations) != revIdx {
+		c.trustChanged(inc)
 	}
 	if res.Accepted > 0 {
 		c.checkIntentions(inc.n, inc.replica)
 		for _, w := range watch {
 			if _, ok := inc.replica.KVGet(w.key); ok {
 				z.revokedOK.Add(1)
-				z.violationf("%s holds the revocation of %s but accepted its record %s written after it",
+				z.violationf("%s holds the revocation (or rotation) cutting %s but accepted its record %s written after it",
 					inc.n.id, c.nodes[w.subject].id, w.key)
 			}
 		}
@@ -449,6 +524,15 @@ func (c *Cluster) absentAttempts(rep *crdt.Replica) []attempt {
 		}
 	}
 	z.mu.Unlock()
+	c.rot.mu.Lock()
+	for _, rec := range c.rot.rots {
+		// A peer cut by a rotation: the rotation held live applies to
+		// every one of its writes after the cut (all stale peers' keys).
+		if len(rec.attempts) > 0 {
+			revs = append(revs, revocation{subject: rec.stale[0], blob: rec.blob, attempts: slices.Clone(rec.attempts)})
+		}
+	}
+	c.rot.mu.Unlock()
 	if len(revs) == 0 {
 		return nil
 	}
@@ -501,19 +585,6 @@ func (c *Cluster) checkIntentions(n *node, rep *crdt.Replica) {
 	}
 }
 
-// sign seals an intention with the root key, as peer.SignIntention.
-func (z *authzState) sign(in crdt.Intention) ([]byte, error) {
-	payload, err := cbor.Marshal(in)
-	if err != nil {
-		return nil, fmt.Errorf("sim: intention: %w", err)
-	}
-	env, err := identity.Seal(envIntention, payload, z.rootKey, nil)
-	if err != nil {
-		return nil, err
-	}
-	return env.Marshal()
-}
-
 // intentionActions spreads the scenario's intention versions evenly over
 // the workload window, round-robin over the pairs.
 func (c *Cluster) intentionActions() []action {
@@ -549,10 +620,29 @@ func (c *Cluster) issueIntention(p int) {
 	if ver%2 == 0 {
 		in.Action = crdt.ActionDeny
 	}
-	blob, err := z.sign(in)
+	payload, err := cbor.Marshal(in)
 	if err != nil {
 		c.logf("intention: %v", err)
 		return
+	}
+	blob, err := c.signIntention(payload, in.ID)
+	if err != nil {
+		c.logf("intention: %v", err)
+		return
+	}
+	if c.rot.active {
+		// The operator submits it at an agent that trusts its signer
+		// (peer's API refuses it elsewhere): the drawn peer, else the
+		// next live one in order.
+		for j := range live {
+			m := c.nodes[live[(slices.Index(live, i)+j)%len(live)]]
+			if a := m.auth.Load(); a != nil {
+				if _, err := a.VerifyIntention(blob); err == nil {
+					i, n = m.idx, m
+					break
+				}
+			}
+		}
 	}
 	z.mu.Lock()
 	pr.blobs = append(pr.blobs, blob)
@@ -575,6 +665,9 @@ func (c *Cluster) authzEvent(e Event) []action {
 	case "replay_intention":
 		return []action{{e.At, func() { c.replayIntention(e) }}}
 	case "revoke":
+		if e.Operator {
+			return []action{{e.At, func() { c.revokeOperator(e) }}}
+		}
 		rv := &revocation{subject: -1, cut: map[int]time.Duration{}}
 		out := []action{{e.At, func() { c.revoke(e, rv) }}}
 		// The revoked peer keeps writing, once a second from 2 s after
@@ -681,7 +774,7 @@ func (c *Cluster) revoke(e Event, rv *revocation) {
 	at := live[c.rng.IntN(len(live))]
 	sn, n := c.nodes[subject], c.nodes[at]
 	key := c.auth.keys[sn.id]
-	r, err := identity.NewRevocation(z.rootKey, nil, key, time.Now())
+	r, err := identity.NewRevocation(c.currentRoot(), nil, key, time.Now())
 	if err != nil {
 		c.logf("revoke: %v", err)
 		return
@@ -760,6 +853,7 @@ func (c *Cluster) checkAuthz(r *Result) {
 	type want struct {
 		src, dst string
 		newest   int
+		blob     []byte
 	}
 	var wants []want
 	for _, pr := range z.pairs {
@@ -773,7 +867,11 @@ func (c *Cluster) checkAuthz(r *Result) {
 				break
 			}
 		}
-		wants = append(wants, want{pr.src, pr.dst, nw})
+		var blob []byte
+		if nw > 0 {
+			blob = pr.blobs[nw-1]
+		}
+		wants = append(wants, want{pr.src, pr.dst, nw, blob})
 	}
 	a.Replays, a.ReplayRefusedAPI, a.ReplayAcceptedAPI = z.replays, z.refusedAPI, z.acceptAPI
 	a.Revocations = len(z.revs)
@@ -795,7 +893,15 @@ func (c *Cluster) checkAuthz(r *Result) {
 	for _, v := range violations {
 		c.violation(r, "%s", v)
 	}
-	c.checkRevokedSplit(r, append(revs, c.expiredSubjects()...))
+	split := append(revs, c.expiredSubjects()...)
+	for i := range c.rot.cuts() {
+		split = append(split, revocation{subject: i})
+	}
+	c.checkRevokedSplit(r, split)
+	var oracle *identity.Verifier
+	if c.rot.active {
+		oracle = c.oracle()
+	}
 	for _, n := range c.nodes {
 		rep := n.rep()
 		if rep == nil {
@@ -806,6 +912,16 @@ func (c *Cluster) checkAuthz(r *Result) {
 				continue
 			}
 			in, ok := rep.IntentionFor(w.src, w.dst)
+			if oracle != nil && !signerValid(oracle, w.blob) {
+				// Its signer was revoked or its root retired since:
+				// withdrawn everywhere, and nothing older shows instead.
+				if ok {
+					a.NewestEverywhere = false
+					c.violation(r, "%s: intention %s -> %s applies %s, but the newest issued (v%d) was signed by a key withdrawn since: none should",
+						n.id, w.src, w.dst, in.ID, w.newest)
+				}
+				continue
+			}
 			z.mu.Lock()
 			v := issued[in.ID]
 			z.mu.Unlock()
@@ -888,20 +1004,5 @@ func (c *Cluster) checkRevokedSplit(r *Result, revs []revocation) {
 			c.violation(r, "live peers hold %d different sets of cut-off (revoked or expired) %s's records (%d to %d records): "+
 				"records merged before the cut are kept, the same records are refused after it", len(sets), id, lo, hi)
 		}
-	}
-}
-
-// reapplyRevocations applies the revocations a recovered replica holds to
-// the incarnation's fresh trust book, as peer's openStore does since a
-// restarted agent trusted revoked nodes again (the sim found it too: a
-// crash and restart after a revocation made the restarted peers accept the
-// revoked peer's records). The permissive test hook skips it, to show the
-// checker catches a peer that forgets.
-func (c *Cluster) reapplyRevocations(r *crdt.Replica, auth *nodeAuth) {
-	if c.sc.permissive.forgetOnRestart {
-		return
-	}
-	for _, blob := range r.Revocations() {
-		_ = auth.VerifyRevocation(blob)
 	}
 }

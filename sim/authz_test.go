@@ -137,3 +137,68 @@ func runShippedSeeds(t *testing.T, file string, check func(*testing.T, *Result))
 		})
 	}
 }
+
+// TestRotateDuringPartition runs sim/scenarios/authz-rotate-partition.hcl:
+// rotations R0→R1 and R1→R2 submitted on opposite sides of a partition,
+// so that peers not trusting R1 receive R1→R2 first and hold it; an
+// operator key delegated and revoked; crashes. Every checker must pass,
+// and the run must reach the cases it is about.
+func TestRotateDuringPartition(t *testing.T) {
+	runShippedSeeds(t, "scenarios/authz-rotate-partition.hcl", func(t *testing.T, res *Result) {
+		x := res.Rotation
+		switch {
+		case x.Rotations != 2 || x.Refused > 0:
+			t.Errorf("%d rotations, %d refused; want 2, 0", x.Rotations, x.Refused)
+		case x.Held == 0 || x.Retried == 0:
+			t.Errorf("statements held %d, applied by RetryStatements %d: the scenario no longer reaches the case", x.Held, x.Retried)
+		case x.Cut != 1 || x.StaleAttempts == 0:
+			t.Errorf("%d peers cut by the rotations, %d writes after the cut; want 1 and some", x.Cut, x.StaleAttempts)
+		case !x.Delegated || !x.OperatorRevoked || x.OperatorSigned == 0:
+			t.Errorf("operator delegated %v, revoked %v, signed %d", x.Delegated, x.OperatorRevoked, x.OperatorSigned)
+		case !x.SameTrustEverywhere:
+			t.Errorf("live peers end with different trust")
+		}
+		t.Logf("rotations applied: %v; held %d, retried %d", x.Applied, x.Held, x.Retried)
+	})
+}
+
+// TestRotationCheckersCanFail weakens the peers of the rotation scenario;
+// the checkers must report it: peers that never retry held statements,
+// peers that refuse a statement naming a root not trusted yet for good
+// (both keep trusting R1), peers that never withdraw the intentions of
+// the revoked operator key.
+func TestRotationCheckersCanFail(t *testing.T) {
+	sc, err := LoadScenario("scenarios/authz-rotate-partition.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name  string
+		weak  permissiveAuthz
+		trust bool // the trust-state checker must fire (else the operator one)
+	}{
+		{"no-retry", permissiveAuthz{noRetry: true}, true},
+		{"drop-held", permissiveAuthz{dropHeld: true}, true},
+		{"no-withdraw", permissiveAuthz{noWithdraw: true}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			run := *sc
+			run.Membership = MembershipStatic
+			run.permissive = tc.weak
+			res, err := RunVirtual(t, run, logWriter(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			x := res.Rotation
+			fired := !x.SameTrustEverywhere
+			if !tc.trust {
+				fired = x.OperatorShown > 0
+			}
+			t.Logf("violations:\n%s", strings.Join(res.Violations, "\n"))
+			if res.OK() || !fired {
+				t.Errorf("checker fired %v (same trust everywhere %v, operator intentions shown %d); violations:\n%s",
+					fired, x.SameTrustEverywhere, x.OperatorShown, strings.Join(res.Violations, "\n"))
+			}
+		})
+	}
+}

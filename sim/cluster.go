@@ -24,6 +24,8 @@ type Cluster struct {
 	auth    authorizer
 	authz   *authzState // intentions and revocations (authz.go)
 	expiry  *expiries   // certificate expiries (expiry.go)
+	rot     *rotations  // root rotations, chains, the operator key (rotation.go)
+	groups  [][]int     // the current partition's groups (run goroutine), nil when healed
 	metrics *metrics
 	rng     *rand.Rand // workload and fault choices; used by the run goroutine only
 	log     io.Writer
@@ -144,6 +146,7 @@ func Run(sc Scenario, log io.Writer) (*Result, error) {
 		c.auth.keys[id] = key.Public().(ed25519.PublicKey)
 	}
 	c.expiry = c.newExpiries()
+	c.rot = c.newRotations()
 	c.authz = newAuthz(c)
 	c.logf("seed %d: %d peers, mode %s, %s", sc.Seed, sc.Peers, sc.Mode, sc.Name)
 	defer c.shutdown()
@@ -196,6 +199,7 @@ func Run(sc Scenario, log io.Writer) (*Result, error) {
 	c.stage = "heal"
 	c.note("heal all")
 	c.net.Heal()
+	c.groups = nil
 	c.net.SetProfile(sc.Network)
 	for _, n := range c.nodes {
 		if !n.isUp() {
@@ -492,6 +496,7 @@ func (c *Cluster) expand(e Event) []action {
 			groups := c.split(e)
 			c.note("partition %v asymmetric=%v", groups, e.Asymmetric)
 			c.net.Partition(groups, e.Asymmetric)
+			c.groups = groups
 			sizes := make([]int, len(groups))
 			for i, g := range groups {
 				sizes[i] = len(g)
@@ -513,12 +518,15 @@ func (c *Cluster) expand(e Event) []action {
 		}}}
 	case "replay_intention", "revoke":
 		return c.authzEvent(e)
+	case "rotate", "delegate":
+		return c.rotationEvent(e)
 	case "expire":
 		return c.expireEvent(e)
 	case "heal":
 		return []action{{at, func() {
 			c.note("heal")
 			c.net.Heal()
+			c.groups = nil
 			for l := range c.opens {
 				if !bytes.HasPrefix([]byte(l), []byte("crash ")) && !bytes.HasPrefix([]byte(l), []byte("network")) {
 					c.closeSpan(l)

@@ -90,7 +90,7 @@ func (n *node) start(join []int) error {
 		if err := r.LoadState(state, auth); err != nil {
 			return fmt.Errorf("sim: %s: load state: %w", n.id, err)
 		}
-		c.reapplyRevocations(r, auth)
+		c.reapplyTrustStatements(r, auth)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	wg := &sync.WaitGroup{}
@@ -149,10 +149,13 @@ func (n *node) start(join []int) error {
 	n.cancel, n.wg = cancel, wg
 	n.outbox = nil
 	n.mu.Unlock()
+	// Its node record carries its current chain (rotation.go).
+	c.publishNode(n)
 	if state != nil {
-		// The re-applied revocations sweep the recovered replica, as
-		// peer's watchRevocations does when it starts.
-		c.sweepRevoked(inc)
+		// The re-applied statements: retry the held ones, withdraw,
+		// sweep the recovered replica, as peer's watchRevocations does
+		// when it starts.
+		c.trustChanged(inc)
 	}
 	n.peers.Store(&[]string{})
 	n.membersDirty.Store(true)
@@ -320,6 +323,7 @@ func (n *node) tickLoop(ctx context.Context) {
 	t := time.NewTicker(n.c.sc.Batch)
 	defer t.Stop()
 	var last time.Time
+	lastRetry := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
@@ -330,6 +334,10 @@ func (n *node) tickLoop(ctx context.Context) {
 		if time.Since(last) >= time.Second && n.membersDirty.Swap(false) {
 			last = time.Now()
 			n.refreshPeers()
+		}
+		if n.c.rot.active && time.Since(lastRetry) >= statementRetryInterval {
+			lastRetry = time.Now()
+			n.c.retryTick(n)
 		}
 		n.flush()
 	}

@@ -60,6 +60,7 @@ func (r *Result) WriteSummary(w io.Writer) {
 		}
 	}
 	r.Authz.writeSummary(p)
+	r.Rotation.writeSummary(p)
 	p("checkers: convergence, no lost acknowledged write, no resurrection, no phantom value, reads agree, " +
 		"no intention rollback accepted, revoked peers cut off")
 	if r.OK() {

@@ -54,7 +54,8 @@ type Result struct {
 	Plumtree gossip.PlumtreeStats // summed over live nodes
 	AE       gossip.AntiEntropyStats
 
-	Authz AuthzResult // intentions and revocations (authz.go)
+	Authz    AuthzResult    // intentions and revocations (authz.go)
+	Rotation RotationResult // root rotations and the operator key (rotation.go)
 
 	Spans      []Span
 	Violations []string
@@ -254,6 +255,7 @@ func (c *Cluster) result(faultStart, healAt time.Time, converged bool, convergeT
 	c.checkKV(r)
 	c.checkReadsAgree(r)
 	c.checkAuthz(r)
+	c.checkRotations(r)
 	x := sc.Expect
 	if x.P50Convergence > 0 && r.ReachAll.P50 > x.P50Convergence {
 		c.violation(r, "p50 convergence %v > %v", r.ReachAll.P50, x.P50Convergence)

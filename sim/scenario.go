@@ -109,7 +109,17 @@ type Workload struct {
 //	replay_intention  re-inject an older signed version of an intention
 //	           at a random live node (or Node), see authz.go
 //	revoke     the sim root revokes Node's key (a random live node when
-//	           Node < 0), submitted at a random other live node
+//	           Node < 0), submitted at a random other live node; with
+//	           Operator, the current root revokes the delegated operator key
+//	rotate     the current root Rk-1 signs a rotation to a new root Rk
+//	           (rotation.go): Pretrust of the peers have Rk in their trust
+//	           from the start (default all), Recertify before At every
+//	           peer whose trust book trusts a newer root is re-certified
+//	           under it except Stale random ones (cut at the rotation);
+//	           submitted at a random live peer that accepts it (of
+//	           partition group Group, counted from 1, when set; or Node)
+//	delegate   the current root certifies an operator key that signs the
+//	           intentions issued from then on, until it is revoked
 type Event struct {
 	At         time.Duration
 	Action     string
@@ -122,6 +132,13 @@ type Event struct {
 	Step, Down time.Duration
 	Link       LinkProfile
 	setLink    map[string]bool
+
+	// rotate, revoke, delegate (rotation.go).
+	Group     int           // submit at a peer of this partition group (1-based); 0: any
+	Pretrust  float64       // rotate: share of peers trusting the new root from the start
+	Recertify time.Duration // rotate: re-certification this long before At (0: 1 s)
+	Stale     int           // rotate: peers left on their old chain (cut off)
+	Operator  bool          // revoke: the delegated operator key
 }
 
 // Expect holds the budgets. Zero means not checked, except ConvergeWithin.
@@ -200,7 +217,7 @@ func (sc *Scenario) setDefaults() error {
 	for i, e := range sc.Events {
 		switch e.Action {
 		case "partition", "isolate", "swizzle", "heal", "crash", "restart", "rolling", "network",
-			"replay_intention", "revoke", "expire":
+			"replay_intention", "revoke", "expire", "rotate", "delegate":
 		default:
 			return fmt.Errorf("sim: event %d: unknown action %q", i, e.Action)
 		}
@@ -209,6 +226,9 @@ func (sc *Scenario) setDefaults() error {
 		}
 		if e.Action == "expire" && e.Node < 0 {
 			return fmt.Errorf("sim: event %d: expire needs a node", i)
+		}
+		if e.Pretrust < 0 || e.Pretrust > 1 || e.Stale < 0 || e.Stale >= sc.Peers || e.Recertify < 0 {
+			return fmt.Errorf("sim: event %d: pretrust must be in [0, 1], stale in [0, peers), recertify ≥ 0", i)
 		}
 	}
 	return nil
@@ -277,6 +297,11 @@ type hclEvent struct {
 	Duplicate  *float64  `hcl:"duplicate"`
 	Reorder    *float64  `hcl:"reorder"`
 	Bandwidth  string    `hcl:"bandwidth"`
+	Group      int       `hcl:"group"`
+	Pretrust   *float64  `hcl:"pretrust"`
+	Recertify  string    `hcl:"recertify"`
+	Stale      int       `hcl:"stale"`
+	Operator   bool      `hcl:"operator"`
 }
 
 type hclExp struct {
@@ -392,9 +417,13 @@ func ParseScenario(text string) (*Scenario, error) {
 			At: dur("at", e.At), Action: e.Action, Groups: e.Groups, Sides: e.Sides,
 			Asymmetric: e.Asymmetric, Node: -1, Count: e.Count, Fraction: e.Fraction,
 			Step: dur("step", e.Step), Down: dur("down", e.Down), setLink: map[string]bool{},
+			Pretrust: 1, Recertify: dur("recertify", e.Recertify), Stale: e.Stale, Operator: e.Operator, Group: e.Group,
 		}
 		if e.Node != nil {
 			ev.Node = *e.Node
+		}
+		if e.Pretrust != nil {
+			ev.Pretrust = *e.Pretrust
 		}
 		if e.Latency != "" {
 			ev.Link.Latency, ev.setLink["latency"] = dur("latency", e.Latency), true

@@ -1,0 +1,1027 @@
+package sim
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/peerd/peerd/crdt"
+	"github.com/peerd/peerd/identity"
+)
+
+// Root rotations and a delegated operator key in the simulator.
+//
+//	event { at = "2.5s"  action = "rotate"  group = 1  pretrust = 0.5  recertify = "2s"  stale = 1 }
+//	event { at = "5s"    action = "delegate" }
+//	event { at = "11s"   action = "revoke"  operator = true }
+//
+// When a scenario rotates or delegates, every peer carries a certificate
+// chain, as peer's agents do: issued by the sim root R0 at the start,
+// known to every trust book from the start (as a QUIC handshake would
+// present it), published in the peer's node record, and judged by each
+// trust book (nodeAuth) the way peer's trustBook judges it: a chain whose
+// root was retired is cut at the rotation (the end of its second), and
+// the peer's records stamped after that cut are dead everywhere.
+//
+// The k-th rotate event has the current root R(k-1) and a new root Rk
+// (derived from the seed) sign a rotation statement (identity.NewRotation,
+// `peerd rotate`). Pretrust of the peers have Rk in their configured trust
+// from the start (docs/OPERATIONS.md, "Rotating the root", step 1); the
+// others trust it only once their trust book applies the rotation.
+// Recertify before the rotation the operator re-issues the certificate of
+// every peer whose trust book trusts a root at least as new as Rk under
+// the newest such root (step 2; peer's SetNodeChain, which refuses a chain
+// its own trust book does not verify, and publishes the node record
+// carrying it), except Stale random live peers. A peer left on a chain the
+// rotation cuts leaves the workload, keeps writing one KV record a second,
+// and is stopped at the heal, as a revoked one. The statement is then
+// submitted (peer's SubmitRotation) at a random live peer that accepts it:
+// its trust book trusts the old root and its own chain still verifies
+// after the rotation.
+//
+// Trust books apply statements as peer's trustBook does: a rotation or a
+// revocation that names a root not trusted yet is
+// crdt.ErrNotYetApplicable, which the replica holds; the peer retries the
+// held statements (crdt.Replica.RetryStatements) whenever its set of
+// statements changes, at start, and every minute while some are held,
+// then withdraws the intentions whose signer is no longer valid
+// (crdt.Replica.WithdrawIntentions with peer's intentionSignerValid) and
+// sweeps (RevokeOrigins), as peer's watchRevocations does.
+//
+// A delegate event has the current root certify an operator key that may
+// sign intentions; the intentions issued from then on are signed by it
+// (with its chain in the envelope) until a revoke event with operator set
+// revokes it (signed by the current root). Intentions are otherwise signed
+// by the current root.
+
+// statementRetryInterval is peer's: held statements are retried every
+// minute when nothing else changed.
+const statementRetryInterval = time.Minute
+
+// rotations is the run's rotation, chain and delegation bookkeeping.
+type rotations struct {
+	active bool                  // the scenario rotates or delegates: peers carry chains
+	roots  []ed25519.PrivateKey  // roots[0] is the sim root; roots[k] the new root of the k-th rotation
+	pubs   []ed25519.PublicKey   // their public keys
+	cfg    [][]ed25519.PublicKey // per peer: the roots its configuration trusts
+	first  []identity.Chain      // per peer: its chain at the start (under R0)
+	opKey  ed25519.PrivateKey
+	opPub  ed25519.PublicKey
+
+	cur      int  // run goroutine: index of the current root
+	nextRot  int  // run goroutine: rotate events played
+	opActive bool // run goroutine: the operator signs the intentions
+	opRoot   int  // run goroutine: the root that certified the operator
+
+	held    atomic.Uint64 // statements held by merges (crdt reason statement-pending)
+	retried atomic.Uint64 // held statements applied by RetryStatements
+	maxHeld atomic.Int64  // most statements one replica held at once
+	refused atomic.Uint64 // submissions no live peer accepted
+
+	mu              sync.Mutex // guards the fields below
+	chains          []identity.Chain
+	chainRoot       []int // per peer: the root index that issued chains[i]
+	rots            []*rotationRec
+	opChain         identity.Chain  // the operator's chain once delegated
+	opRevoked       []byte          // the operator's revocation once revoked
+	opSigned        map[string]bool // intention IDs signed by the operator
+	signedBy        map[string]int  // intention ID → root index that signed it (-1: the operator)
+	opWithdrawnSeen uint64          // violations: a peer holding the operator's revocation showed an intention it signed
+}
+
+// rotationRec is one rotate event.
+type rotationRec struct {
+	k        int
+	blob     []byte
+	stmt     *identity.Rotation
+	at       time.Time             // submitted (reference clock)
+	applied  map[int]time.Duration // peer → submission to its trust book retiring the old root (first time)
+	stale    []int                 // peers whose chain it cut
+	attempts []string              // KV keys the stale peers wrote after the cut
+}
+
+func (c *Cluster) newRotations() *rotations {
+	sc := c.sc
+	x := &rotations{opSigned: map[string]bool{}, signedBy: map[string]int{}}
+	nrot := 0
+	for _, e := range sc.Events {
+		switch e.Action {
+		case "rotate":
+			nrot++
+			x.active = true
+		case "delegate":
+			x.active = true
+		}
+	}
+	key := func(what string, i int) ed25519.PrivateKey {
+		var seed [32]byte
+		binary.LittleEndian.PutUint64(seed[:], c.seedFor(what, i))
+		return ed25519.NewKeyFromSeed(seed[:])
+	}
+	for k := 0; k <= nrot; k++ {
+		r := key("root", k) // k = 0 is authzState's root
+		x.roots = append(x.roots, r)
+		x.pubs = append(x.pubs, r.Public().(ed25519.PublicKey))
+	}
+	if !x.active {
+		return x
+	}
+	x.opKey = key("operator", 0)
+	x.opPub = x.opKey.Public().(ed25519.PublicKey)
+	// Configured trust: R0 everywhere, each new root at its Pretrust share
+	// of the peers (drawn from a generator of its own: the workload's
+	// draws stay as they are).
+	rng := rand.New(rand.NewPCG(sc.Seed, 0x726f7461))
+	x.cfg = make([][]ed25519.PublicKey, sc.Peers)
+	for i := range x.cfg {
+		x.cfg[i] = []ed25519.PublicKey{x.pubs[0]}
+	}
+	k := 0
+	for _, e := range sc.Events {
+		if e.Action != "rotate" {
+			continue
+		}
+		k++
+		perm := rng.Perm(sc.Peers)
+		for _, i := range perm[:int(e.Pretrust*float64(sc.Peers)+0.5)] {
+			x.cfg[i] = append(x.cfg[i], x.pubs[k])
+		}
+	}
+	now := time.Now()
+	x.chains = make([]identity.Chain, sc.Peers)
+	x.chainRoot = make([]int, sc.Peers)
+	for i, n := range c.nodes {
+		ch, err := issueNodeChain(x.roots[0], n, now, uint64(i+1))
+		if err != nil {
+			panic(fmt.Sprintf("sim: issuing a chain: %v", err)) // internal invariant: fixed valid inputs
+		}
+		x.chains[i] = ch
+	}
+	x.first = slices.Clone(x.chains)
+	return x
+}
+
+// issueNodeChain has root certify n's key with every right, valid for a
+// day around now.
+func issueNodeChain(root ed25519.PrivateKey, n *node, now time.Time, serial uint64) (identity.Chain, error) {
+	return identity.Issue(root, nil, n.key.Public().(ed25519.PublicKey), n.id,
+		identity.Constraints{Services: []string{"*"}, KVPrefixes: []string{"*"}},
+		now.Add(-time.Hour), now.Add(24*time.Hour), serial)
+}
+
+// chainOf returns peer i's current chain (what it presents and publishes).
+func (x *rotations) chainOf(i int) identity.Chain {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.chains[i]
+}
+
+// rootIndex returns the index of a root key, or -1.
+func (x *rotations) rootIndex(pub ed25519.PublicKey) int {
+	return slices.IndexFunc(x.pubs, func(p ed25519.PublicKey) bool { return bytes.Equal(p, pub) })
+}
+
+// applied records that peer n's trust book applied rot.
+func (x *rotations) applied(n *node, rot *identity.Rotation) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for _, r := range x.rots {
+		if bytes.Equal(r.stmt.OldRoot, rot.OldRoot) && bytes.Equal(r.stmt.NewRoot, rot.NewRoot) {
+			if _, ok := r.applied[n.idx]; !ok {
+				r.applied[n.idx] = time.Since(r.at)
+			}
+		}
+	}
+}
+
+// cuts maps each peer some rotation cut off to its cut (end of the
+// rotation's second), for the KV checkers.
+func (x *rotations) cuts() map[int]time.Time {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	out := map[int]time.Time{}
+	for _, r := range x.rots {
+		for _, i := range r.stale {
+			at := r.stmt.At.Add(time.Second)
+			if cur, ok := out[i]; !ok || at.Before(cur) {
+				out[i] = at
+			}
+		}
+	}
+	return out
+}
+
+// --- trust book (nodeAuth) in chain mode: peer's trustBook ---
+
+// notYet is peer's: a refusal that later trust can lift is
+// crdt.ErrNotYetApplicable (the replica holds the statement). The
+// negative test refuses it for good instead (peer before the fix).
+func (a *nodeAuth) notYet(err error) error {
+	if err != nil && !a.c.sc.permissive.dropHeld &&
+		(errors.Is(err, identity.ErrUntrusted) || errors.Is(err, identity.ErrNotYetValid)) {
+		return fmt.Errorf("sim: %w: %w", crdt.ErrNotYetApplicable, err)
+	}
+	return err
+}
+
+// known returns the chain this trust book holds for origin.
+func (a *nodeAuth) known(origin string) (identity.Chain, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	ch, ok := a.chains[origin]
+	return ch, ok
+}
+
+// learn records the chain a peer presents (handshake, node record), as
+// peer's trustBook.learn: kept when it verifies now; when it does not,
+// kept only if it was valid until a known cut and the held one is not
+// better (verifies now, or was cut later).
+func (a *nodeAuth) learn(origin string, chain identity.Chain) {
+	pub, ok := a.c.auth.keys[origin]
+	if !ok || a.chains == nil {
+		return
+	}
+	now := a.now()
+	if _, err := a.v.Verify(pub, chain, now); err == nil {
+		a.mu.Lock()
+		a.chains[origin] = chain
+		a.mu.Unlock()
+		return
+	}
+	cut, _, ok := a.chainCut(pub, chain)
+	if !ok || a.v.IsRevoked(pub) {
+		return
+	}
+	old, had := a.known(origin)
+	if had {
+		if _, err := a.v.Verify(pub, old, now); err == nil {
+			return
+		}
+		if oldCut, _, oldOK := a.chainCut(pub, old); oldOK && !oldCut.Before(cut) {
+			return
+		}
+	}
+	a.mu.Lock()
+	a.chains[origin] = chain
+	a.mu.Unlock()
+}
+
+// chainCut is peer's trustBook.chainCut: whether a chain that does not
+// verify now was valid until a known time — its root retired (the end of
+// the rotation's second), a key in it revoked by an issuer above it (the
+// end of the revocation's second), its end — and the rights it gave.
+func (a *nodeAuth) chainCut(pub ed25519.PublicKey, chain identity.Chain) (time.Time, identity.Capabilities, bool) {
+	if len(chain) == 0 || chain[0] == nil {
+		return time.Time{}, identity.Capabilities{}, false
+	}
+	var cut time.Time
+	earlier := func(t time.Time) {
+		if cut.IsZero() || t.Before(cut) {
+			cut = t
+		}
+	}
+	roots := a.v.Roots()
+	if at, ok := a.v.RetiredAt(chain[0].Issuer); ok {
+		earlier(at.Add(time.Second))
+		roots = append(roots, chain[0].Issuer)
+	}
+	for _, r := range a.v.Revocations() {
+		for i, c := range chain {
+			if c == nil || !r.Subject.Equal(c.Subject) {
+				continue
+			}
+			applies := a.v.IsRevoked(c.Subject)
+			for j := 0; j <= i && !applies; j++ {
+				applies = chain[j] != nil && r.Issuer.Equal(chain[j].Issuer)
+			}
+			if applies {
+				earlier(r.At.Add(time.Second))
+			}
+		}
+	}
+	now := a.now()
+	var notAfter time.Time
+	for _, c := range chain {
+		if c != nil && (notAfter.IsZero() || c.NotAfter.Before(notAfter)) {
+			notAfter = c.NotAfter
+		}
+	}
+	if !notAfter.After(now) {
+		earlier(notAfter)
+	}
+	if cut.IsZero() {
+		return time.Time{}, identity.Capabilities{}, false
+	}
+	at := now
+	if !notAfter.After(at) {
+		at = notAfter.Add(-time.Nanosecond)
+	}
+	caps, err := identity.NewVerifier(roots...).Verify(pub, chain, at)
+	if err != nil {
+		return time.Time{}, identity.Capabilities{}, false
+	}
+	return cut, caps, true
+}
+
+// chainRefused reports whether the chain this trust book holds for origin
+// no longer verifies (chain mode; false for origins without a chain).
+func (a *nodeAuth) chainRefused(origin string) bool {
+	if a.chains == nil {
+		return false
+	}
+	chain, ok := a.known(origin)
+	if !ok {
+		return false
+	}
+	_, err := a.v.Verify(a.c.auth.keys[origin], chain, a.now())
+	return err != nil
+}
+
+// intentionSignerValid is peer's: the key that signed an intention
+// document may still have signed it (not revoked, under a root still
+// trusted), its chain judged at the start of its validity.
+func (a *nodeAuth) intentionSignerValid(signed []byte) bool { return signerValid(a.v, signed) }
+
+func signerValid(v *identity.Verifier, signed []byte) bool {
+	env, err := identity.UnmarshalEnvelope(signed)
+	if err != nil {
+		return false
+	}
+	if len(env.Chain) == 0 {
+		return v.IsRoot(env.Signer)
+	}
+	var at time.Time
+	for _, c := range env.Chain {
+		if c != nil && c.NotBefore.After(at) {
+			at = c.NotBefore
+		}
+	}
+	caps, err := v.Verify(env.Signer, env.Chain, at)
+	return err == nil && (caps.Root || caps.SignIntentions)
+}
+
+// currentRoot is the newest root a rotation made current (the sim root
+// before any).
+func (c *Cluster) currentRoot() ed25519.PrivateKey {
+	if c.rot.active {
+		return c.rot.roots[c.rot.cur]
+	}
+	return c.authz.rootKey
+}
+
+// learnFromDelta learns the chains published in the node records of a
+// delta before it is merged, as peer's mergeRemote does.
+func (a *nodeAuth) learnFromDelta(d *crdt.Delta) {
+	if a.chains == nil {
+		return
+	}
+	for _, e := range d.Entries {
+		if e.Body == nil {
+			continue
+		}
+		kind, _, dot, err := crdt.DecodeEntryHeader(e.Header)
+		if err != nil || kind != crdt.KindNode || (a.n != nil && dot.Origin == a.n.id) {
+			continue
+		}
+		nd, err := crdt.DecodeNode(e.Body)
+		if err != nil || len(nd.Cert) == 0 {
+			continue
+		}
+		if ch, err := identity.UnmarshalChain(nd.Cert); err == nil {
+			a.learn(dot.Origin, ch)
+		}
+	}
+}
+
+// handshake models a QUIC handshake between holder and other: each
+// presents its current chain (peer's transport VerifyPeer → learn). The
+// sim calls it where peer would (re)connect: when holder's trust book
+// refuses other on its last known chain.
+func (c *Cluster) handshake(a *nodeAuth, other int) {
+	if !c.rot.active || a == nil {
+		return
+	}
+	a.learn(c.nodes[other].id, c.rot.chainOf(other))
+}
+
+// --- peers: applying trust changes ---
+
+// trustChanged is peer's watchRevocations round after the replica's set
+// of trust statements changed (or at start, or on the minute tick while
+// some are held): retry the held statements, withdraw the intentions
+// whose signer is no longer valid, re-evaluate the peers, sweep.
+func (c *Cluster) trustChanged(inc *incarnation) {
+	if c.rot.active {
+		c.notePending(inc.replica)
+		if !c.sc.permissive.noRetry {
+			if k := inc.replica.RetryStatements(inc.auth); k > 0 {
+				c.rot.retried.Add(uint64(k))
+			}
+		}
+		if !c.sc.permissive.noWithdraw {
+			inc.replica.WithdrawIntentions(inc.auth.intentionSignerValid)
+		}
+		inc.n.membersDirty.Store(true)
+		c.checkOperatorWithdrawn(inc)
+	}
+	c.sweepRevoked(inc)
+}
+
+func (c *Cluster) notePending(rep *crdt.Replica) {
+	k := int64(rep.PendingStatements())
+	for {
+		cur := c.rot.maxHeld.Load()
+		if k <= cur || c.rot.maxHeld.CompareAndSwap(cur, k) {
+			return
+		}
+	}
+}
+
+// retryTick is peer's minute tick: retry while statements are held.
+func (c *Cluster) retryTick(n *node) {
+	rep, a := n.rep(), n.auth.Load()
+	if rep == nil || a == nil || rep.PendingStatements() == 0 {
+		return
+	}
+	c.trustChanged(&incarnation{n: n, replica: rep, auth: a})
+}
+
+// reapplyTrustStatements is peer's: a restarted peer's fresh trust book
+// re-applies the rotations its replica holds (oldest first, repeated while
+// one more applies), then the revocations, and learns the chains of the
+// node records it holds (live ones, and the last one of an origin without
+// a live one). The held statements are retried afterwards (trustChanged).
+func (c *Cluster) reapplyTrustStatements(r *crdt.Replica, auth *nodeAuth) {
+	if c.sc.permissive.forgetOnRestart {
+		return
+	}
+	var rots []*identity.Rotation
+	var raw [][]byte
+	for _, blob := range r.Revocations() {
+		if rot, err := identity.UnmarshalRotation(blob); err == nil {
+			rots = append(rots, rot)
+			continue
+		}
+		raw = append(raw, blob)
+	}
+	slices.SortFunc(rots, func(x, y *identity.Rotation) int { return x.At.Compare(y.At) })
+	for progress := true; progress; {
+		progress = false
+		rest := rots[:0]
+		for _, rot := range rots {
+			if err := auth.VerifyRevocation(mustMarshalRotation(rot)); err != nil {
+				rest = append(rest, rot)
+				continue
+			}
+			progress = true
+		}
+		rots = rest
+	}
+	for _, blob := range raw {
+		_ = auth.VerifyRevocation(blob)
+	}
+	if auth.chains == nil {
+		return
+	}
+	for _, e := range r.Nodes() {
+		if e.Origin == auth.n.id {
+			continue
+		}
+		if ch, err := identity.UnmarshalChain(e.Node.Cert); err == nil && len(e.Node.Cert) > 0 {
+			auth.learn(e.Origin, ch)
+		}
+	}
+	for origin := range r.Heads() {
+		if origin == auth.n.id {
+			continue
+		}
+		if _, live := r.Node(origin); live {
+			continue
+		}
+		if nd, ok := r.LastNodeRecord(origin); ok && len(nd.Cert) > 0 {
+			if ch, err := identity.UnmarshalChain(nd.Cert); err == nil {
+				auth.learn(origin, ch)
+			}
+		}
+	}
+}
+
+func mustMarshalRotation(rot *identity.Rotation) []byte {
+	b, err := rot.Marshal()
+	if err != nil {
+		panic(fmt.Sprintf("sim: marshal rotation: %v", err)) // internal invariant: decoded just before
+	}
+	return b
+}
+
+// publishNode writes n's node record carrying its current chain when the
+// replica's differs (peer's publishNode), and has its own trust book learn
+// the chain (peer's SetNodeChain).
+func (c *Cluster) publishNode(n *node) {
+	if !c.rot.active {
+		return
+	}
+	chain := c.rot.chainOf(n.idx)
+	if a := n.auth.Load(); a != nil {
+		a.learn(n.id, chain)
+	}
+	cert, err := chain.Marshal()
+	if err != nil {
+		c.logf("%s: chain: %v", n.id, err)
+		return
+	}
+	_, _ = n.write(func(r *crdt.Replica, now time.Time) (*crdt.Delta, error) {
+		if old, ok := r.Node(n.id); ok && bytes.Equal(old.Cert, cert) {
+			return nil, nil
+		}
+		return r.PutNode(crdt.Node{Name: n.id, Address: nodeIP(n.idx), Cert: cert}, now)
+	})
+}
+
+// --- events ---
+
+// rotationEvent expands a rotate or delegate event.
+func (c *Cluster) rotationEvent(e Event) []action {
+	switch e.Action {
+	case "delegate":
+		return []action{{e.At, func() { c.delegate() }}}
+	case "rotate":
+		rec := &rotationRec{applied: map[int]time.Duration{}}
+		lead := e.Recertify
+		if lead <= 0 {
+			lead = time.Second
+		}
+		out := []action{
+			{max(e.At-lead, 0), func() { c.recertify(e, rec) }},
+			{e.At, func() { c.rotate(e, rec) }},
+		}
+		// The peers it cut keep writing, once a second from 2 s after it.
+		for t, k := e.At+2*time.Second, 0; t < c.sc.Duration; t, k = t+time.Second, k+1 {
+			out = append(out, action{t, func() { c.staleWrite(rec, k) }})
+		}
+		return out
+	}
+	return nil
+}
+
+// recertify re-issues, before rotation rec, the chain of every peer whose
+// trust book trusts a root at least as new as the rotation's under the
+// newest such root, except Stale random live ones.
+func (c *Cluster) recertify(e Event, rec *rotationRec) {
+	x := c.rot
+	x.nextRot++
+	rec.k = x.nextRot
+	live := c.liveNodes()
+	c.rng.Shuffle(len(live), func(a, b int) { live[a], live[b] = live[b], live[a] })
+	stale := live[:min(e.Stale, len(live))]
+	var renewed int
+	for i, n := range c.nodes {
+		if slices.Contains(stale, i) || c.isRevoked(i) {
+			continue
+		}
+		best := -1
+		for m := len(x.pubs) - 1; m >= rec.k; m-- {
+			if c.trustsRoot(n, m) {
+				best = m
+				break
+			}
+		}
+		x.mu.Lock()
+		cur := x.chainRoot[i]
+		x.mu.Unlock()
+		if best < 0 || best <= cur {
+			continue
+		}
+		ch, err := issueNodeChain(x.roots[best], n, time.Now(), uint64(1000*best+i+1))
+		if err != nil {
+			c.logf("recertify %s: %v", n.id, err)
+			continue
+		}
+		x.mu.Lock()
+		x.chains[i], x.chainRoot[i] = ch, best
+		x.mu.Unlock()
+		renewed++
+		if n.isUp() {
+			c.publishNode(n) // a crashed peer publishes it when it restarts
+		}
+	}
+	ids := make([]string, len(stale))
+	for j, i := range stale {
+		ids[j] = c.nodes[i].id
+	}
+	c.note("recertify for R%d: %d peers renewed, stale %v", rec.k, renewed, ids)
+	c.logf("recertify for R%d: %d peers renewed, stale %v", rec.k, renewed, ids)
+}
+
+// trustsRoot reports whether n's trust book (or, when n is down, its
+// configuration) trusts root m.
+func (c *Cluster) trustsRoot(n *node, m int) bool {
+	if a := n.auth.Load(); a != nil && n.isUp() {
+		return a.v.IsRoot(c.rot.pubs[m])
+	}
+	return slices.ContainsFunc(c.rot.cfg[n.idx], func(p ed25519.PublicKey) bool { return p.Equal(c.rot.pubs[m]) })
+}
+
+// rotate has R(k-1) and Rk sign the rotation and submits it at a random
+// live peer that accepts it (peer's SubmitRotation).
+func (c *Cluster) rotate(e Event, rec *rotationRec) {
+	x := c.rot
+	k := rec.k
+	stmt, err := identity.NewRotation(x.roots[k-1], x.roots[k], time.Now())
+	if err != nil {
+		c.logf("rotate: %v", err)
+		return
+	}
+	blob, err := stmt.Marshal()
+	if err != nil {
+		c.logf("rotate: %v", err)
+		return
+	}
+	accepts := func(n *node) bool {
+		a := n.auth.Load()
+		if a == nil {
+			return false
+		}
+		after := a.v.Clone()
+		if after.Rotate(stmt, n.now()) != nil {
+			return false
+		}
+		_, err := after.Verify(n.key.Public().(ed25519.PublicKey), x.chainOf(n.idx), n.now())
+		return err == nil
+	}
+	n := c.submitter(e, accepts)
+	rec.blob, rec.stmt, rec.at = blob, stmt, time.Now()
+	x.mu.Lock()
+	for i := range c.nodes {
+		if x.chainRoot[i] < k && !c.isRevoked(i) {
+			rec.stale = append(rec.stale, i) // every chain under a retired root is cut
+		}
+	}
+	x.rots = append(x.rots, rec)
+	x.mu.Unlock()
+	x.cur = k
+	c.authz.revoking.Store(true)
+	for _, i := range rec.stale {
+		c.authz.revoked[i] = true
+		c.openSpan(fmt.Sprintf("cut by R%d->R%d %s", k-1, k, c.nodes[i].id))
+	}
+	if x.opActive && x.opRoot < k {
+		// The operator's chain starts at the retired root: the root
+		// signs again until a new delegation.
+		x.opActive = false
+	}
+	if n == nil {
+		x.refused.Add(1)
+		c.note("rotate R%d->R%d: no live peer accepts it", k-1, k)
+		c.logf("rotate R%d->R%d: no live peer accepts it", k-1, k)
+		return
+	}
+	c.note("rotate R%d->R%d at %s", k-1, k, n.id)
+	c.logf("rotate R%d->R%d submitted at %s; %d peers cut", k-1, k, n.id, len(rec.stale))
+	c.submitStatement(n, blob, fmt.Sprintf("rotation R%d->R%d", k-1, k))
+}
+
+// submitter picks a random live peer (of e.Group's partition group, or
+// e.Node) that accepts; nil when none does.
+func (c *Cluster) submitter(e Event, accepts func(*node) bool) *node {
+	live := c.liveNodes()
+	if e.Group > 0 && e.Group <= len(c.groups) {
+		g := c.groups[e.Group-1]
+		live = slices.DeleteFunc(live, func(i int) bool { return !slices.Contains(g, i) })
+	}
+	if e.Node >= 0 && slices.Contains(live, e.Node) && accepts(c.nodes[e.Node]) {
+		return c.nodes[e.Node]
+	}
+	if len(live) == 0 {
+		return nil
+	}
+	start := c.rng.IntN(len(live))
+	for j := range live {
+		if n := c.nodes[live[(start+j)%len(live)]]; accepts(n) {
+			return n
+		}
+	}
+	return nil
+}
+
+// submitStatement writes a trust statement at n (PUT /v1/agent/peerd/rotate
+// or revoke) and applies the trust change there.
+func (c *Cluster) submitStatement(n *node, blob []byte, what string) {
+	if _, err := n.write(func(r *crdt.Replica, now time.Time) (*crdt.Delta, error) {
+		return r.AddRevocation(blob, n.auth.Load(), now)
+	}); err != nil {
+		c.authz.violationf("%s refused the %s: %v", n.id, what, err)
+	}
+	if rep := n.rep(); rep != nil {
+		c.trustChanged(&incarnation{n: n, replica: rep, auth: n.auth.Load()})
+	}
+}
+
+// delegate has the current root certify the operator key.
+func (c *Cluster) delegate() {
+	x := c.rot
+	now := time.Now()
+	ch, err := identity.Issue(x.roots[x.cur], nil, x.opPub, "ops",
+		identity.Constraints{Services: []string{"*"}, KVPrefixes: []string{"*"}, SignIntentions: true, DelegateDepth: 1},
+		now.Add(-time.Hour), now.Add(24*time.Hour), 7)
+	if err != nil {
+		c.logf("delegate: %v", err)
+		return
+	}
+	x.mu.Lock()
+	x.opChain = ch
+	x.mu.Unlock()
+	x.opActive, x.opRoot = true, x.cur
+	c.note("delegate operator under R%d", x.cur)
+	c.logf("operator key certified by R%d", x.cur)
+}
+
+// revokeOperator has the current root revoke the operator key, submitted
+// at a random live peer that accepts it.
+func (c *Cluster) revokeOperator(e Event) {
+	x := c.rot
+	r, err := identity.NewRevocation(x.roots[x.cur], nil, x.opPub, time.Now())
+	if err != nil {
+		c.logf("revoke operator: %v", err)
+		return
+	}
+	blob, err := r.Marshal()
+	if err != nil {
+		c.logf("revoke operator: %v", err)
+		return
+	}
+	x.mu.Lock()
+	x.opRevoked = blob
+	x.mu.Unlock()
+	x.opActive = false
+	c.authz.revoking.Store(true)
+	n := c.submitter(e, func(n *node) bool {
+		a := n.auth.Load()
+		return a != nil && a.v.IsRoot(x.pubs[x.cur])
+	})
+	if n == nil {
+		x.refused.Add(1)
+		c.note("revoke operator: no live peer accepts it")
+		return
+	}
+	c.note("revoke operator by R%d at %s", x.cur, n.id)
+	c.logf("revoke operator by R%d, submitted at %s", x.cur, n.id)
+	c.submitStatement(n, blob, "operator's revocation")
+}
+
+// signIntention seals an intention with the current signer: the operator
+// while delegated, else the current root (peer.SignIntention).
+func (c *Cluster) signIntention(payload []byte, id string) ([]byte, error) {
+	x := c.rot
+	key, chain, by := c.authz.rootKey, identity.Chain(nil), 0
+	if x.active {
+		key, by = x.roots[x.cur], x.cur
+		if x.opActive {
+			x.mu.Lock()
+			key, chain, by = x.opKey, x.opChain, -1
+			x.mu.Unlock()
+		}
+	}
+	env, err := identity.Seal(envIntention, payload, key, chain)
+	if err != nil {
+		return nil, err
+	}
+	x.mu.Lock()
+	x.signedBy[id] = by
+	if by < 0 {
+		x.opSigned[id] = true
+	}
+	x.mu.Unlock()
+	return env.Marshal()
+}
+
+// staleWrite has a peer a rotation cut off write a KV record, as a host
+// left on its old certificate would.
+func (c *Cluster) staleWrite(rec *rotationRec, k int) {
+	x := c.rot
+	x.mu.Lock()
+	stale := slices.Clone(rec.stale)
+	x.mu.Unlock()
+	for _, i := range stale {
+		n := c.nodes[i]
+		if !n.isUp() {
+			continue
+		}
+		key := fmt.Sprintf("authz/stale/%s/%d", n.id, k)
+		c.note("stale-write %s %s", n.id, key)
+		x.mu.Lock()
+		rec.attempts = append(rec.attempts, key)
+		x.mu.Unlock()
+		_, _ = n.write(func(r *crdt.Replica, now time.Time) (*crdt.Delta, error) {
+			return r.KVPut(key, []byte("stale"), 0, now)
+		})
+	}
+}
+
+// --- checkers ---
+
+// checkOperatorWithdrawn: a peer whose trust book holds the operator's
+// revocation shows no intention the operator signed.
+func (c *Cluster) checkOperatorWithdrawn(inc *incarnation) {
+	x := c.rot
+	if !x.active || !inc.auth.v.IsRevoked(x.opPub) {
+		return
+	}
+	for _, pr := range c.authz.pairs {
+		in, ok := inc.replica.IntentionFor(pr.src, pr.dst)
+		if !ok {
+			continue
+		}
+		x.mu.Lock()
+		op := x.opSigned[in.ID]
+		if op {
+			x.opWithdrawnSeen++
+		}
+		x.mu.Unlock()
+		if op {
+			c.authz.violationf("%s holds the operator's revocation but applies intention %s it signed", inc.n.id, in.ID)
+		}
+	}
+}
+
+// oracle is the trust every peer must end with: the sim root, every
+// rotation issued and every revocation issued, applied in order.
+func (c *Cluster) oracle() *identity.Verifier {
+	x := c.rot
+	v := identity.NewVerifier(x.pubs[0])
+	x.mu.Lock()
+	rots := slices.Clone(x.rots)
+	opRev := x.opRevoked
+	x.mu.Unlock()
+	for _, r := range rots {
+		if r.stmt != nil {
+			_ = v.Rotate(r.stmt, time.Now())
+		}
+	}
+	var blobs [][]byte
+	c.authz.mu.Lock()
+	for _, rv := range c.authz.revs {
+		blobs = append(blobs, rv.blob)
+	}
+	c.authz.mu.Unlock()
+	if opRev != nil {
+		blobs = append(blobs, opRev)
+	}
+	for _, b := range blobs {
+		if r, err := identity.UnmarshalRevocation(b); err == nil {
+			_ = v.AddRevocation(r, time.Now())
+		}
+	}
+	return v
+}
+
+// RotationResult is what the rotation checkers saw.
+type RotationResult struct {
+	Rotations           int    // rotate events played
+	Refused             uint64 // statements no live peer accepted
+	Applied             []Dist // per rotation: submission → each live peer's trust book retiring the old root
+	Cut                 int    // peers cut off by rotations (left on a retired chain)
+	StaleAttempts       int    // records they wrote after their cut
+	Held                uint64 // statements held by merges (not applicable yet)
+	Retried             uint64 // held statements applied later by RetryStatements
+	MaxHeld             int64  // most statements one replica held at once
+	Delegated           bool
+	OperatorRevoked     bool
+	OperatorSigned      int    // intention versions the operator signed
+	OperatorShown       uint64 // violations: operator-signed intentions applied by a peer holding its revocation
+	SameTrustEverywhere bool   // every live peer ends with the oracle's roots, retired roots and revoked keys
+}
+
+// checkRotations runs the rotation checkers at the end of the run.
+func (c *Cluster) checkRotations(r *Result) {
+	x := c.rot
+	if !x.active {
+		return
+	}
+	a := &r.Rotation
+	a.Held, a.Retried, a.MaxHeld = x.held.Load(), x.retried.Load(), x.maxHeld.Load()
+	a.Refused = x.refused.Load()
+	o := c.oracle()
+	x.mu.Lock()
+	rots := slices.Clone(x.rots)
+	a.Delegated = x.opChain != nil
+	a.OperatorRevoked = x.opRevoked != nil
+	a.OperatorSigned = len(x.opSigned)
+	a.OperatorShown = x.opWithdrawnSeen
+	var attempts []string
+	cut := map[int]bool{}
+	for _, rec := range rots {
+		attempts = append(attempts, rec.attempts...)
+		for _, i := range rec.stale {
+			cut[i] = true
+		}
+		var ds []time.Duration
+		for i, d := range rec.applied {
+			if c.nodes[i].rep() != nil {
+				ds = append(ds, d)
+			}
+		}
+		a.Applied = append(a.Applied, distOf(ds))
+	}
+	x.mu.Unlock()
+	a.Rotations, a.Cut, a.StaleAttempts = len(rots), len(cut), len(attempts)
+	a.SameTrustEverywhere = true
+
+	var revoked []ed25519.PublicKey
+	for _, rv := range o.Revocations() {
+		revoked = append(revoked, rv.Subject)
+	}
+	for _, n := range c.nodes {
+		rep, auth := n.rep(), n.auth.Load()
+		if rep == nil || auth == nil {
+			continue
+		}
+		for m, pub := range x.pubs {
+			_, retired := auth.v.RetiredAt(pub)
+			_, oRetired := o.RetiredAt(pub)
+			if auth.v.IsRoot(pub) != o.IsRoot(pub) || retired != oRetired {
+				a.SameTrustEverywhere = false
+				c.violation(r, "%s: root R%d trusted %v, retired %v; want trusted %v, retired %v (held statements: %d)",
+					n.id, m, auth.v.IsRoot(pub), retired, o.IsRoot(pub), oRetired, rep.PendingStatements())
+			}
+			if retired && auth.v.IsRoot(pub) {
+				c.violation(r, "%s trusts the retired root R%d", n.id, m)
+			}
+		}
+		for _, k := range revoked {
+			if !auth.v.IsRevoked(k) {
+				a.SameTrustEverywhere = false
+				c.violation(r, "%s does not hold the revocation of %s", n.id, identity.NodeID(k))
+			}
+		}
+		for _, key := range attempts {
+			if _, ok := rep.KVGet(key); ok {
+				c.violation(r, "%s: %s, written under a retired chain after the rotation's cut, is live", n.id, key)
+			}
+		}
+		for _, pr := range c.authz.pairs {
+			in, ok := rep.IntentionFor(pr.src, pr.dst)
+			if !ok {
+				continue
+			}
+			x.mu.Lock()
+			op := x.opSigned[in.ID]
+			x.mu.Unlock()
+			if op && o.IsRevoked(x.opPub) {
+				c.violation(r, "%s applies intention %s, signed by the revoked operator key", n.id, in.ID)
+			}
+		}
+	}
+	if a.OperatorShown > 0 {
+		c.violation(r, "%d times a peer holding the operator's revocation applied an intention it signed", a.OperatorShown)
+	}
+	c.checkIntentionsAgree(r)
+}
+
+// checkIntentionsAgree: every live peer applies the same version (or
+// none) of every pair.
+func (c *Cluster) checkIntentionsAgree(r *Result) {
+	for _, pr := range c.authz.pairs {
+		var ref, refID string
+		for _, n := range c.nodes {
+			rep := n.rep()
+			if rep == nil {
+				continue
+			}
+			in, ok := rep.IntentionFor(pr.src, pr.dst)
+			id := "none"
+			if ok {
+				id = in.ID
+			}
+			if refID == "" {
+				ref, refID = id, n.id
+			} else if id != ref {
+				c.violation(r, "live peers apply different intentions %s -> %s: %s %s, %s %s", pr.src, pr.dst, refID, ref, n.id, id)
+				break
+			}
+		}
+	}
+}
+
+// writeSummary prints the rotation lines of the summary.
+func (a *RotationResult) writeSummary(p func(format string, args ...any)) {
+	if a.Rotations == 0 && !a.Delegated {
+		return
+	}
+	for k, d := range a.Applied {
+		p("rotation R%d->R%d: submission → each live peer retiring R%d: %s", k, k+1, k, d)
+	}
+	p("  rotations %d (%d statements no peer accepted); peers cut off by them %d, their writes after the cut %d; "+
+		"statements held (not applicable yet) %d, applied later by RetryStatements %d, most held by one replica %d; same trust everywhere: %v",
+		a.Rotations, a.Refused, a.Cut, a.StaleAttempts, a.Held, a.Retried, a.MaxHeld, a.SameTrustEverywhere)
+	if a.Delegated {
+		p("  operator key: delegated, %d intention versions signed by it, revoked %v", a.OperatorSigned, a.OperatorRevoked)
+	}
+}
