@@ -470,3 +470,27 @@ func TestLeafCacheBounded(t *testing.T) {
 		t.Fatalf("%d leaves kept, want %d", n, maxLeaves)
 	}
 }
+
+// TestLeafChainsToRenewedCA: a leaf signed under the CA certificate of
+// one chain verifies with the CA certificate of the renewed chain (same
+// key, later end), which is all the roots list after the renewal.
+func TestLeafChainsToRenewedCA(t *testing.T) {
+	_, root, _ := ed25519.GenerateKey(rand.Reader)
+	pub, key, _ := ed25519.GenerateKey(rand.Reader)
+	now := time.Now()
+	old, _ := nodeCACert(key, mustChain(t, root, pub, []string{"web"}, now.Add(-time.Hour), now.Add(24*time.Hour)))
+	renewed, _ := nodeCACert(key, mustChain(t, root, pub, []string{"web"}, now.Add(-time.Minute), now.Add(48*time.Hour)))
+	oldCA, _ := x509.ParseCertificate(old)
+	newCA, _ := x509.ParseCertificate(renewed)
+	l, err := issueLeaf(key, oldCA, "td.consul", "dc1", "web", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode([]byte(l.api.CertPEM))
+	lc, _ := x509.ParseCertificate(block.Bytes)
+	pool := x509.NewCertPool()
+	pool.AddCert(newCA)
+	if _, err := lc.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+		t.Fatalf("a leaf from before the renewal does not verify with the renewed CA: %v", err)
+	}
+}
