@@ -19,6 +19,7 @@ func newAPI(a *Agent) http.Handler {
 		{methods: "PUT POST", path: "/v1/agent/leave", exact: true, handle: s.agentLeave},
 		{methods: "PUT POST", path: "/v1/agent/force-leave/", handle: s.agentForceLeave},
 		{methods: "PUT POST", path: "/v1/agent/reload", exact: true, handle: s.agentReload},
+		{methods: "GET", path: "/v1/agent/monitor", exact: true, handle: newMonitorAPI(a).serve},
 		{methods: "GET", path: "/v1/agent/peerd/info", exact: true, handle: s.agentInfo},
 		{methods: "PUT POST", path: "/v1/agent/peerd/revoke", exact: true, handle: s.agentRevoke},
 		{methods: "PUT POST", path: "/v1/agent/peerd/rotate", exact: true, handle: s.agentRotate},

@@ -146,6 +146,12 @@ func (a *Agent) infoStats() map[string]map[string]string {
 		st["transport"] = map[string]string{}
 		addCounters(st["transport"], "", a.tr.Stats())
 	}
+	if fan := LogFanOf(a.log); fan != nil {
+		st["monitor"] = map[string]string{
+			"subscribers":   fmt.Sprint(fan.Subscribers()),
+			"dropped_lines": fmt.Sprint(fan.Dropped()),
+		}
+	}
 	st["connect"] = a.connectStats()    // data plane (proxy.go)
 	st["certificate"] = a.certSummary() // certs.go
 	return st

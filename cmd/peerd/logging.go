@@ -5,9 +5,12 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+
+	"github.com/peerd/peerd/peer"
 )
 
-// newLogger builds the agent's logger from -log-level and -log-json.
+// newLogger builds the agent's logger from -log-level and -log-json, with
+// a log fan-out for monitor clients (peer.LogFan).
 func newLogger(w io.Writer, level string, json bool) (*slog.Logger, error) {
 	var lv slog.Level
 	switch strings.ToLower(level) {
@@ -23,8 +26,11 @@ func newLogger(w io.Writer, level string, json bool) (*slog.Logger, error) {
 		return nil, fmt.Errorf("config: log_level: unknown level %q (want trace, debug, info, warn or error)", level)
 	}
 	opts := &slog.HandlerOptions{Level: lv}
+	var h slog.Handler = slog.NewTextHandler(w, opts)
 	if json {
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
+		h = slog.NewJSONHandler(w, opts)
 	}
-	return slog.New(slog.NewTextHandler(w, opts)), nil
+	// The fan-out feeds /v1/agent/monitor (peer.LogFanOf) at the level each
+	// client asks for; what w receives does not change.
+	return slog.New(peer.NewLogFan().Handler(h)), nil
 }
