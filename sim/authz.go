@@ -404,8 +404,10 @@ func (z *authzState) cutAt(n *node, key ed25519.PublicKey) {
 
 // cutOff reports whether holder's trust book refuses the peer other, and
 // counts the message it drops (peer closes the QUIC connection of a revoked
-// key and takes it out of dissemination and anti-entropy).
-func (c *Cluster) cutOff(holder, other int) bool {
+// key and takes it out of dissemination and anti-entropy). accepting says
+// holder receives from other: in chain mode other may have dialled again
+// and presented its current chain (handshake).
+func (c *Cluster) cutOff(holder, other int, accepting bool) bool {
 	if !c.authz.revoking.Load() {
 		return false
 	}
@@ -413,9 +415,9 @@ func (c *Cluster) cutOff(holder, other int) bool {
 	if a == nil || !a.refuses(c.nodes[other].id) {
 		return false
 	}
-	if a.chains != nil {
-		// peer closes the connection and dials again: the handshake
-		// presents the other's current chain.
+	if accepting && a.chains != nil {
+		// The sender dialled (peer closed the connection when it stopped
+		// trusting it): its handshake presents its current chain.
 		c.handshake(a, other)
 		if !a.refuses(c.nodes[other].id) {
 			return false
@@ -434,12 +436,7 @@ func (c *Cluster) trustedPeers(n *node, ids []string) []string {
 	if a == nil {
 		return ids
 	}
-	return slices.DeleteFunc(ids, func(id string) bool {
-		if a.refuses(id) && a.chains != nil {
-			c.handshake(a, c.index[id]) // membership asks the member's chain again
-		}
-		return a.refuses(id)
-	})
+	return slices.DeleteFunc(ids, a.refuses)
 }
 
 // isRevoked reports whether peer i was revoked (run goroutine only).

@@ -202,3 +202,28 @@ func TestRotationCheckersCanFail(t *testing.T) {
 		})
 	}
 }
+
+// TestRotateChainLearntLate runs sim/scenarios/authz-rotate-chain-late.hcl:
+// peers re-certified under R1 while other agents do not trust R1 yet.
+// Those agents drop the R1 chains and, once R0->R1 makes R1 trusted,
+// judge the re-certified peers' records by their cut R0 chains: reads
+// diverge (superseded values still visible, writes missing) although the
+// digests agree. A peer bug (trustBook.learn; docs/SIM.md, "Found by these
+// checkers", 4), not fixed in peer yet.
+func TestRotateChainLearntLate(t *testing.T) {
+	t.Skip("peer bug: trustBook drops a chain under a root not trusted yet and does not learn it again when a rotation trusts that root (docs/SIM.md, \"Found by these checkers\", 4)")
+	runShippedSeeds(t, "scenarios/authz-rotate-chain-late.hcl", func(*testing.T, *Result) {})
+}
+
+// TestOperatorRevokeDuringPartition runs
+// sim/scenarios/authz-operator-revoke-partition.hcl: intentions signed by
+// an operator key on one side of a partition, the key revoked on the
+// other. Replicas that merged them before the revocation withdraw them
+// (nothing applies), replicas that merged them after refuse them without
+// applying their context (the older root-signed version applies). A
+// crdt/peer divergence (docs/SIM.md, "Found by these checkers", 5), not
+// fixed yet.
+func TestOperatorRevokeDuringPartition(t *testing.T) {
+	t.Skip("crdt/peer bug: an intention refused because its signer was revoked does not supersede what it superseded on replicas that merged it before the revocation (docs/SIM.md, \"Found by these checkers\", 5)")
+	runShippedSeeds(t, "scenarios/authz-operator-revoke-partition.hcl", func(*testing.T, *Result) {})
+}

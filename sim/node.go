@@ -485,11 +485,11 @@ func (inc *incarnation) send(ctx context.Context, to string, msg []byte) error {
 		return fmt.Errorf("sim: unknown peer %q", to)
 	}
 	from := inc.n.id
-	if c.cutOff(inc.n.idx, j) {
+	if c.cutOff(inc.n.idx, j, false) {
 		return fmt.Errorf("%w: %s is revoked", errUnreachable, to)
 	}
 	return c.net.stream(inc.n.idx, j, ClassTree, msg, func(b []byte) {
-		if c.cutOff(j, inc.n.idx) {
+		if c.cutOff(j, inc.n.idx, true) {
 			return // the receiver closed the revoked sender's connection
 		}
 		dst := c.nodes[j]
@@ -522,7 +522,7 @@ func (inc *incarnation) exchange(ctx context.Context, to string, req []byte) ([]
 	if !ok {
 		return nil, fmt.Errorf("sim: unknown peer %q", to)
 	}
-	if c.cutOff(inc.n.idx, j) {
+	if c.cutOff(inc.n.idx, j, false) {
 		return nil, fmt.Errorf("%w: %s is revoked", errUnreachable, to)
 	}
 	d1, err := c.net.transit(inc.n.idx, j, ClassAE, req)
@@ -539,7 +539,7 @@ func (inc *incarnation) exchange(ctx context.Context, to string, req []byte) ([]
 	if !up {
 		return nil, fmt.Errorf("%w: %s down", errUnreachable, to)
 	}
-	if c.cutOff(j, inc.n.idx) {
+	if c.cutOff(j, inc.n.idx, true) {
 		return nil, fmt.Errorf("%w: %s refuses revoked %s", errUnreachable, to, inc.n.id)
 	}
 	resp, err := ae.HandleExchange(ctx, inc.n.id, req)

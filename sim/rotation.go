@@ -18,7 +18,7 @@ import (
 
 // Root rotations and a delegated operator key in the simulator.
 //
-//	event { at = "2.5s"  action = "rotate"  group = 1  pretrust = 0.5  recertify = "2s"  stale = 1 }
+//	event { at = "2.5s"  action = "rotate"  group = 1  pretrust = 0.5  recertify = "2s"  stale = 1  recertify_newest = true }
 //	event { at = "5s"    action = "delegate" }
 //	event { at = "11s"   action = "revoke"  operator = true }
 //
@@ -36,10 +36,14 @@ import (
 // from the start (docs/OPERATIONS.md, "Rotating the root", step 1); the
 // others trust it only once their trust book applies the rotation.
 // Recertify before the rotation the operator re-issues the certificate of
-// every peer whose trust book trusts a root at least as new as Rk under
-// the newest such root (step 2; peer's SetNodeChain, which refuses a chain
-// its own trust book does not verify, and publishes the node record
-// carrying it), except Stale random live peers. A peer left on a chain the
+// every peer whose trust book trusts Rk under Rk (step 2), of a peer that
+// does not under the newest root it trusts beyond Rk, if any (with
+// recertify_newest, every peer under the newest root it trusts), except
+// Stale random live peers: peer's SetNodeChain, which refuses a chain its
+// own trust book does not verify and publishes the node record carrying
+// it. A peer's own trust book learns chains as peer's does: from node
+// records before each merge, at start from the node records its replica
+// holds, and from the handshake of a connection the other peer opens. A peer left on a chain the
 // rotation cuts leaves the workload, keeps writing one KV record a second,
 // and is stopped at the heal, as a revoked one. The statement is then
 // submitted (peer's SubmitRotation) at a random live peer that accepts it:
@@ -400,10 +404,12 @@ func (a *nodeAuth) learnFromDelta(d *crdt.Delta) {
 	}
 }
 
-// handshake models a QUIC handshake between holder and other: each
-// presents its current chain (peer's transport VerifyPeer → learn). The
-// sim calls it where peer would (re)connect: when holder's trust book
-// refuses other on its last known chain.
+// handshake models the QUIC handshake of a connection other opens to
+// holder: other presents its current chain (peer's transport VerifyPeer →
+// learn). The sim calls it when holder receives from other while refusing
+// it on the chain it knows: peer closed that connection when it stopped
+// trusting other, so other dialled again. (A peer does not dial a member
+// it does not admit: peer's admit judges the chain it knows.)
 func (c *Cluster) handshake(a *nodeAuth, other int) {
 	if !c.rot.active || a == nil {
 		return
@@ -587,10 +593,14 @@ func (c *Cluster) recertify(e Event, rec *rotationRec) {
 			continue
 		}
 		best := -1
-		for m := len(x.pubs) - 1; m >= rec.k; m-- {
-			if c.trustsRoot(n, m) {
-				best = m
-				break
+		if c.trustsRoot(n, rec.k) && !e.Newest {
+			best = rec.k // the rotation's new root, as step 2 says
+		} else {
+			for m := len(x.pubs) - 1; m > rec.k; m-- {
+				if c.trustsRoot(n, m) {
+					best = m // a newer root it already trusts
+					break
+				}
 			}
 		}
 		x.mu.Lock()

@@ -114,8 +114,10 @@ type Workload struct {
 //	rotate     the current root Rk-1 signs a rotation to a new root Rk
 //	           (rotation.go): Pretrust of the peers have Rk in their trust
 //	           from the start (default all), Recertify before At every
-//	           peer whose trust book trusts a newer root is re-certified
-//	           under it except Stale random ones (cut at the rotation);
+//	           peer whose trust book trusts the new root is re-certified
+//	           under it (else under a newer one it trusts; with Newest,
+//	           under the newest it trusts) except Stale random ones (cut
+//	           at the rotation);
 //	           submitted at a random live peer that accepts it (of
 //	           partition group Group, counted from 1, when set; or Node)
 //	delegate   the current root certifies an operator key that signs the
@@ -138,6 +140,7 @@ type Event struct {
 	Pretrust  float64       // rotate: share of peers trusting the new root from the start
 	Recertify time.Duration // rotate: re-certification this long before At (0: 1 s)
 	Stale     int           // rotate: peers left on their old chain (cut off)
+	Newest    bool          // rotate: re-certify under the newest root a peer trusts, not the new one
 	Operator  bool          // revoke: the delegated operator key
 }
 
@@ -301,6 +304,7 @@ type hclEvent struct {
 	Pretrust   *float64  `hcl:"pretrust"`
 	Recertify  string    `hcl:"recertify"`
 	Stale      int       `hcl:"stale"`
+	Newest     bool      `hcl:"recertify_newest"`
 	Operator   bool      `hcl:"operator"`
 }
 
@@ -417,7 +421,7 @@ func ParseScenario(text string) (*Scenario, error) {
 			At: dur("at", e.At), Action: e.Action, Groups: e.Groups, Sides: e.Sides,
 			Asymmetric: e.Asymmetric, Node: -1, Count: e.Count, Fraction: e.Fraction,
 			Step: dur("step", e.Step), Down: dur("down", e.Down), setLink: map[string]bool{},
-			Pretrust: 1, Recertify: dur("recertify", e.Recertify), Stale: e.Stale, Operator: e.Operator, Group: e.Group,
+			Pretrust: 1, Recertify: dur("recertify", e.Recertify), Stale: e.Stale, Operator: e.Operator, Group: e.Group, Newest: e.Newest,
 		}
 		if e.Node != nil {
 			ev.Node = *e.Node
