@@ -7,10 +7,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
+	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -129,8 +132,26 @@ func addClientFlags(fs *flag.FlagSet, c *cli) func() (*apiClient, error) {
 
 var memberStatusNames = map[int]string{0: "none", 1: "alive", 2: "leaving", 3: "left", 4: "failed"}
 
+// runMembers is `consul members [-status REGEX] [-detailed]`. The status
+// shown (and matched by -status) is serf's, or "untrusted" for a member
+// whose certificate did not verify. As consul, it exits 2 without output
+// when -status matches no member.
 func runMembers(ctx context.Context, c *cli, args []string) error {
-	cl, _, err := clientFlags(c, "members", "members [-http-addr ADDR]", args)
+	fs := newFlagSet(c, "members", "members [-status REGEX] [-detailed] [-http-addr ADDR]")
+	statusFilter := fs.String("status", ".*", "list only members whose status matches this regular expression")
+	detailed := fs.Bool("detailed", false, "list every tag of each member")
+	client := addClientFlags(fs, c)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return usageErrorf("members: unexpected arguments %q", fs.Args())
+	}
+	statusRe, err := regexp.Compile(*statusFilter)
+	if err != nil {
+		return consulFail(c, "Failed to compile status regexp: %v", err)
+	}
+	cl, err := client()
 	if err != nil {
 		return err
 	}
@@ -146,13 +167,39 @@ func runMembers(ctx context.Context, c *cli, args []string) error {
 	}
 	sort.Slice(ms, func(i, j int) bool { return ms[i].Name < ms[j].Name })
 	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "Node\tAddress\tStatus\tType\tBuild\tProtocol\tDC\tPartition\tSegment")
+	if *detailed {
+		fmt.Fprintln(tw, "Node\tAddress\tStatus\tTags")
+	} else {
+		fmt.Fprintln(tw, "Node\tAddress\tStatus\tType\tBuild\tProtocol\tDC\tPartition\tSegment")
+	}
+	shown := 0
 	for _, m := range ms {
 		status := memberStatusNames[m.Status]
 		if m.Tags["peerd_trust"] == "unverified" {
 			status = "untrusted"
 		}
-		fmt.Fprintf(tw, "%s\t%s:%d\t%s\tnode\t%s\t2\t%s\tdefault\t<default>\n", m.Name, m.Addr, m.Port, status, m.Tags["build"], m.Tags["dc"])
+		if !statusRe.MatchString(status) {
+			continue
+		}
+		shown++
+		addr := net.JoinHostPort(m.Addr, strconv.Itoa(m.Port))
+		if *detailed {
+			keys := make([]string, 0, len(m.Tags))
+			for k := range m.Tags {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			pairs := make([]string, 0, len(keys))
+			for _, k := range keys {
+				pairs = append(pairs, k+"="+m.Tags[k])
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", m.Name, addr, status, strings.Join(pairs, ","))
+			continue
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\tnode\t%s\t2\t%s\tdefault\t<default>\n", m.Name, addr, status, m.Tags["build"], m.Tags["dc"])
+	}
+	if shown == 0 {
+		return exitStatus(2) // consul prints nothing then
 	}
 	return tw.Flush()
 }
@@ -239,108 +286,6 @@ func runKV(ctx context.Context, c *cli, args []string) error {
 		return runKVImport(ctx, c, args)
 	}
 	return usageErrorf("kv: unknown subcommand %q (want get, put, delete, export or import)", sub)
-}
-
-func kvPath(key string) string {
-	return "/v1/kv/" + strings.TrimPrefix(key, "/")
-}
-
-func runKVGet(ctx context.Context, c *cli, args []string) error {
-	var recurse *string
-	cl, rest, err := clientFlags(c, "kv get", "kv get [-recurse] KEY", reorderBoolFlag(args, "-recurse", &recurse))
-	if err != nil {
-		return err
-	}
-	if len(rest) != 1 {
-		return usageErrorf("kv get: exactly one key is required")
-	}
-	key := rest[0]
-	if recurse != nil {
-		var pairs []struct {
-			Key   string
-			Value []byte
-		}
-		if err := cl.getJSON(ctx, kvPath(key)+"?recurse", &pairs); err != nil {
-			if strings.Contains(err.Error(), "404") {
-				return nil
-			}
-			return err
-		}
-		for _, p := range pairs {
-			fmt.Fprintf(c.stdout, "%s:%s\n", p.Key, p.Value)
-		}
-		return nil
-	}
-	b, code, err := cl.do(ctx, http.MethodGet, kvPath(key)+"?raw", nil)
-	if code == http.StatusNotFound {
-		return fmt.Errorf("no key exists at: %s", key)
-	}
-	if err != nil {
-		return err
-	}
-	c.stdout.Write(b)
-	if len(b) > 0 && b[len(b)-1] != '\n' {
-		fmt.Fprintln(c.stdout)
-	}
-	return nil
-}
-
-func runKVPut(ctx context.Context, c *cli, args []string) error {
-	cl, rest, err := clientFlags(c, "kv put", "kv put KEY [VALUE|@FILE|-]", args)
-	if err != nil {
-		return err
-	}
-	if len(rest) < 1 || len(rest) > 2 {
-		return usageErrorf("kv put: want KEY and VALUE (@FILE reads a file, - reads stdin, \\@ starts a literal @)")
-	}
-	var value []byte
-	if len(rest) == 2 {
-		// As consul kv put: @FILE is the file's contents, - is stdin, and
-		// a leading \@ stands for a literal @.
-		switch v := rest[1]; {
-		case v == "-":
-			if value, err = io.ReadAll(os.Stdin); err != nil {
-				return err
-			}
-		case strings.HasPrefix(v, "@"):
-			if value, err = os.ReadFile(v[1:]); err != nil {
-				return fmt.Errorf("kv put: %w", err)
-			}
-		case strings.HasPrefix(v, `\@`):
-			value = []byte(v[1:])
-		default:
-			value = []byte(v)
-		}
-	}
-	b, _, err := cl.do(ctx, http.MethodPut, kvPath(rest[0]), value)
-	if err != nil {
-		return err
-	}
-	if strings.TrimSpace(string(b)) != "true" {
-		return fmt.Errorf("failed to write %s", rest[0])
-	}
-	fmt.Fprintf(c.stdout, "Success! Data written to: %s\n", rest[0])
-	return nil
-}
-
-func runKVDelete(ctx context.Context, c *cli, args []string) error {
-	var recurse *string
-	cl, rest, err := clientFlags(c, "kv delete", "kv delete [-recurse] KEY", reorderBoolFlag(args, "-recurse", &recurse))
-	if err != nil {
-		return err
-	}
-	if len(rest) != 1 {
-		return usageErrorf("kv delete: exactly one key is required")
-	}
-	path := kvPath(rest[0])
-	if recurse != nil {
-		path += "?recurse"
-	}
-	if _, _, err := cl.do(ctx, http.MethodDelete, path, nil); err != nil {
-		return err
-	}
-	fmt.Fprintf(c.stdout, "Success! Deleted key: %s\n", rest[0])
-	return nil
 }
 
 // reorderBoolFlag removes a boolean flag from anywhere in args (the flag
