@@ -66,8 +66,10 @@ const membersJSON = `[
  {"Name":"n3","Addr":"127.0.0.3","Port":8301,"Status":3,"Tags":{"build":"0.1.0","dc":"dc1","role":"node","peerd_trust":"verified"}}
 ]`
 
-// TestKVAndMembersFlags runs the consul-shaped kv and members flags against
-// a fake agent: the request each sends, and consul's output and exit status.
+// TestKVAndMembersFlags runs the consul-shaped kv, members and force-leave
+// flags against
+// a fake agent: the request each sends, and consul's output and exit
+// status.
 func TestKVAndMembersFlags(t *testing.T) {
 	for _, tc := range []struct {
 		name       string
@@ -146,6 +148,14 @@ func TestKVAndMembersFlags(t *testing.T) {
 		{name: "members -detailed", args: []string{"members", "-detailed", "-status", "alive"}, reply: membersJSON, wantReq: "GET /v1/agent/members ",
 			wantOut: "Node  Address         Status  Tags\n" +
 				"n1    127.0.0.1:8301  alive   build=0.1.0,dc=dc1,peerd_trust=verified,role=node\n"},
+
+		{name: "force-leave -prune", args: []string{"force-leave", "-prune", "n3"},
+			wantReq: "PUT /v1/agent/force-leave/n3?prune= ", wantOut: ""},
+		{name: "force-leave NODE -prune (flag after the node)", args: []string{"force-leave", "n3", "-prune"},
+			wantReq: "PUT /v1/agent/force-leave/n3?prune= ", wantOut: ""},
+		{name: "force-leave of an unknown node", args: []string{"force-leave", "nobody"},
+			status: 500, reply: "agent: No node found with name 'nobody'", wantReq: "PUT /v1/agent/force-leave/nobody ",
+			wantErr: "Error force leaving: Unexpected response code: 500 (agent: No node found with name 'nobody')\n", wantCode: 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fa := &fakeAgent{status: tc.status, body: tc.reply}
