@@ -67,9 +67,8 @@ const membersJSON = `[
 ]`
 
 // TestKVAndMembersFlags runs the consul-shaped kv, members and force-leave
-// flags against
-// a fake agent: the request each sends, and consul's output and exit
-// status.
+// flags against a fake agent: the request each sends, and consul's output
+// and exit status.
 func TestKVAndMembersFlags(t *testing.T) {
 	for _, tc := range []struct {
 		name       string
