@@ -12,14 +12,15 @@ import (
 
 // TestForceLeave: a killed node is failed on the others and its service is
 // still listed (critical serfHealth); `peerd force-leave` on one agent makes
-// it left on every agent and its service disappears from every health
-// answer, as after a graceful leave. -prune (through HashiCorp's client)
+// it left on every agent and its service disappears from the health and
+// catalog answers and DNS of every agent, as after a graceful leave. -prune (through HashiCorp's client)
 // erases it from the member lists. An unknown node is refused with
 // Consul's words and exit status.
 func TestForceLeave(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts real processes")
 	}
+	dig := digBinary(t)
 	m := newMesh(t)
 	n1 := m.start("n1", agentOpts{})
 	n2 := m.start("n2", agentOpts{join: []string{"n1"}})
@@ -34,6 +35,9 @@ func TestForceLeave(t *testing.T) {
 	for _, p := range rest {
 		expectMemberStatus(t, p, "n3", memberFailed)
 		expectHealthNodes(t, p, "doomed", "n3") // failed: listed, critical
+		if got := catalogServiceNodes(t, p, "doomed"); len(got) != 1 {
+			t.Fatalf("%s: catalog of a failed node's service: %v, want [n3]", p.name, got)
+		}
 	}
 
 	out, err := m.cliErr("force-leave", "-http-addr", n1.ip+":8500", "nobody")
@@ -50,6 +54,19 @@ func TestForceLeave(t *testing.T) {
 	for _, p := range rest {
 		expectMemberStatus(t, p, "n3", memberLeft)
 		expectHealthNodes(t, p, "doomed")
+		// Gone from the catalog and DNS too, as after a graceful leave.
+		waitFor(t, 30*time.Second, func() error {
+			if got := catalogServiceNodes(t, p, "doomed"); len(got) != 0 {
+				return fmt.Errorf("%s: catalog lists doomed on %v", p.name, got)
+			}
+			if a := p.dig(t, dig, "doomed.service.consul", "A"); len(a) != 0 {
+				return fmt.Errorf("%s answers doomed.service.consul: %v", p.name, a)
+			}
+			if a := p.dig(t, dig, "n3.node.consul", "A"); len(a) != 0 {
+				return fmt.Errorf("%s answers n3.node.consul: %v", p.name, a)
+			}
+			return nil
+		})
 	}
 	if out := m.cli("members", "-http-addr", n2.ip+":8500"); !hasLogLine(out, "n3", "left") {
 		t.Fatalf("peerd members on n2 does not show n3 left:\n%s", out)
