@@ -37,9 +37,78 @@ func TestNodeRecordConnectCA(t *testing.T) {
 			}
 		})
 	}
-	// Key 6 is not defined: refused like any unknown field.
-	if _, err := DecodeNode([]byte{0xa1, 0x06, 0x41, 0x01}); !errors.Is(err, ErrMalformed) {
-		t.Fatalf("unknown key 6: err = %v, want ErrMalformed", err)
+}
+
+// TestCatalogBodiesSkipUnknownKeys: a key added by a newer agent to a
+// node, service or check body is skipped (the known fields decode), so a
+// mixed-version mesh keeps its catalog; a KV body or a header with an
+// unknown key is still malformed.
+func TestCatalogBodiesSkipUnknownKeys(t *testing.T) {
+	// {1: "n", 99: h'01'}: name "n" and an unknown key 99.
+	body := []byte{0xa2, 0x01, 0x61, 0x6e, 0x18, 0x63, 0x41, 0x01}
+	n, err := DecodeNode(body)
+	if err != nil || n.Name != "n" {
+		t.Fatalf("node with key 99: %+v, %v", n, err)
+	}
+	if s, err := DecodeService(body); err != nil || s.ID != "n" {
+		t.Fatalf("service with key 99: %+v, %v", s, err)
+	}
+	if c, err := DecodeCheck(body); err != nil || c.ID != "n" {
+		t.Fatalf("check with key 99: %+v, %v", c, err)
+	}
+	if _, err := decodeBody(KindKV, body); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("kv body with key 99: err = %v, want ErrMalformed", err)
+	}
+	// A header with an unknown key: take a real one and add key 99.
+	src, _ := NewReplica("r0", hashSigner{"r0"}, Options{})
+	d, err := src.PutNode(Node{Name: "n"}, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := d.Entries[0].Header
+	if h[0]&0xe0 != 0xa0 || h[0]&0x1f >= 23 {
+		t.Fatalf("header does not start with a short map: %x", h[:1])
+	}
+	bad := append([]byte{h[0] + 1}, h[1:]...)
+	bad = append(bad, 0x18, 0x63, 0x01)
+	if _, err := decodeHeader(bad); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("header with key 99: err = %v, want ErrMalformed", err)
+	}
+}
+
+// TestNodeRecordWithUnknownKeyMerges: a correctly signed node record from a
+// newer agent, carrying a key this build does not know, merges and is
+// relayed with its bytes unchanged.
+func TestNodeRecordWithUnknownKeyMerges(t *testing.T) {
+	src, _ := NewReplica("r0", hashSigner{"r0"}, Options{})
+	d, err := src.PutNode(Node{Name: "n"}, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Rewrite the body as a newer agent would write it, and sign again.
+	e := &d.Entries[0]
+	e.Body = []byte{0xa2, 0x01, 0x61, 0x6e, 0x18, 0x63, 0x41, 0x01}
+	hd, err := decodeHeader(e.Header)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hd.BodyHash = bodyHash(e.Body)
+	if e.Header, err = marshal(hd); err != nil {
+		t.Fatal(err)
+	}
+	if e.Sig, err = (hashSigner{"r0"}).Sign(e.Header); err != nil {
+		t.Fatal(err)
+	}
+	dst, _ := NewReplica("r1", hashSigner{"r1"}, Options{})
+	if err := dst.Apply(d, hashAuth{}); err != nil {
+		t.Fatal(err)
+	}
+	if n, ok := dst.Node("r0"); !ok || n.Name != "n" {
+		t.Fatalf("node = %+v, %v", n, ok)
+	}
+	relayed := dst.DeltaSince(VersionVector{}, 10)
+	if len(relayed) != 1 || !bytes.Equal(relayed[0].Entries[0].Body, e.Body) {
+		t.Fatalf("relayed body changed: %+v", relayed)
 	}
 }
 

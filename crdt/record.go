@@ -186,6 +186,13 @@ func signedMessage(hdr []byte) []byte {
 var (
 	encMode cbor.EncMode
 	decMode cbor.DecMode
+	// catalogDecMode decodes node, service and check bodies: as decMode,
+	// but a key it does not know is skipped, so that a field added by a
+	// newer agent does not make its catalog records undecodable on older
+	// ones (the signed bytes are kept and relayed as they are). Headers,
+	// KV, intention and revocation bodies stay strict: an unknown key there
+	// may change what a record means.
+	catalogDecMode cbor.DecMode
 )
 
 func init() {
@@ -193,17 +200,21 @@ func init() {
 	if encMode, err = cbor.CoreDetEncOptions().EncMode(); err != nil {
 		panic(err)
 	}
-	if decMode, err = (cbor.DecOptions{
-		DupMapKey:         cbor.DupMapKeyEnforcedAPF,
-		MaxNestedLevels:   24,
-		MaxArrayElements:  1 << 18,
-		MaxMapPairs:       1 << 12,
-		IndefLength:       cbor.IndefLengthForbidden,
-		TagsMd:            cbor.TagsForbidden,
-		ExtraReturnErrors: cbor.ExtraDecErrorUnknownField,
+	opts := cbor.DecOptions{
+		DupMapKey:        cbor.DupMapKeyEnforcedAPF,
+		MaxNestedLevels:  24,
+		MaxArrayElements: 1 << 18,
+		MaxMapPairs:      1 << 12,
+		IndefLength:      cbor.IndefLengthForbidden,
+		TagsMd:           cbor.TagsForbidden,
 		// Free-form values (Proxy.Config) decode to JSON-friendly maps.
 		DefaultMapType: reflect.TypeOf(map[string]any(nil)),
-	}).DecMode(); err != nil {
+	}
+	if catalogDecMode, err = opts.DecMode(); err != nil {
+		panic(err)
+	}
+	opts.ExtraReturnErrors = cbor.ExtraDecErrorUnknownField
+	if decMode, err = opts.DecMode(); err != nil {
 		panic(err)
 	}
 }
@@ -212,6 +223,13 @@ func marshal(v any) ([]byte, error) { return encMode.Marshal(v) }
 
 func unmarshal(b []byte, v any) error {
 	if err := decMode.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	return nil
+}
+
+func unmarshalCatalog(b []byte, v any) error {
+	if err := catalogDecMode.Unmarshal(b, v); err != nil {
 		return fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
 	return nil
@@ -238,19 +256,19 @@ func (d Dot) String() string { return fmt.Sprintf("%s:%d", d.Origin, d.Counter) 
 // record bodies (exported for fuzzing and for tools).
 func DecodeNode(b []byte) (Node, error) {
 	var n Node
-	return n, unmarshal(b, &n)
+	return n, unmarshalCatalog(b, &n)
 }
 
 // DecodeService decodes a service body.
 func DecodeService(b []byte) (Service, error) {
 	var s Service
-	return s, unmarshal(b, &s)
+	return s, unmarshalCatalog(b, &s)
 }
 
 // DecodeCheck decodes a check body.
 func DecodeCheck(b []byte) (Check, error) {
 	var c Check
-	return c, unmarshal(b, &c)
+	return c, unmarshalCatalog(b, &c)
 }
 
 // decodeBody decodes the body of a put for kind k.
