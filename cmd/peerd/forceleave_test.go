@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// TestForceLeave: a killed node is failed on the others and its service is
+// TestForceLeave: an alive node refutes a force-leave and stays. A killed node is failed on the others and its service is
 // still listed (critical serfHealth); `peerd force-leave` on one agent makes
 // it left on every agent and its service disappears from the health and
 // catalog answers and DNS of every agent, as after a graceful leave. -prune (through HashiCorp's client)
@@ -30,6 +30,32 @@ func TestForceLeave(t *testing.T) {
 	for _, p := range rest {
 		expectHealthNodes(t, p, "doomed", "n3")
 	}
+
+	// An alive node refutes the leave and stays, as with Consul.
+	if out := m.cli("force-leave", "-http-addr", n1.ip+":8500", "n3"); out != "" {
+		t.Fatalf("force-leave of an alive node printed %q", out)
+	}
+	waitFor(t, 30*time.Second, func() error {
+		for _, p := range rest {
+			ms, err := p.members()
+			if err != nil {
+				return err
+			}
+			for _, mb := range ms {
+				if mb.Name == "n3" && mb.Status != memberAlive {
+					return fmt.Errorf("%s sees n3 with status %d", p.name, mb.Status)
+				}
+			}
+			b, err := p.get("/v1/health/service/doomed?passing")
+			if err != nil {
+				return err
+			}
+			if !strings.Contains(string(b), `"Node":"n3"`) {
+				return fmt.Errorf("%s: n3's service is not passing: %s", p.name, b)
+			}
+		}
+		return nil
+	})
 
 	n3.kill()
 	for _, p := range rest {
