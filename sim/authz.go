@@ -795,7 +795,7 @@ func (c *Cluster) revoke(e Event, rv *revocation) {
 		z.violationf("%s refused the revocation of %s: %v", n.id, sn.id, err)
 	}
 	if rep := n.rep(); rep != nil {
-		c.sweepRevoked(&incarnation{n: n, replica: rep, auth: n.auth.Load()})
+		c.trustChanged(&incarnation{n: n, replica: rep, auth: n.auth.Load()})
 	}
 	c.openSpan("revoked " + sn.id)
 }

@@ -626,8 +626,8 @@ func (c *Cluster) recertify(e Event, rec *rotationRec) {
 	for j, i := range stale {
 		ids[j] = c.nodes[i].id
 	}
-	c.note("recertify for R%d: %d peers renewed, stale %v", rec.k, renewed, ids)
-	c.logf("recertify for R%d: %d peers renewed, stale %v", rec.k, renewed, ids)
+	c.note("recertify before R%d->R%d: %d peers renewed, stale %v", rec.k-1, rec.k, renewed, ids)
+	c.logf("recertify before R%d->R%d: %d peers renewed, stale %v", rec.k-1, rec.k, renewed, ids)
 }
 
 // trustsRoot reports whether n's trust book (or, when n is down, its
@@ -1026,7 +1026,7 @@ func (a *RotationResult) writeSummary(p func(format string, args ...any)) {
 		return
 	}
 	for k, d := range a.Applied {
-		p("rotation R%d->R%d: submission → each live peer retiring R%d: %s", k, k+1, k, d)
+		p("rotation R%d->R%d: submission → each live peer applying it (R%d retired): %s", k, k+1, k, d)
 	}
 	p("  rotations %d (%d statements no peer accepted); peers cut off by them %d, their writes after the cut %d; "+
 		"statements held (not applicable yet) %d, applied later by RetryStatements %d, most held by one replica %d; same trust everywhere: %v",
