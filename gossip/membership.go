@@ -198,6 +198,12 @@ type Config struct {
 	OnEvent func(Event)
 	// EventQueue bounds the event queue described at OnEvent. 0 means 4096.
 	EventQueue int
+	// OnUserEvent receives the user events of FireUserEvent (this node's
+	// own too), in arrival order, from a single goroutine owned by
+	// Membership; while it blocks, at most 256 more wait and later ones
+	// are dropped (DroppedUserEvents). Payloads are as sent, unverified.
+	// Nil discards user events.
+	OnUserEvent func(UserEvent)
 	// Logger receives serf and memberlist logs (at debug level; their
 	// errors at warn) and membership's own. Nil discards logs.
 	Logger *slog.Logger
@@ -241,6 +247,9 @@ type Membership struct {
 	conflictLogged map[string]time.Time
 
 	queries chan *serf.Query // status queries waiting for answerQueries
+
+	userEvents        chan UserEvent // waiting for OnUserEvent (userevents.go)
+	droppedUserEvents atomic.Uint64
 }
 
 type admitEntry struct {
@@ -281,6 +290,7 @@ func New(cfg Config) (*Membership, error) {
 	// vote; with no other member to answer (two nodes), both lose and
 	// both stop gossiping. The nameGuard refuses the newcomer instead.
 	sc.EnableNameConflictResolution = false
+	sc.UserEventSizeLimit = serfUserEventLimit // userevents.go
 	std := newStdLogger(logger)
 	sc.Logger = std
 	sc.LogOutput = nil
@@ -353,6 +363,8 @@ func New(cfg Config) (*Membership, error) {
 		lost:     make(chan struct{}),
 		queries:  make(chan *serf.Query, 16),
 
+		userEvents: make(chan UserEvent, userEventQueue),
+
 		conflictLogged: make(map[string]time.Time),
 	}
 	ownID := cfg.Tags[TagID]
@@ -367,11 +379,12 @@ func New(cfg Config) (*Membership, error) {
 		return nil, fmt.Errorf("gossip: membership: %w", err)
 	}
 	m.serf = s
-	m.wg.Add(4)
+	m.wg.Add(5)
 	go m.readEvents()
 	go m.dispatchEvents()
 	go m.answerQueries()
 	go m.watchShutdown()
+	go m.dispatchUserEvents()
 	return m, nil
 }
 
@@ -413,9 +426,13 @@ func (m *Membership) readEvents() {
 				}
 				continue
 			}
+			if ue, ok := e.(serf.UserEvent); ok {
+				m.queueUserEvent(ue)
+				continue
+			}
 			me, ok := e.(serf.MemberEvent)
 			if !ok {
-				continue // user events are not used
+				continue
 			}
 			ev := Event{Type: convertEventType(me.Type), Members: make([]Member, 0, len(me.Members))}
 			for _, sm := range me.Members {
@@ -607,25 +624,34 @@ func (m *Membership) Leave(timeout time.Duration) error {
 // ErrNoMember is returned by ForceLeave for a name serf does not know.
 var ErrNoMember = errors.New("gossip: membership: no such member")
 
+// ErrPruneAlive is returned by ForceLeave for a prune of an alive member.
+var ErrPruneAlive = errors.New("gossip: membership: refusing to prune an alive member")
+
 // ForceLeave is serf's RemoveFailedNode (prune: RemoveFailedNodePrune) for
 // the named member, as Consul's force-leave: a failed member becomes left at
 // once on every node (and is no longer retried); with prune it is erased
 // from the member list (a reap event follows). An alive member is only
 // marked leaving: it hears the leave intent about itself, refutes it and
-// stays alive (with prune, serf erases it from the member lists anyway
-// after BroadcastTimeout + LeavePropagateDelay). It returns ErrNoMember for
-// an unknown name, or an error when the broadcast did not finish within
-// serf's BroadcastTimeout (the local change is made anyway).
+// stays alive. Pruning an alive member is refused (ErrPruneAlive): serf
+// would erase it from every other member list after BroadcastTimeout +
+// LeavePropagateDelay while it keeps running, and nothing brings it back
+// (memberlist still sees it alive, so serf never hears it join again).
+// It returns ErrNoMember for an unknown name, or an error when the
+// broadcast did not finish within serf's BroadcastTimeout (the local change
+// is made anyway).
 func (m *Membership) ForceLeave(name string, prune bool) error {
-	known := false
+	status, known := serf.StatusNone, false
 	for _, sm := range m.serf.Members() {
 		if sm.Name == name {
-			known = true
+			status, known = sm.Status, true
 			break
 		}
 	}
 	if !known {
 		return fmt.Errorf("%w named %q", ErrNoMember, name)
+	}
+	if prune && status == serf.StatusAlive {
+		return fmt.Errorf("%w: %s", ErrPruneAlive, name)
 	}
 	var err error
 	if prune {
