@@ -14,12 +14,16 @@ func TestMembershipForceLeave(t *testing.T) {
 		t.Fatalf("force leave of an unknown name: %v, want ErrNoMember", err)
 	}
 
-	// An alive member refutes the leave intent about itself and stays.
+	// An alive member refutes the leave intent about itself and stays; it
+	// may not be pruned (it would vanish from the member lists for good).
 	if err := nodes[0].m.ForceLeave("n1", false); err != nil {
 		t.Fatalf("force leave of an alive member: %v", err)
 	}
 	waitForDescribed(t, 25*time.Second, "n1 alive again", allSee(nodes, "n1", StatusAlive),
 		func() string { return views(nodes, "n1") })
+	if err := nodes[0].m.ForceLeave("n1", true); !errors.Is(err, ErrPruneAlive) {
+		t.Fatalf("prune of an alive member: %v, want ErrPruneAlive", err)
+	}
 
 	// Failed members: force-leave makes them left everywhere, prune erases them.
 	_ = nodes[2].m.Close()
@@ -57,5 +61,8 @@ func TestMembershipForceLeave(t *testing.T) {
 	waitFor(t, 10*time.Second, "reap event for n3 on n0", func() bool { return nodes[0].events.saw(EventReap, "n3") })
 	if st := statusOf(nodes[0].m, "n2"); st != StatusLeft {
 		t.Fatalf("n2 after pruning n3: %v, want still left", st)
+	}
+	if !allSee(nodes[:2], "n1", StatusAlive)() {
+		t.Fatalf("n1 after the refused prune: %s, want alive everywhere", views(nodes[:2], "n1"))
 	}
 }

@@ -235,8 +235,9 @@ func (s *apiServer) agentLeave(w http.ResponseWriter, r *http.Request, _ string)
 // every agent (its services are hidden, as for a graceful leave, and its
 // records are forgotten when serf reaps it); ?prune erases it from the
 // member list at once (the reap follows right away). An alive member
-// refutes the leave and stays (gossip.Membership.ForceLeave). ?wan is
-// accepted and ignored: there is one pool.
+// refutes the leave and stays; pruning it is refused, unlike Consul
+// (gossip.Membership.ForceLeave says why). ?wan is accepted and ignored:
+// there is one pool.
 func (s *apiServer) agentForceLeave(w http.ResponseWriter, r *http.Request, node string) error {
 	if node == "" {
 		return errorf(http.StatusBadRequest, "Missing node name: PUT /v1/agent/force-leave/<node>")
@@ -248,9 +249,12 @@ func (s *apiServer) agentForceLeave(w http.ResponseWriter, r *http.Request, node
 	prune := flagSet(r, "prune")
 	s.a.log.Info("force leaving node", "node", node, "prune", prune)
 	if err := m.ForceLeave(node, prune); err != nil {
-		if errors.Is(err, gossip.ErrNoMember) {
+		switch {
+		case errors.Is(err, gossip.ErrNoMember):
 			// Consul's words, which scripts match.
 			return errorf(http.StatusInternalServerError, "agent: No node found with name '%s'", node)
+		case errors.Is(err, gossip.ErrPruneAlive):
+			return errorf(http.StatusBadRequest, "agent: Refusing to prune alive node '%s': it would vanish from every member list while it runs; force-leave it without prune, or stop it first", node)
 		}
 		s.a.log.Warn("force leave failed", "node", node, "err", err)
 		return errorf(http.StatusInternalServerError, "%v", err)

@@ -10,7 +10,8 @@ import (
 	"time"
 )
 
-// TestForceLeave: an alive node refutes a force-leave and stays. A killed node is failed on the others and its service is
+// TestForceLeave: an alive node refutes a force-leave and stays (and may
+// not be pruned). A killed node is failed on the others and its service is
 // still listed (critical serfHealth); `peerd force-leave` on one agent makes
 // it left on every agent and its service disappears from the health and
 // catalog answers and DNS of every agent, as after a graceful leave. -prune (through HashiCorp's client)
@@ -31,9 +32,14 @@ func TestForceLeave(t *testing.T) {
 		expectHealthNodes(t, p, "doomed", "n3")
 	}
 
-	// An alive node refutes the leave and stays, as with Consul.
+	// An alive node refutes the leave and stays, as with Consul; pruning
+	// it is refused (serf would erase it from the member lists for good).
 	if out := m.cli("force-leave", "-http-addr", n1.ip+":8500", "n3"); out != "" {
 		t.Fatalf("force-leave of an alive node printed %q", out)
+	}
+	out, err := m.cliErr("force-leave", "-prune", "-http-addr", n1.ip+":8500", "n3")
+	if exitCodeOf(err) != 1 || !strings.Contains(out, "Error force leaving: Unexpected response code: 400 (agent: Refusing to prune alive node 'n3'") {
+		t.Fatalf("force-leave -prune of an alive node: %v\n%s", err, out)
 	}
 	waitFor(t, 30*time.Second, func() error {
 		for _, p := range rest {
@@ -66,7 +72,7 @@ func TestForceLeave(t *testing.T) {
 		}
 	}
 
-	out, err := m.cliErr("force-leave", "-http-addr", n1.ip+":8500", "nobody")
+	out, err = m.cliErr("force-leave", "-http-addr", n1.ip+":8500", "nobody")
 	if err == nil || !strings.Contains(out, "Error force leaving: Unexpected response code: 500 (agent: No node found with name 'nobody')") {
 		t.Fatalf("force-leave of an unknown node: %v\n%s", err, out)
 	}
