@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"strings"
 	"testing"
@@ -207,4 +208,44 @@ func TestParseMonitorLevel(t *testing.T) {
 			t.Errorf("parseMonitorLevel(%q) = %v, %v; want %v, %v", tc.in, got, ok, tc.want, tc.ok)
 		}
 	}
+}
+
+// BenchmarkLogFan: the cost the fan-out adds to a log call, with no
+// subscriber and with one debug subscriber that keeps up.
+func BenchmarkLogFan(b *testing.B) {
+	text := func() slog.Handler {
+		return slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo})
+	}
+	b.Run("plain", func(b *testing.B) {
+		l := slog.New(text())
+		for b.Loop() {
+			l.Info("line", "k", 1)
+		}
+	})
+	b.Run("fan-no-subscriber", func(b *testing.B) {
+		l := slog.New(NewLogFan().Handler(text()))
+		for b.Loop() {
+			l.Info("line", "k", 1)
+		}
+	})
+	b.Run("fan-one-subscriber", func(b *testing.B) {
+		fan := NewLogFan()
+		l := slog.New(fan.Handler(text()))
+		s := fan.Subscribe(slog.LevelDebug, false, 1024)
+		defer s.Close()
+		stop := make(chan struct{})
+		go func() {
+			for {
+				select {
+				case <-s.Lines():
+				case <-stop:
+					return
+				}
+			}
+		}()
+		for b.Loop() {
+			l.Info("line", "k", 1)
+		}
+		close(stop)
+	})
 }
