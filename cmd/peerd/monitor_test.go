@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -194,9 +196,66 @@ func TestMonitor(t *testing.T) {
 	apiCancel()
 	expectSubscribers(t, n1, 0)
 
-	// The CLI, as `consul monitor`.
-	cmd := exec.Command(m.bin, "monitor", "-http-addr", n1.ip+":8500", "-token", token, "-log-level", "debug")
+	// The CLI, as `consul monitor`, in text and JSON.
+	for i, flags := range [][]string{{"-log-level", "debug"}, {"-log-json"}} {
+		cm := startCLIMonitor(t, m, append([]string{"-http-addr", n1.ip + ":8500", "-token", token}, flags...)...)
+		expectSubscribers(t, n1, 1)
+		marker := fmt.Sprintf("monitor-cli-marker-%d", i)
+		n1.put("/v1/agent/force-leave/"+marker, "")
+		got := linesUntil(t, "peerd monitor "+strings.Join(flags, " "), cm.lines, marker)
+		if last := got[len(got)-1]; i == 1 && !json.Valid([]byte(last)) {
+			t.Errorf("peerd monitor -log-json printed %q", last)
+		}
+		cm.cmd.Process.Kill()
+		cm.cmd.Wait()
+		expectSubscribers(t, n1, 0)
+	}
+
+	outb, err := m.cliErr("monitor", "-http-addr", n1.ip+":8500", "-token", token, "-log-level", "loud")
+	if code := exitCodeOf(err); code != 1 || !strings.Contains(outb, "Error starting monitor: Unexpected response code: 400 (Unknown log level: loud)") {
+		t.Fatalf("peerd monitor -log-level loud: exit %d\n%s", code, outb)
+	}
+
+	// The agent goes away: the CLI says so and exits 1, as consul.
+	cm := startCLIMonitor(t, m, "-http-addr", n1.ip+":8500", "-token", token)
+	expectSubscribers(t, n1, 1)
+	n1.kill()
+	err = cm.cmd.Wait()
+	if code := exitCodeOf(err); code != 1 || !strings.Contains(cm.stderr.String(), "Remote side ended the monitor!") {
+		t.Fatalf("peerd monitor after the agent died: exit %d, stderr %q", code, cm.stderr.String())
+	}
+}
+
+// cliMonitor is a running `peerd monitor` process.
+type cliMonitor struct {
+	cmd    *exec.Cmd
+	lines  chan string // its stdout, line by line
+	stderr *lockedBuffer
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func startCLIMonitor(t testing.TB, m *meshFixture, args ...string) *cliMonitor {
+	t.Helper()
+	cmd := exec.Command(m.bin, append([]string{"monitor"}, args...)...)
 	cmd.Env = append(os.Environ(), "CONSUL_HTTP_ADDR=", "PEERD_HTTP_ADDR=")
+	cm := &cliMonitor{cmd: cmd, lines: make(chan string, 1024), stderr: &lockedBuffer{}}
+	cmd.Stderr = cm.stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -205,25 +264,14 @@ func TestMonitor(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	cliLines := make(chan string, 1024)
 	go func() {
-		defer close(cliLines)
+		defer close(cm.lines)
 		sc := bufio.NewScanner(out)
 		for sc.Scan() {
-			cliLines <- sc.Text()
+			cm.lines <- sc.Text()
 		}
 	}()
-	expectSubscribers(t, n1, 1)
-	const marker2 = "monitor-marker-2"
-	n1.put("/v1/agent/force-leave/"+marker2, "")
-	linesUntil(t, "peerd monitor", cliLines, marker2)
-	cmd.Process.Kill()
-	expectSubscribers(t, n1, 0)
-
-	outb, err := m.cliErr("monitor", "-http-addr", n1.ip+":8500", "-token", token, "-log-level", "loud")
-	if code := exitCodeOf(err); code != 1 || !strings.Contains(outb, "Error starting monitor: Unexpected response code: 400 (Unknown log level: loud)") {
-		t.Fatalf("peerd monitor -log-level loud: exit %d\n%s", code, outb)
-	}
+	return cm
 }
 
 // launchLevel restarts the agent with -log-level level (the fixture starts
