@@ -46,8 +46,8 @@ bench: build
 
 lint:
 	$(GO) vet $(PKGS)
-	@if $(GO) run honnef.co/go/tools/cmd/staticcheck@2025.1.1 -version >/dev/null 2>&1; then \
-		$(GO) run honnef.co/go/tools/cmd/staticcheck@2025.1.1 $(PKGS); \
+	@if $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 -version >/dev/null 2>&1; then \
+		$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 $(PKGS); \
 	else echo "staticcheck could not be installed; ran go vet only"; fi
 
 clean:
@@ -102,6 +102,11 @@ PROMETHEUS_VERSION ?= v0.316.0
 # first build takes about 20 minutes on a loaded 2-core machine. v3.7.x
 # needs a fork of go-http-auth that the proxy here does not serve.
 TRAEFIK_VERSION ?= v3.6.12
+# The consul command itself (cmd/peerd/tools_consul_test.go), built from a
+# copy whose replace directives are dropped: they point at submodules (api,
+# sdk, ...) that are not in the module zip, so the versions its go.mod
+# requires are used instead. About 10 minutes the first time.
+CONSUL_VERSION ?= v1.20.6
 TOOLS_DIR := $(CURDIR)/bin/tools
 define PROMSD_MAIN
 // promsd runs Prometheus's Consul service discovery against -server and
@@ -202,6 +207,12 @@ compat-tools:
 		echo "building promsd (Prometheus $(PROMETHEUS_VERSION) discovery/consul)"; \
 		mkdir $$tmp/promsd; printf '%s\n' "$$PROMSD_MAIN" > $$tmp/promsd/main.go; printf 'module promsd\n\ngo 1.26\n' > $$tmp/promsd/go.mod; \
 		(cd $$tmp/promsd && $(GO) get github.com/prometheus/prometheus@$(PROMETHEUS_VERSION) && $(GO) mod tidy && $(GO) build -o $(TOOLS_DIR)/promsd .); \
+	fi; \
+	if ! $(TOOLS_DIR)/consul version 2>/dev/null | grep -q '^Consul $(CONSUL_VERSION)$$'; then \
+		echo "building consul $(CONSUL_VERSION) (long)"; \
+		dir=$$(cd $$tmp && GOFLAGS=-mod=mod $(GO) mod download -json github.com/hashicorp/consul@$(CONSUL_VERSION) | sed -n 's/^\t"Dir": "\(.*\)",$$/\1/p'); \
+		cp -r $$dir $$tmp/consul; chmod -R u+w $$tmp/consul; sed -i '/^replace (/,/^)/d' $$tmp/consul/go.mod; \
+		(cd $$tmp/consul && GONOSUMDB=github.com/hashicorp/consul GOFLAGS=-mod=mod $(GO) build -o $(TOOLS_DIR)/consul .); \
 	fi; \
 	if ! $(TOOLS_DIR)/traefik version 2>/dev/null | grep -q 'Version: *$(TRAEFIK_VERSION:v%=%)$$'; then \
 		echo "building traefik $(TRAEFIK_VERSION) (long)"; \
