@@ -183,7 +183,7 @@ func TestRotationCheckersCanFail(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			run := *sc
-			run.Membership = MembershipStatic
+			run.Membership, run.Peers = MembershipStatic, 16
 			run.permissive = tc.weak
 			res, err := RunVirtual(t, run, logWriter(t))
 			if err != nil {
