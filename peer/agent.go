@@ -62,6 +62,8 @@ type Agent struct {
 	local localState
 	// ca is this node's Connect CA (connect_ca_state.go); zero value ready.
 	ca connectCAState
+	// events are the user events this agent recorded (events.go); zero value ready.
+	events eventState
 
 	ctx    context.Context
 	cancel context.CancelFunc

@@ -73,6 +73,10 @@ func newAPI(a *Agent) http.Handler {
 		{methods: "GET", path: "/v1/connect/intentions/check", exact: true, handle: s.intentionCheck},
 		{methods: "GET PUT DELETE", path: "/v1/connect/intentions/", handle: s.intentionByID},
 
+		// User events (events_api.go).
+		{methods: "PUT POST", path: "/v1/event/fire/", handle: s.eventFire},
+		{methods: "GET", path: "/v1/event/list", exact: true, handle: s.eventList},
+
 		// Status.
 		{methods: "GET", path: "/v1/status/leader", exact: true, handle: s.statusLeader},
 		{methods: "GET", path: "/v1/status/peers", exact: true, handle: s.statusPeers},

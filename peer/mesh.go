@@ -93,6 +93,7 @@ func (a *Agent) startMembership() error {
 		Profile:          profile,
 		Admit:            a.admit,
 		OnEvent:          a.onMemberEvent,
+		OnUserEvent:      a.onUserEvent, // events.go
 		Logger:           a.log.With("component", "serf"),
 	})
 	if err != nil {
