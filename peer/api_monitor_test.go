@@ -112,3 +112,39 @@ func tail(s string) string {
 	}
 	return s
 }
+
+// TestMonitorEndsOnShutdown: an open monitor stream does not keep the HTTP
+// server's Shutdown waiting (it would until its deadline).
+func TestMonitorEndsOnShutdown(t *testing.T) {
+	fan := NewLogFan()
+	a := &Agent{log: slog.New(fan.Handler(slog.DiscardHandler))}
+	m := newMonitorAPI(a)
+	a.httpSrv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		m.serve(w, r, "")
+	})}
+	ts := httptest.NewUnstartedServer(a.httpSrv.Handler)
+	ts.Config = a.httpSrv
+	ts.Start()
+	defer ts.Close()
+
+	resp, err := http.Get(ts.URL + "/v1/agent/monitor")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for fan.Subscribers() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("monitor did not subscribe")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := a.httpSrv.Shutdown(ctx); err != nil {
+		t.Fatalf("shutdown with a monitor open: %v", err)
+	}
+	if n := fan.Subscribers(); n != 0 {
+		t.Fatalf("%d subscribers after shutdown", n)
+	}
+}
