@@ -28,6 +28,7 @@ func operatorCommands() []command {
 		{name: "join", synopsis: "ask the local agent to join a member: join ADDR...", run: runJoin},
 		{name: "leave", synopsis: "make the local agent leave the mesh gracefully and exit", run: runLeave},
 		{name: "force-leave", synopsis: "mark a failed member left everywhere: force-leave [-prune] NODE", run: runForceLeave},
+		{name: "event", synopsis: "fire a user event: event -name NAME [-node R] [-service R] [-tag R] [PAYLOAD]", run: runEvent},
 		{name: "monitor", synopsis: "stream the local agent's log lines: monitor [-log-level L] [-log-json]", run: runMonitor},
 		{name: "kv", synopsis: "read and write the KV store: kv get|put|delete", run: runKV},
 		{name: "revocation", synopsis: "spread a signed revocation (from 'peerd revoke') through the mesh: revocation submit FILE", run: runRevocation},

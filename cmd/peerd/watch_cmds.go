@@ -19,18 +19,19 @@ import (
 // handler. It stops when ctx ends (Ctrl-C) or after -count results.
 
 const watchSynopsis = `watch -type key -key KEY | -type keyprefix -prefix P | -type service -service NAME [-tag T] [-passing]
-      | -type services | -type nodes | -type checks [-state S]  [-count N]`
+      | -type services | -type nodes | -type checks [-state S] | -type event [-name NAME]  [-count N]`
 
 func runWatch(ctx context.Context, c *cli, args []string) error {
 	fs := newFlagSet(c, "watch", watchSynopsis)
 	client := addClientFlags(fs, c)
-	typ := fs.String("type", "", "key, keyprefix, service, services, nodes or checks")
+	typ := fs.String("type", "", "key, keyprefix, service, services, nodes, checks or event")
 	key := fs.String("key", "", "key (type key)")
 	prefix := fs.String("prefix", "", "prefix (type keyprefix)")
 	service := fs.String("service", "", "service name (type service, checks)")
 	tag := fs.String("tag", "", "tag filter (type service)")
 	passing := fs.Bool("passing", false, "only passing instances (type service)")
 	state := fs.String("state", "any", "check state (type checks without -service)")
+	name := fs.String("name", "", "event name (type event; empty: every event)")
 	count := fs.Int("count", 0, "stop after this many results (0: run until interrupted)")
 	wait := fs.Duration("wait", 5*time.Minute, "blocking wait per query")
 	if err := parseFlags(fs, args); err != nil {
@@ -73,8 +74,13 @@ func runWatch(ctx context.Context, c *cli, args []string) error {
 		} else {
 			path = "/v1/health/state/" + url.PathEscape(*state)
 		}
+	case "event":
+		path = "/v1/event/list"
+		if *name != "" {
+			q.Set("name", *name)
+		}
 	default:
-		return usageErrorf("watch: -type must be key, keyprefix, service, services, nodes or checks")
+		return usageErrorf("watch: -type must be key, keyprefix, service, services, nodes, checks or event")
 	}
 	var index uint64
 	var last []byte
@@ -95,7 +101,8 @@ func runWatch(ctx context.Context, c *cli, args []string) error {
 			}
 			continue
 		}
-		if idx < index {
+		prev := index
+		if idx < index && *typ != "event" { // event indexes are not monotonic
 			idx = 0 // the agent restarted: start over
 		}
 		index = idx
@@ -113,6 +120,9 @@ func runWatch(ctx context.Context, c *cli, args []string) error {
 			continue
 		}
 		last = body
+		if *typ == "event" {
+			body = newEvents(body, prev)
+		}
 		var out bytes.Buffer
 		if err := json.Indent(&out, body, "", "  "); err != nil {
 			out.Reset()
@@ -126,6 +136,41 @@ func runWatch(ctx context.Context, c *cli, args []string) error {
 		}
 	}
 	return nil
+}
+
+// newEvents drops from an event list the events up to the one whose
+// index (Consul's, from its ID) was the previous answer's, as consul
+// watch does: each answer then shows only the events not shown before.
+func newEvents(body []byte, prev uint64) []byte {
+	var evs []json.RawMessage
+	if prev == 0 || json.Unmarshal(body, &evs) != nil {
+		return body
+	}
+	for i, raw := range evs {
+		var ev struct{ ID string }
+		if json.Unmarshal(raw, &ev) == nil && eventIDIndex(ev.ID) == prev {
+			out, err := json.Marshal(evs[i+1:])
+			if err != nil {
+				return body
+			}
+			return out
+		}
+	}
+	return body
+}
+
+// eventIDIndex is Consul's index of an event ID: the UUID's two 64-bit
+// halves XORed (0 for a malformed ID).
+func eventIDIndex(id string) uint64 {
+	if len(id) != 36 {
+		return 0
+	}
+	lo, err1 := strconv.ParseUint(id[0:8]+id[9:13]+id[14:18], 16, 64)
+	hi, err2 := strconv.ParseUint(id[19:23]+id[24:36], 16, 64)
+	if err1 != nil || err2 != nil {
+		return 0
+	}
+	return lo ^ hi
 }
 
 // blockingGet is a GET that returns the body and X-Consul-Index, treating
