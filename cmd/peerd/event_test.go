@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,6 +22,7 @@ import (
 // unfiltered event fired on n3; consul/api's Event().Fire and List and its
 // watch package (plan type "event") work against peerd; the CLI's event
 // and watch -type event too.
+// Once n3's key is revoked, its events are rejected.
 func TestUserEvents(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts real processes")
@@ -184,6 +186,27 @@ func TestUserEvents(t *testing.T) {
 	}
 	if out, err := m.cliErr("event", "-http-addr", n1.ip+":8500", "-name", "x", "-tag", "t"); err == nil || !strings.Contains(out, "Cannot provide tag filter without service filter") {
 		t.Errorf("peerd event -tag without -service: %v %q", err, out)
+	}
+
+	// n3's key is revoked: its events still arrive by serf gossip, and are
+	// rejected.
+	rev := filepath.Join(m.dir, "n3.rev")
+	m.cli("revoke", "-ca-key", m.root, "-subject", n3.key+".pub", "-out", rev)
+	m.cli("revocation", "submit", "-http-addr", n1.ip+":8500", rev)
+	expectNotAlive(t, n2, n3.name)
+	if _, err := n3.put("/v1/event/fire/revoked", "x"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, func() error {
+		if !strings.Contains(n2.Logs(), "user event rejected") {
+			return fmt.Errorf("n2 logged no rejected user event")
+		}
+		return nil
+	})
+	for _, c := range []*consul.Client{c1, c2} {
+		if evs, _, err := c.Event().List("revoked", nil); err != nil || len(evs) != 0 {
+			t.Fatalf("an event of a revoked node was recorded: %+v (%v)", evs, err)
+		}
 	}
 }
 
