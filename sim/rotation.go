@@ -255,8 +255,16 @@ func (a *nodeAuth) learn(origin string, chain identity.Chain) {
 	now := a.now()
 	if _, err := a.v.Verify(pub, chain, now); err == nil {
 		a.mu.Lock()
+		old, had := a.chains[origin]
 		a.chains[origin] = chain
 		a.mu.Unlock()
+		if a.n != nil && origin != a.n.id {
+			if _, oerr := a.v.Verify(pub, old, now); !had || oerr != nil {
+				// Trusted again: membership asks again (peer's
+				// trustBook.trusted → readmitTrusted).
+				a.n.membersDirty.Store(true)
+			}
+		}
 		return
 	}
 	cut, _, ok := a.chainCut(pub, chain)

@@ -110,7 +110,9 @@ type Workload struct {
 //	           at a random live node (or Node), see authz.go
 //	revoke     the sim root revokes Node's key (a random live node when
 //	           Node < 0), submitted at a random other live node; with
-//	           Operator, the current root revokes the delegated operator key
+//	           Operator, the current root revokes the delegated operator
+//	           key, submitted at a random live node that accepts it (of
+//	           partition group Group, counted from 1, when set)
 //	rotate     the current root Rk-1 signs a rotation to a new root Rk
 //	           (rotation.go): Pretrust of the peers have Rk in their trust
 //	           from the start (default all), Recertify before At every
