@@ -214,6 +214,9 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 	if err := a.startLocal(); err != nil {
 		return err
 	}
+	if !fresh {
+		a.mayBeForgotten() // forgotten.go
+	}
 	if err := a.startHTTP(); err != nil {
 		return err
 	}

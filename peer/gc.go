@@ -161,7 +161,7 @@ func (a *Agent) reapUnknown(seen map[string]*unknownNode, now time.Time) {
 		}
 		a.log.Info("forgetting the records of a node membership does not know and the others saw leave or fail",
 			"node", u.name, "id", id, "others_see", answers[id])
-		a.replica.ForgetOrigin(id)
+		a.forgetOrigin(id)
 		a.stats.dirty.Store(true)
 		delete(seen, id)
 	}

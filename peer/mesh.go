@@ -42,6 +42,10 @@ type memberView struct {
 	peers map[string]netip.AddrPort // node ID → QUIC address; guarded by mu
 	names map[string]string         // node ID → member name; guarded by mu
 	hello map[string]bool           // node IDs with a hello in flight; guarded by mu
+	// forgot holds the node IDs whose records this agent forgot (reaped);
+	// guarded by mu. When one of them joins again, it has likely forgotten
+	// this node's records too (forgotten.go).
+	forgot map[string]bool
 	// remembered is the member list last written to the store; guarded by mu.
 	remembered string
 }
@@ -200,12 +204,16 @@ func (a *Agent) onMemberEvent(e gossip.Event) {
 		switch e.Type {
 		case gossip.EventJoin, gossip.EventUpdate:
 			a.noteAddr(m)
+			if e.Type == gossip.EventJoin && a.view.rejoined(id) {
+				a.log.Info("a member whose records this agent forgot joined again; republishing this node's records", "node", m.Name, "id", id)
+				a.mayBeForgotten()
+			}
 			if !a.trust.admitted(id) {
 				a.startHello(m)
 			}
 		case gossip.EventReap:
 			a.log.Info("member reaped; forgetting its records", "node", m.Name, "id", id)
-			a.replica.ForgetOrigin(id)
+			a.forgetOrigin(id)
 		}
 	}
 	a.refreshPeers()

@@ -94,21 +94,35 @@ func (a *Agent) ownRecordsReturned() {
 const reincarnationSettle = 500 * time.Millisecond
 
 // watchReturnedRecords republishes this node's records whenever records
-// of its own origin come back from peers.
+// of its own origin come back from peers, or peers may have forgotten them
+// (forgotten.go).
 func (a *Agent) watchReturnedRecords() {
 	warned := false
 	for {
+		returned := false
 		select {
 		case <-a.ctx.Done():
 			return
 		case <-a.local.returned():
+			returned = true
+		case <-a.local.forgot():
 		}
 		select {
 		case <-a.ctx.Done():
 			return
 		case <-time.After(reincarnationSettle):
 		}
-		if !warned {
+		// A burst may have signalled both.
+		select {
+		case <-a.local.returned():
+			returned = true
+		default:
+		}
+		select {
+		case <-a.local.forgot():
+		default:
+		}
+		if returned && !warned {
 			warned = true
 			a.log.Error("peers hold records of this node that this process did not write: the node key was used before with another data dir",
 				"own_counter", a.replica.OwnCounter(),

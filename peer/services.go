@@ -79,6 +79,14 @@ type localState struct {
 
 	returnedOnce sync.Once
 	returnedCh   chan struct{} // records of this node's origin came back (reincarnation.go)
+	forgotOnce   sync.Once
+	forgotCh     chan struct{} // peers may have forgotten this node's records (forgotten.go)
+}
+
+// forgot is the channel mayBeForgotten signals.
+func (l *localState) forgot() chan struct{} {
+	l.forgotOnce.Do(func() { l.forgotCh = make(chan struct{}, 1) })
+	return l.forgotCh
 }
 
 // returned is the channel ownRecordsReturned signals; it exists from the

@@ -15,8 +15,9 @@ import (
 // still listed (critical serfHealth); `peerd force-leave` on one agent makes
 // it left on every agent and its service disappears from the health and
 // catalog answers and DNS of every agent, as after a graceful leave. -prune (through HashiCorp's client)
-// erases it from the member lists. An unknown node is refused with
-// Consul's words and exit status.
+// erases it from the member lists, and when it starts again with its data
+// dir it is listed again. An unknown node is refused with Consul's words
+// and exit status.
 func TestForceLeave(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts real processes")
@@ -129,6 +130,15 @@ func TestForceLeave(t *testing.T) {
 		}
 		return nil
 	})
+
+	// n3 comes back with its data dir: the others forgot its records when
+	// they pruned it, and its replica still holds them as live, so it
+	// writes them again at start and is listed again everywhere.
+	n3.launch()
+	for _, p := range rest {
+		expectMemberStatus(t, p, "n3", memberAlive)
+		expectHealthNodes(t, p, "doomed", "n3")
+	}
 }
 
 // healthNodes returns the nodes /v1/health/service/NAME lists on p.
