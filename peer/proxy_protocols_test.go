@@ -103,6 +103,23 @@ func TestProxyProtocols(t *testing.T) {
 		m.waitIntention("web", name, 1)
 	}
 	addr := func(name string) string { return fmt.Sprintf("127.0.0.1:%d", ports[name]) }
+	// A raw TCP client cannot retry as the HTTP ones in proxy_test.go do,
+	// and a refused stream is just a closed connection: wait until srv
+	// knows web's registration (it checks that the calling node runs the
+	// source service) and web's data plane would route to every
+	// destination (known, its node alive, its QUIC address known).
+	m.waitService("web", 1)
+	m.waitAll("destinations routable", func(a *Agent) bool {
+		if a != web {
+			return true
+		}
+		for name := range ports {
+			if len(web.proxy.candidates(name)) == 0 {
+				return false
+			}
+		}
+		return true
+	})
 	// The agent binds upstream listeners when it reconciles, just after
 	// the registration.
 	m.waitAll("upstream listeners bound", func(a *Agent) bool {
