@@ -43,7 +43,7 @@ func newAPI(a *Agent) http.Handler {
 		{methods: "GET", path: "/v1/agent/health/service/name/", handle: s.agentHealthServiceByName},
 		{methods: "GET", path: "/v1/agent/connect/ca/", handle: s.connectCA},
 		{methods: "POST PUT", path: "/v1/agent/connect/authorize", exact: true, handle: s.agentAuthorize},
-		{methods: "GET", path: "/v1/connect/ca/", handle: s.connectCA},
+		{methods: "GET PUT", path: "/v1/connect/ca/", handle: s.connectCA},
 
 		// Catalog.
 		{methods: "GET", path: "/v1/catalog/services", exact: true, handle: s.catalogServices},

@@ -152,7 +152,10 @@ func (a *Agent) infoStats() map[string]map[string]string {
 			"dropped_lines": fmt.Sprint(fan.Dropped()),
 		}
 	}
-	st["connect"] = a.connectStats()    // data plane (proxy.go)
+	st["connect"] = a.connectStats() // data plane (proxy.go)
+	// Published Connect CA certificates refused (connect_ca_state.go).
+	st["connect"]["ca_invalid_certificates"] = fmt.Sprint(a.ca.invalid.Load())
+	st["events"] = a.EventStats()       // user events (events.go)
 	st["certificate"] = a.certSummary() // certs.go
 	return st
 }

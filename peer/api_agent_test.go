@@ -27,3 +27,23 @@ func TestRoundLeft(t *testing.T) {
 		}
 	}
 }
+
+// TestInfoStatsSections: the counters other docs promise are in `peerd
+// info` (and so in /v1/agent/metrics as peerd.<section>.<key>).
+func TestInfoStatsSections(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts an agent")
+	}
+	root, node := newKeys(t)
+	a := testAgent(t, t.TempDir(), root, node, []string{"*"})
+	defer a.Close()
+	st := a.infoStats()
+	for _, k := range []struct{ section, key string }{
+		{"events", "fired"}, {"events", "rejected"}, {"events", "dropped"},
+		{"connect", "ca_invalid_certificates"}, {"replica", "index"},
+	} {
+		if _, ok := st[k.section][k.key]; !ok {
+			t.Errorf("peerd info lacks %s.%s: %v", k.section, k.key, st[k.section])
+		}
+	}
+}

@@ -45,6 +45,9 @@ type apiCARoot struct {
 // connectCA routes the Connect CA endpoints.
 func (s *apiServer) connectCA(w http.ResponseWriter, r *http.Request, rest string) error {
 	agent := strings.HasPrefix(r.URL.Path, "/v1/agent/")
+	if r.Method != http.MethodGet && (agent || rest != "configuration") {
+		return errorf(http.StatusMethodNotAllowed, "method %s not allowed on %s", r.Method, r.URL.Path)
+	}
 	switch {
 	case rest == "roots":
 		return s.connectRoots(w, r)

@@ -297,10 +297,12 @@ func TestConnectCAEndpoints(t *testing.T) {
 	if cfg["Provider"] != "peerd" {
 		t.Errorf("configuration = %v", cfg)
 	}
-	w = httptest.NewRecorder()
-	if err := (&apiServer{a: a}).connectCA(w, httptest.NewRequest("PUT", "/v1/connect/ca/configuration", strings.NewReader(`{}`)), "configuration"); err == nil ||
-		!strings.Contains(err.Error(), "cannot be configured") || err.(*httpError).code != http.StatusBadRequest {
-		t.Errorf("PUT configuration: %v", err)
+	// Through the routes, as `consul connect ca set-config` sends it.
+	if w = caGet(t, h, "PUT", "/v1/connect/ca/configuration", `{}`); w.Code != http.StatusBadRequest || !strings.Contains(w.Body.String(), "cannot be configured") {
+		t.Errorf("PUT configuration = %d %s", w.Code, w.Body.String())
+	}
+	if w = caGet(t, h, "PUT", "/v1/connect/ca/roots", `{}`); w.Code != http.StatusMethodNotAllowed {
+		t.Errorf("PUT roots = %d %s", w.Code, w.Body.String())
 	}
 }
 
