@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -472,7 +473,7 @@ func (c *Cluster) mergeChecked(inc *incarnation, d *crdt.Delta, now time.Time) (
 		for _, w := range watch {
 			if _, ok := inc.replica.KVGet(w.key); ok {
 				z.revokedOK.Add(1)
-				z.violationf("%s holds the revocation (or rotation) cutting %s but accepted its record %s written after it",
+				z.violationf("%s holds the revocation (or rotation) cutting %s but accepted its record %s written after the cut",
 					inc.n.id, c.nodes[w.subject].id, w.key)
 			}
 		}
@@ -522,11 +523,20 @@ func (c *Cluster) absentAttempts(rep *crdt.Replica) []attempt {
 	}
 	z.mu.Unlock()
 	c.rot.mu.Lock()
-	for _, rec := range c.rot.rots {
+	for _, rec := range c.rot.cutRecsLocked() {
 		// A peer cut by a rotation: the rotation held live applies to
 		// every one of its writes after the cut (all stale peers' keys).
-		if len(rec.attempts) > 0 {
-			revs = append(revs, revocation{subject: rec.stale[0], blob: rec.blob, attempts: slices.Clone(rec.attempts)})
+		for _, i := range rec.stale {
+			prefix := "authz/stale/" + c.nodes[i].id + "/"
+			var keys []string
+			for _, k := range rec.attempts {
+				if strings.HasPrefix(k, prefix) {
+					keys = append(keys, k)
+				}
+			}
+			if len(keys) > 0 {
+				revs = append(revs, revocation{subject: i, blob: rec.blob, attempts: keys})
+			}
 		}
 	}
 	c.rot.mu.Unlock()
@@ -663,7 +673,13 @@ func (c *Cluster) authzEvent(e Event) []action {
 		return []action{{e.At, func() { c.replayIntention(e) }}}
 	case "revoke":
 		if e.Operator {
-			return []action{{e.At, func() { c.revokeOperator(e) }}}
+			rec := &rotationRec{applied: map[int]time.Duration{}}
+			out := []action{{e.At, func() { c.revokeOperator(e, rec) }}}
+			// The peers it certified keep writing, once a second from 2 s after.
+			for t, k := e.At+2*time.Second, 0; t < c.sc.Duration; t, k = t+time.Second, k+1 {
+				out = append(out, action{t, func() { c.staleWrite(rec, k) }})
+			}
+			return out
 		}
 		rv := &revocation{subject: -1, cut: map[int]time.Duration{}}
 		out := []action{{e.At, func() { c.revoke(e, rv) }}}

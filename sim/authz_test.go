@@ -151,8 +151,8 @@ func TestRotateDuringPartition(t *testing.T) {
 			t.Errorf("%d rotations, %d refused; want 2, 0", x.Rotations, x.Refused)
 		case x.Held == 0 || x.Retried == 0:
 			t.Errorf("statements held %d, applied by RetryStatements %d: the scenario no longer reaches the case", x.Held, x.Retried)
-		case x.Cut != 1 || x.StaleAttempts == 0:
-			t.Errorf("%d peers cut by the rotations, %d writes after the cut; want 1 and some", x.Cut, x.StaleAttempts)
+		case x.Cut != 3 || x.UnderOperator != 2 || x.StaleAttempts == 0:
+			t.Errorf("%d peers cut (%d under the operator), %d writes after the cut; want 3 (2) and some", x.Cut, x.UnderOperator, x.StaleAttempts)
 		case !x.Delegated || !x.OperatorRevoked || x.OperatorSigned == 0:
 			t.Errorf("operator delegated %v, revoked %v, signed %d", x.Delegated, x.OperatorRevoked, x.OperatorSigned)
 		case !x.SameTrustEverywhere:
@@ -226,4 +226,29 @@ func TestRotateChainLearntLate(t *testing.T) {
 func TestOperatorRevokeDuringPartition(t *testing.T) {
 	t.Skip("crdt/peer bug: an intention refused because its signer was revoked does not supersede what it superseded on replicas that merged it before the revocation (docs/SIM.md, \"Found by these checkers\", 5)")
 	runShippedSeeds(t, "scenarios/authz-operator-revoke-partition.hcl", func(*testing.T, *Result) {})
+}
+
+// TestOperatorChainDuringPartition runs
+// sim/scenarios/authz-operator-chain-partition.hcl: two peers re-certified
+// by an operator key during a partition, the key revoked on the other
+// side. Agents that held the operator-issued chains before the revocation
+// cut the two peers; agents that met them only after it keep the older
+// root-issued chains, which still verify, and take the same records live.
+// A peer divergence (docs/SIM.md, "Found by these checkers", 6), not fixed
+// yet.
+func TestOperatorChainDuringPartition(t *testing.T) {
+	t.Skip("peer bug: which of a node's chains an agent keeps (trustBook.learn) depends on whether it met the newer one before the revocation that cut it (docs/SIM.md, \"Found by these checkers\", 6)")
+	runShippedSeeds(t, "scenarios/authz-operator-chain-partition.hcl", func(*testing.T, *Result) {})
+}
+
+// TestRotateRestart runs sim/scenarios/authz-rotate-restart.hcl: peers
+// that trust R0 and R2 but not R1 crash while an intention signed by R1
+// (withdrawn since R1 was retired, still live) is in their replica. Their
+// restart fails: LoadState verifies stored intentions with a trust book
+// that holds the configured roots only, before the stored rotations are
+// re-applied. A peer bug (openStore; docs/SIM.md, "Found by these
+// checkers", 7), not fixed yet.
+func TestRotateRestart(t *testing.T) {
+	t.Skip("peer bug: openStore loads the replica (LoadState verifies stored intentions) before re-applying the stored rotations, so an intention signed by a root trusted only through a rotation makes the restart fail (docs/SIM.md, \"Found by these checkers\", 7)")
+	runShippedSeeds(t, "scenarios/authz-rotate-restart.hcl", func(*testing.T, *Result) {})
 }

@@ -17,19 +17,21 @@ import (
 
 // Cluster is a running simulation. Build it with Run.
 type Cluster struct {
-	sc      *Scenario
-	net     *Network
-	nodes   []*node
-	index   map[string]int
-	auth    authorizer
-	authz   *authzState // intentions and revocations (authz.go)
-	expiry  *expiries   // certificate expiries (expiry.go)
-	rot     *rotations  // root rotations, chains, the operator key (rotation.go)
-	groups  [][]int     // the current partition's groups (run goroutine), nil when healed
-	metrics *metrics
-	rng     *rand.Rand // workload and fault choices; used by the run goroutine only
-	log     io.Writer
-	start   time.Time
+	sc     *Scenario
+	net    *Network
+	nodes  []*node
+	index  map[string]int
+	auth   authorizer
+	authz  *authzState // intentions and revocations (authz.go)
+	expiry *expiries   // certificate expiries (expiry.go)
+	rot    *rotations  // root rotations, chains, the operator key (rotation.go)
+	groups [][]int     // the current partition's groups (run goroutine), nil when healed
+
+	restartErrs []string // restarts that failed (run goroutine): a violation each
+	metrics     *metrics
+	rng         *rand.Rand // workload and fault choices; used by the run goroutine only
+	log         io.Writer
+	start       time.Time
 
 	ops       []*op
 	byKey     map[string][]*op
@@ -465,6 +467,7 @@ func (c *Cluster) restartNode(n *node) {
 	c.note("restart %s join %v", n.id, join)
 	if err := n.restart(join); err != nil {
 		c.logf("restart %s: %v", n.id, err)
+		c.restartErrs = append(c.restartErrs, fmt.Sprintf("%s could not restart from its state: %v", n.id, err))
 		return
 	}
 	c.metrics.restarted(n.id)

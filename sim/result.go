@@ -252,6 +252,9 @@ func (c *Cluster) result(faultStart, healAt time.Time, converged bool, convergeT
 	if !converged {
 		c.violation(r, "live peers did not reach equal digests within %v of the heal", sc.Expect.ConvergeWithin)
 	}
+	for _, e := range c.restartErrs {
+		c.violation(r, "%s", e) // a peer that cannot restart is gone for good
+	}
 	c.checkKV(r)
 	c.checkReadsAgree(r)
 	c.checkAuthz(r)

@@ -95,16 +95,20 @@ type rotations struct {
 	rots            []*rotationRec
 	opChain         identity.Chain  // the operator's chain once delegated
 	opRevoked       []byte          // the operator's revocation once revoked
+	opRec           *rotationRec    // the operator's revocation: the peers it certified are cut by it
+	underOp         []int           // peers the operator certified
 	opSigned        map[string]bool // intention IDs signed by the operator
 	signedBy        map[string]int  // intention ID → root index that signed it (-1: the operator)
 	opWithdrawnSeen uint64          // violations: a peer holding the operator's revocation showed an intention it signed
 }
 
-// rotationRec is one rotate event.
+// rotationRec is one rotate event, or the operator's revocation (k = 0,
+// stmt nil): a statement that cuts the peers whose chains it ends.
 type rotationRec struct {
 	k        int
 	blob     []byte
 	stmt     *identity.Rotation
+	cutAt    time.Time             // the cut: end of the statement's second
 	at       time.Time             // submitted (reference clock)
 	applied  map[int]time.Duration // peer → submission to its trust book retiring the old root (first time)
 	stale    []int                 // peers whose chain it cut
@@ -211,13 +215,22 @@ func (x *rotations) cuts() map[int]time.Time {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	out := map[int]time.Time{}
-	for _, r := range x.rots {
+	for _, r := range x.cutRecsLocked() {
 		for _, i := range r.stale {
-			at := r.stmt.At.Add(time.Second)
-			if cur, ok := out[i]; !ok || at.Before(cur) {
-				out[i] = at
+			if cur, ok := out[i]; !ok || r.cutAt.Before(cur) {
+				out[i] = r.cutAt
 			}
 		}
+	}
+	return out
+}
+
+// cutRecsLocked lists the statements that cut peers: the rotations and
+// the operator's revocation. x.mu must be held.
+func (x *rotations) cutRecsLocked() []*rotationRec {
+	out := slices.Clone(x.rots)
+	if x.opRec != nil && x.opRec.blob != nil {
+		out = append(out, x.opRec)
 	}
 	return out
 }
@@ -565,7 +578,7 @@ func (c *Cluster) publishNode(n *node) {
 func (c *Cluster) rotationEvent(e Event) []action {
 	switch e.Action {
 	case "delegate":
-		return []action{{e.At, func() { c.delegate() }}}
+		return []action{{e.At, func() { c.delegate(e) }}}
 	case "rotate":
 		rec := &rotationRec{applied: map[int]time.Duration{}}
 		lead := e.Recertify
@@ -675,7 +688,7 @@ func (c *Cluster) rotate(e Event, rec *rotationRec) {
 		return err == nil
 	}
 	n := c.submitter(e, accepts)
-	rec.blob, rec.stmt, rec.at = blob, stmt, time.Now()
+	rec.blob, rec.stmt, rec.at, rec.cutAt = blob, stmt, time.Now(), stmt.At.Add(time.Second)
 	x.mu.Lock()
 	for i := range c.nodes {
 		if x.chainRoot[i] < k && !c.isRevoked(i) {
@@ -742,13 +755,17 @@ func (c *Cluster) submitStatement(n *node, blob []byte, what string) {
 	}
 }
 
-// delegate has the current root certify the operator key.
-func (c *Cluster) delegate() {
+// delegate has the current root certify the operator key, and the
+// operator certify e.Count random live peers under itself (their new
+// chains published in their node records): revoking the operator key
+// cuts them.
+func (c *Cluster) delegate(e Event) {
 	x := c.rot
 	now := time.Now()
+	nb, na := now.Add(-time.Hour), now.Add(24*time.Hour)
 	ch, err := identity.Issue(x.roots[x.cur], nil, x.opPub, "ops",
 		identity.Constraints{Services: []string{"*"}, KVPrefixes: []string{"*"}, SignIntentions: true, DelegateDepth: 1},
-		now.Add(-time.Hour), now.Add(24*time.Hour), 7)
+		nb, na, 7)
 	if err != nil {
 		c.logf("delegate: %v", err)
 		return
@@ -757,13 +774,33 @@ func (c *Cluster) delegate() {
 	x.opChain = ch
 	x.mu.Unlock()
 	x.opActive, x.opRoot = true, x.cur
-	c.note("delegate operator under R%d", x.cur)
-	c.logf("operator key certified by R%d", x.cur)
+	live := slices.DeleteFunc(c.liveNodes(), func(i int) bool { return !c.trustsRoot(c.nodes[i], x.cur) })
+	c.rng.Shuffle(len(live), func(a, b int) { live[a], live[b] = live[b], live[a] })
+	var ids []string
+	for _, i := range live[:min(e.Count, len(live))] {
+		n := c.nodes[i]
+		nc, err := identity.Issue(x.opKey, ch, n.key.Public().(ed25519.PublicKey), n.id,
+			identity.Constraints{Services: []string{"*"}, KVPrefixes: []string{"*"}}, nb, na, uint64(5000+i))
+		if err != nil {
+			c.logf("delegate: certifying %s: %v", n.id, err)
+			continue
+		}
+		x.mu.Lock()
+		x.chains[i], x.chainRoot[i] = nc, x.cur
+		x.underOp = append(x.underOp, i)
+		x.mu.Unlock()
+		ids = append(ids, n.id)
+		c.publishNode(n)
+	}
+	c.note("delegate operator under R%d, certifying %v", x.cur, ids)
+	c.logf("operator key certified by R%d; it certifies %v", x.cur, ids)
 }
 
 // revokeOperator has the current root revoke the operator key, submitted
-// at a random live peer that accepts it.
-func (c *Cluster) revokeOperator(e Event) {
+// at a random live peer that accepts it. The peers the operator certified
+// are cut at the end of the revocation's second, like the peers a
+// rotation cuts.
+func (c *Cluster) revokeOperator(e Event, rec *rotationRec) {
 	x := c.rot
 	r, err := identity.NewRevocation(x.roots[x.cur], nil, x.opPub, time.Now())
 	if err != nil {
@@ -775,11 +812,22 @@ func (c *Cluster) revokeOperator(e Event) {
 		c.logf("revoke operator: %v", err)
 		return
 	}
+	rec.blob, rec.at, rec.cutAt = blob, time.Now(), r.At.Add(time.Second)
 	x.mu.Lock()
 	x.opRevoked = blob
+	for _, i := range x.underOp {
+		if !c.isRevoked(i) && x.chains[i][0].Subject.Equal(x.opPub) {
+			rec.stale = append(rec.stale, i)
+		}
+	}
+	x.opRec = rec
 	x.mu.Unlock()
 	x.opActive = false
 	c.authz.revoking.Store(true)
+	for _, i := range rec.stale {
+		c.authz.revoked[i] = true
+		c.openSpan("cut by the operator's revocation " + c.nodes[i].id)
+	}
 	n := c.submitter(e, func(n *node) bool {
 		a := n.auth.Load()
 		return a != nil && a.v.IsRoot(x.pubs[x.cur])
@@ -911,6 +959,7 @@ type RotationResult struct {
 	Retried             uint64 // held statements applied later by RetryStatements
 	MaxHeld             int64  // most statements one replica held at once
 	Delegated           bool
+	UnderOperator       int // peers the operator certified (cut by its revocation)
 	OperatorRevoked     bool
 	OperatorSigned      int    // intention versions the operator signed
 	OperatorShown       uint64 // violations: operator-signed intentions applied by a peer holding its revocation
@@ -935,11 +984,14 @@ func (c *Cluster) checkRotations(r *Result) {
 	a.OperatorShown = x.opWithdrawnSeen
 	var attempts []string
 	cut := map[int]bool{}
-	for _, rec := range rots {
+	for _, rec := range x.cutRecsLocked() {
 		attempts = append(attempts, rec.attempts...)
 		for _, i := range rec.stale {
 			cut[i] = true
 		}
+	}
+	a.UnderOperator = len(x.underOp)
+	for _, rec := range rots {
 		var ds []time.Duration
 		for i, d := range rec.applied {
 			if c.nodes[i].rep() != nil {
@@ -981,7 +1033,7 @@ func (c *Cluster) checkRotations(r *Result) {
 		}
 		for _, key := range attempts {
 			if _, ok := rep.KVGet(key); ok {
-				c.violation(r, "%s: %s, written under a retired chain after the rotation's cut, is live", n.id, key)
+				c.violation(r, "%s: %s, written after the cut of its writer's chain (rotation or operator revocation), is live", n.id, key)
 			}
 		}
 		for _, pr := range c.authz.pairs {
@@ -1036,10 +1088,10 @@ func (a *RotationResult) writeSummary(p func(format string, args ...any)) {
 	for k, d := range a.Applied {
 		p("rotation R%d->R%d: submission → each live peer applying it (R%d retired): %s", k, k+1, k, d)
 	}
-	p("  rotations %d (%d statements no peer accepted); peers cut off by them %d, their writes after the cut %d; "+
+	p("  rotations %d (%d statements no peer accepted); peers cut off by them or the operator's revocation %d, their writes after the cut %d; "+
 		"statements held (not applicable yet) %d, applied later by RetryStatements %d, most held by one replica %d; same trust everywhere: %v",
 		a.Rotations, a.Refused, a.Cut, a.StaleAttempts, a.Held, a.Retried, a.MaxHeld, a.SameTrustEverywhere)
 	if a.Delegated {
-		p("  operator key: delegated, %d intention versions signed by it, revoked %v", a.OperatorSigned, a.OperatorRevoked)
+		p("  operator key: delegated, %d intention versions signed by it, %d peers certified by it, revoked %v", a.OperatorSigned, a.UnderOperator, a.OperatorRevoked)
 	}
 }

@@ -1,8 +1,12 @@
 # authz-rotate-partition.hcl with the partition lasting to the end of the
-# fault phase (the operator's revocation at 11 s, the crashes and restarts
-# happen during it), so that the summary's "converged after heal" and
-# "anti-entropy repair after heal" measure the repair from the partition
-# heal, rotations held on one side included (docs/SIM.md, "Root rotations").
+# fault phase (the operator's revocation at 11 s happens during it), so
+# that the summary's "converged after heal" and "anti-entropy repair after
+# heal" measure the repair from the partition heal, rotations held on one
+# side included (docs/SIM.md, "Root rotations and a delegated operator
+# key"). Two open bugs shape it: the operator certifies no peer (a peer it
+# certified during the partition: authz-operator-chain-partition.hcl), and
+# no peer crashes (a peer that does not trust R1 cannot restart while an
+# intention signed by R1 is live in its replica: authz-rotate-restart.hcl).
 name     = "authz-rotate-heal"
 peers    = 30
 seed     = 1
@@ -59,17 +63,6 @@ event {
   at       = "11s"
   action   = "revoke"
   operator = true
-}
-
-event {
-  at     = "13s"
-  action = "crash"
-  count  = 3
-}
-
-event {
-  at     = "15s"
-  action = "restart"
 }
 
 expect {

@@ -10,7 +10,9 @@
 # before R0->R1, hold it (crdt.ErrNotYetApplicable) and apply it when
 # R0->R1 arrives at the heal (RetryStatements). The operator key,
 # certified by R2, signs the intentions issued from 5 s until the root
-# revokes it at 11 s; what it signed is withdrawn everywhere then.
+# revokes it at 11 s, and certifies two peers under itself; at the
+# revocation what it signed is withdrawn everywhere and those two peers
+# are cut (they keep writing).
 # go test ./sim runs seeds 1 and 2 (TestRotateDuringPartition).
 name     = "authz-rotate-partition"
 peers    = 30
@@ -62,6 +64,7 @@ event {
 event {
   at     = "5s"
   action = "delegate"
+  count  = 2
 }
 
 event {
