@@ -163,6 +163,12 @@ type Config struct {
 	// SecretKey enables gossip encryption (AES-GCM) when set; 16, 24 or 32
 	// bytes. Nil means unencrypted gossip.
 	SecretKey []byte
+	// KeyringFile is where this node's gossip keyring is persisted (serf
+	// rewrites it after each InstallKey, UseKey and RemoveKey). Empty
+	// means KeyringFileName next to SnapshotPath, or none without a
+	// snapshot. A keyring file present at start wins over SecretKey and
+	// enables encryption by itself; SecretKey without a file starts one.
+	KeyringFile string
 	// SnapshotPath is a file where serf records the members it has seen,
 	// so that a restarted node rejoins them without -join. Empty disables
 	// snapshots. After a graceful Leave the snapshot is cleared (a node
@@ -250,6 +256,8 @@ type Membership struct {
 
 	userEvents        chan UserEvent // waiting for OnUserEvent (userevents.go)
 	droppedUserEvents atomic.Uint64
+
+	keyring *memberlist.Keyring // nil: gossip not encrypted (keyring.go)
 }
 
 type admitEntry struct {
@@ -353,6 +361,9 @@ func New(cfg Config) (*Membership, error) {
 	if len(cfg.SecretKey) != 0 {
 		mc.SecretKey = append([]byte(nil), cfg.SecretKey...)
 	}
+	if err := setupKeyring(&cfg, sc, logger); err != nil { // keyring.go
+		return nil, err
+	}
 
 	m := &Membership{
 		cfg:      cfg,
@@ -379,6 +390,7 @@ func New(cfg Config) (*Membership, error) {
 		return nil, fmt.Errorf("gossip: membership: %w", err)
 	}
 	m.serf = s
+	m.keyring = sc.MemberlistConfig.Keyring // memberlist sets it up from SecretKey
 	m.wg.Add(5)
 	go m.readEvents()
 	go m.dispatchEvents()
