@@ -53,6 +53,7 @@ func (a *Agent) watchRevocations() {
 	_, ch := a.replica.WatchIndex(crdt.ScopeRevocations)
 	checked := a.trust.now()
 	a.retryStatements()
+	a.learnHeldChains()
 	a.sweepRevoked(a.trust.expiredBetween(time.Time{}, checked))
 	a.withdrawIntentions() // also after a restart: withdrawal is not stored
 	tick := time.NewTicker(statementRetryInterval)
@@ -76,8 +77,23 @@ func (a *Agent) watchRevocations() {
 			}
 		}
 		a.retryStatements()
+		a.learnHeldChains()
 		a.enforceRevocations()
 		a.sweepRevoked(false)
+	}
+}
+
+// learnHeldChains learns again, after this agent's trust changed, the
+// chains in the node records the replica holds of the nodes it does not
+// trust now (trustBook.learnHeld), before it sweeps: a node re-certified
+// under a root this agent did not trust yet when it met the new chain
+// counts once a rotation trusts that root, as on the agents that trusted
+// it from the start. The trust book usually adopted that chain already,
+// as the rotation applied (trustBook.waiting); this covers the chains it
+// did not hold (its bounds) and a restart.
+func (a *Agent) learnHeldChains() {
+	if n := a.trust.learnHeld(a.replica); n > 0 {
+		a.log.Info("node chains learnt again from the replica after a change of trust", "nodes", n)
 	}
 }
 

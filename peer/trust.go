@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"maps"
 	"sync"
 	"time"
 
@@ -35,6 +36,25 @@ type trustBook struct {
 	// revoked for good; guarded by mu. See capsBefore.
 	before map[string]identity.Capabilities
 
+	// waiting: node ID → a chain it presented that fails only because its
+	// root is not trusted yet (a node re-certified under the next root
+	// before the rotation to it reaches this agent); guarded by mu. It
+	// grants nothing and judges nothing: it is judged again whenever a
+	// trust statement applies (VerifyRevocation) and becomes the node's
+	// chain once it verifies. Bounded by maxWaitingChains and
+	// maxWaitingChainBytes; waitingBytes is the sum of their encoded sizes.
+	waiting      map[string]waitingChain
+	waitingBytes int
+
+	// stmt orders applying a trust statement against judging records:
+	// VerifyRevocation holds it while it applies a statement and adopts
+	// the waiting chains the statement made valid; VerifyOrigin,
+	// MayWriteKV and learn hold it for reading. So no record is judged by
+	// a chain the statement cut while the chain it made valid is still
+	// waiting (its records would be dead here for good, and live on the
+	// agents that trusted the new root from the start).
+	stmt sync.RWMutex
+
 	// trusted, when set, is signalled (never blocking) when learn makes a
 	// node trusted that was not: a first chain, or a new certificate after
 	// a cut. Membership's cached admission verdicts must then be asked
@@ -42,16 +62,37 @@ type trustBook struct {
 	trusted chan struct{}
 }
 
+// waitingChain is a chain held in trustBook.waiting.
+type waitingChain struct {
+	pub   ed25519.PublicKey
+	chain identity.Chain
+	size  int // encoded bytes
+}
+
+// Bounds on the chains a trust book holds while their root is not trusted
+// (trustBook.waiting). Anyone can make such a chain (a key of their own as
+// its root) and have a relay carry it in a node record, so beyond these
+// bounds a new one is not held: its node is then learnt only from the
+// replica's node records after the next change of trust (learnHeld).
+const (
+	maxWaitingChains     = 256
+	maxWaitingChainBytes = 1 << 20
+)
+
 var _ crdt.Authorizer = (*trustBook)(nil)
 
 func newTrustBook(v *identity.Verifier, now func() time.Time, self string) *trustBook {
 	return &trustBook{v: v, now: now, self: self, chains: make(map[string]identity.Chain),
-		before: make(map[string]identity.Capabilities)}
+		before: make(map[string]identity.Capabilities), waiting: make(map[string]waitingChain)}
 }
 
 // learn records the chain a node presents, after checking that it verifies
-// for that node's key. A chain that does not verify is refused and not kept.
+// for that node's key. A chain that does not verify is refused: it is kept
+// only when it was cut (it judges the node's earlier records), or, apart,
+// when it fails only because its root is not trusted yet (wait).
 func (tb *trustBook) learn(pub ed25519.PublicKey, chainBytes []byte) (identity.Capabilities, error) {
+	tb.stmt.RLock()
+	defer tb.stmt.RUnlock()
 	var chain identity.Chain
 	if len(chainBytes) > 0 {
 		c, err := identity.UnmarshalChain(chainBytes)
@@ -94,22 +135,162 @@ func (tb *trustBook) learn(pub ed25519.PublicKey, chainBytes []byte) (identity.C
 				tb.mu.Unlock()
 			}
 		}
+		if errors.Is(err, identity.ErrUntrusted) {
+			tb.wait(pub, chain, len(chainBytes))
+		}
 		return identity.Capabilities{}, err
 	}
+	tb.adopt(pub, chain, true)
+	// A different chain waiting for its root stays: it may be the newer
+	// one (the node re-certified under the next root), and the rotation
+	// to that root may cut this one.
+	id := identity.NodeID(pub)
+	tb.mu.Lock()
+	if w, ok := tb.waiting[id]; ok && w.chain.Hash() == chain.Hash() {
+		tb.dropWaitingLocked(id)
+	}
+	tb.mu.Unlock()
+	return caps, nil
+}
+
+// adopt makes chain, which verifies now, the chain known for pub's node.
+// Unless replace, a known chain that verifies now stays. It signals
+// trusted when the node was not trusted before.
+func (tb *trustBook) adopt(pub ed25519.PublicKey, chain identity.Chain, replace bool) {
 	id := identity.NodeID(pub)
 	tb.mu.Lock()
 	old, had := tb.chains[id]
+	tb.mu.Unlock()
+	_, oerr := tb.v.Verify(pub, old, tb.now())
+	if !replace && had && oerr == nil {
+		return
+	}
+	tb.mu.Lock()
 	tb.chains[id] = chain
 	tb.mu.Unlock()
-	if tb.trusted != nil && id != tb.self {
-		if _, oerr := tb.v.Verify(pub, old, tb.now()); !had || oerr != nil {
-			select {
-			case tb.trusted <- struct{}{}:
-			default:
-			}
+	if tb.trusted != nil && id != tb.self && (!had || oerr != nil) {
+		select {
+		case tb.trusted <- struct{}{}:
+		default:
 		}
 	}
-	return caps, nil
+}
+
+// wait holds a chain that does not verify only because its root is not a
+// trusted root (yet): the root was never retired here, and the chain
+// verifies for pub with that root trusted. A rotation to that root makes
+// it valid (judgeWaiting). Until then it grants nothing. Not held beyond
+// maxWaitingChains or maxWaitingChainBytes, nor for this node itself; a
+// newer one replaces the node's earlier one. The chain's signatures are
+// checked only when it would be held: a chain held already, or one met
+// while the bounds are reached, costs no signature check.
+func (tb *trustBook) wait(pub ed25519.PublicKey, chain identity.Chain, size int) {
+	id := identity.NodeID(pub)
+	if id == tb.self || len(chain) == 0 || chain[0] == nil || tb.v.IsRevoked(pub) {
+		return
+	}
+	root := chain[0].Issuer
+	if _, retired := tb.v.RetiredAt(root); retired || tb.v.IsRoot(root) {
+		return
+	}
+	h := chain.Hash()
+	room := func() (int, bool) {
+		old, had := tb.waiting[id]
+		if had && old.chain.Hash() == h {
+			return 0, false
+		}
+		n, total := len(tb.waiting), tb.waitingBytes+size
+		if had {
+			n, total = n-1, total-old.size
+		}
+		return total, n < maxWaitingChains && total <= maxWaitingChainBytes
+	}
+	tb.mu.Lock()
+	_, ok := room()
+	tb.mu.Unlock()
+	if !ok {
+		return
+	}
+	if _, err := identity.NewVerifier(root).Verify(pub, chain, tb.now()); err != nil {
+		return
+	}
+	tb.mu.Lock()
+	defer tb.mu.Unlock()
+	total, ok := room()
+	if !ok {
+		return
+	}
+	tb.waiting[id] = waitingChain{pub: pub, chain: chain, size: size}
+	tb.waitingBytes = total
+}
+
+func (tb *trustBook) dropWaitingLocked(id string) {
+	if w, ok := tb.waiting[id]; ok {
+		tb.waitingBytes -= w.size
+		delete(tb.waiting, id)
+	}
+}
+
+// judgeWaiting judges the waiting chains again after a trust statement
+// applied (tb.stmt held for writing): one that verifies now becomes its
+// node's chain unless the node's known chain verifies too; one that fails
+// for another reason than its root (expired, revoked, its root retired)
+// is dropped.
+func (tb *trustBook) judgeWaiting() {
+	tb.mu.Lock()
+	ws := maps.Clone(tb.waiting)
+	tb.mu.Unlock()
+	now := tb.now()
+	for id, w := range ws {
+		_, err := tb.v.Verify(w.pub, w.chain, now)
+		switch {
+		case err == nil:
+			tb.adopt(w.pub, w.chain, false)
+			tb.mu.Lock()
+			tb.dropWaitingLocked(id)
+			tb.mu.Unlock()
+		case errors.Is(err, identity.ErrUntrusted) && !tb.v.IsRevoked(w.pub):
+			if _, retired := tb.v.RetiredAt(w.chain[0].Issuer); !retired {
+				continue
+			}
+			fallthrough
+		default:
+			tb.mu.Lock()
+			tb.dropWaitingLocked(id)
+			tb.mu.Unlock()
+		}
+	}
+}
+
+// learnHeld learns again the chains carried by the node records r holds
+// (the live one of each node, or the newest dead one: LastNodeRecord) for
+// every node whose known chain does not verify now. The agent calls it
+// after its trust changed (watchRevocations), before it sweeps: a chain
+// that did not verify when its record was merged (its root not trusted
+// yet) and was not held (wait's bounds) becomes the node's chain, as it
+// does at start (openStore). It returns how many nodes it made trusted.
+func (tb *trustBook) learnHeld(r *crdt.Replica) int {
+	n := 0
+	for origin := range r.Heads() {
+		if origin == tb.self || tb.admitted(origin) {
+			continue
+		}
+		pub, err := identity.ParseNodeID(origin)
+		if err != nil {
+			continue
+		}
+		node, ok := r.Node(origin)
+		if !ok {
+			node, ok = r.LastNodeRecord(origin)
+		}
+		if !ok || len(node.Cert) == 0 {
+			continue
+		}
+		if _, err := tb.learn(pub, node.Cert); err == nil {
+			n++
+		}
+	}
+	return n
 }
 
 // verifyIgnoringRevocations verifies a chain against the current roots
@@ -327,6 +508,8 @@ func (tb *trustBook) learnFromDelta(d *crdt.Delta) {
 // its KV records from before the revocation are judged by that chain, and
 // refusing one for want of it would be final.
 func (tb *trustBook) VerifyOrigin(origin string, msg, sig []byte) error {
+	tb.stmt.RLock()
+	defer tb.stmt.RUnlock()
 	if pub, err := identity.ParseNodeID(origin); err == nil && tb.v.IsRevoked(pub) {
 		if !ed25519.Verify(pub, msg, sig) {
 			return errors.New("trust: bad signature")
@@ -368,6 +551,8 @@ func (tb *trustBook) MayPublishService(origin, service string) bool {
 // For a node whose chain was cut (chainCut), what the chain allowed before
 // the cut: crdt asks only for its KV records stamped before it.
 func (tb *trustBook) MayWriteKV(origin, key string) bool {
+	tb.stmt.RLock()
+	defer tb.stmt.RUnlock()
 	caps, err := tb.capsOf(origin)
 	if err != nil && errors.Is(err, identity.ErrRevoked) {
 		caps, err = tb.capsBefore(origin)
@@ -459,7 +644,24 @@ func (tb *trustBook) intentionSignerValid(signed []byte) bool {
 // in favour of the new one. A statement that later trust may make valid
 // is crdt.ErrNotYetApplicable (notYet): the replica holds it and retries
 // it when trust changes (crdt.Replica.RetryStatements).
+//
+// Once a statement applies, the chains waiting for their root to be
+// trusted are judged again (judgeWaiting), before any record is judged
+// with the statement applied (tb.stmt): a node re-certified under the new
+// root before this agent held the rotation keeps counting, as on the
+// agents that trusted that root from the start.
 func (tb *trustBook) VerifyRevocation(signed []byte) error {
+	tb.stmt.Lock()
+	defer tb.stmt.Unlock()
+	err := tb.applyStatement(signed)
+	if err == nil {
+		tb.judgeWaiting()
+	}
+	return err
+}
+
+// applyStatement is VerifyRevocation without judging the waiting chains.
+func (tb *trustBook) applyStatement(signed []byte) error {
 	r, err := identity.UnmarshalRevocation(signed)
 	if err == nil {
 		return notYet(tb.v.AddRevocation(r, tb.now()))
