@@ -86,6 +86,9 @@ func newAPI(a *Agent) http.Handler {
 		{methods: "GET", path: "/v1/coordinate/node/", handle: s.coordinateNode},
 		{methods: "GET", path: "/v1/coordinate/datacenters", exact: true, handle: s.coordinateDatacenters},
 
+		// Gossip keyring (api_keyring.go).
+		{methods: "GET POST PUT DELETE", path: "/v1/operator/keyring", exact: true, handle: s.operatorKeyring},
+
 		// No ACL system.
 		{methods: "GET PUT POST DELETE", path: "/v1/acl/", handle: s.aclDisabled},
 

@@ -27,6 +27,7 @@ func operatorCommands() []command {
 		{name: "info", synopsis: "show the local agent's replica, gossip and anti-entropy counters", run: runInfo},
 		{name: "join", synopsis: "ask the local agent to join a member: join ADDR...", run: runJoin},
 		{name: "leave", synopsis: "make the local agent leave the mesh gracefully and exit", run: runLeave},
+		{name: "keyring", synopsis: "rotate the gossip encryption key: keyring -list | -install KEY | -use KEY | -remove KEY", run: runKeyring},
 		{name: "force-leave", synopsis: "mark a failed member left everywhere: force-leave [-prune] NODE", run: runForceLeave},
 		{name: "event", synopsis: "fire a user event: event -name NAME [-node R] [-service R] [-tag R] [PAYLOAD]", run: runEvent},
 		{name: "monitor", synopsis: "stream the local agent's log lines: monitor [-log-level L] [-log-json]", run: runMonitor},
