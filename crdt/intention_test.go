@@ -218,3 +218,50 @@ func TestCheckIntentionMatchesFullScan(t *testing.T) {
 		}
 	}
 }
+
+// endedSignerAuth refuses every intention's signer now (its certificate
+// ended) but decodes the documents it verified before.
+type endedSignerAuth struct{ *edAuth }
+
+func (a endedSignerAuth) VerifyIntention([]byte) (Intention, error) {
+	return Intention{}, errors.New("signer's certificate ended")
+}
+
+func (a endedSignerAuth) DecodeIntention(signed []byte) (Intention, error) {
+	return a.edAuth.VerifyIntention(signed)
+}
+
+// TestStoredIntentionOutlivesItsSigner: a replica restarted from its state
+// or its log reads intentions whose signer the authorizer no longer
+// accepts, through IntentionDecoder; without a decoder it cannot.
+func TestStoredIntentionOutlivesItsSigner(t *testing.T) {
+	fx := newEdFixture()
+	a := newEdReplica(t, 1)
+	d := must[*Delta](t)(a.PutIntention(signIntention(fx.intKey, Intention{SourceName: "web", DestinationName: "db", Action: ActionAllow, Version: 1}), fx.auth, t0))
+	state, err := a.MarshalState()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ended := endedSignerAuth{fx.auth}
+	fromState, fromLog := newEdReplica(t, 1), newEdReplica(t, 1)
+	if err := fromState.LoadState(state, ended); err != nil {
+		t.Fatalf("load state: %v", err)
+	}
+	if err := fromLog.Apply(d, ended); err != nil {
+		t.Fatalf("apply: %v", err)
+	}
+	for name, r := range map[string]*Replica{"state": fromState, "log": fromLog} {
+		if in, ok := r.IntentionFor("web", "db"); !ok || in.Action != ActionAllow {
+			t.Fatalf("from %s: %+v %v", name, in, ok)
+		}
+	}
+	if err := newEdReplica(t, 1).LoadState(state, refuseAll{fx.auth}); err == nil {
+		t.Fatal("an authorizer without a decoder that refuses the signer loaded the state")
+	}
+}
+
+type refuseAll struct{ *edAuth }
+
+func (a refuseAll) VerifyIntention([]byte) (Intention, error) {
+	return Intention{}, errors.New("refused")
+}

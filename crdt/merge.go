@@ -338,7 +338,13 @@ func (r *Replica) verifyContentLocked(h *header, body []byte, auth Authorizer) (
 			return nil, RejectMalformed, err
 		}
 		blob := v.([]byte)
-		in, err := auth.VerifyIntention(blob)
+		var in Intention
+		var withdrawn bool
+		if j, ok := auth.(IntentionJudge); ok {
+			in, withdrawn, err = j.JudgeIntention(blob, h.HLC.Time())
+		} else {
+			in, err = auth.VerifyIntention(blob)
+		}
 		if err != nil {
 			return nil, RejectIntention, fmt.Errorf("%w: intention from %s: %w", ErrUnauthorized, h.Origin, err)
 		}
@@ -348,7 +354,7 @@ func (r *Replica) verifyContentLocked(h *header, body []byte, auth Authorizer) (
 		if IntentionKey(in.SourceName, in.DestinationName) != h.Key {
 			return nil, RejectIntention, fmt.Errorf("%w: intention does not match its key", ErrMalformed)
 		}
-		iv := &intentionVal{in: in, hash: sha256.Sum256(blob)}
+		iv := &intentionVal{in: in, hash: sha256.Sum256(blob), withdrawn: withdrawn}
 		if ks := r.keys[recKey{KindIntention, h.Key}]; ks != nil {
 			for _, lv := range ks.live {
 				if held := lv.val.(*intentionVal); held.in.Version > in.Version {
@@ -405,7 +411,7 @@ func (r *Replica) verifyContentLocked(h *header, body []byte, auth Authorizer) (
 // local durable store replaying deltas that were verified (or written)
 // before a restart; never feed it bytes from the network. Deltas may be
 // replayed in any order. auth is used only to decode intention documents
-// (crdt does not know their format).
+// (crdt does not know their format; see IntentionDecoder).
 func (r *Replica) Apply(d *Delta, auth Authorizer) error {
 	if d == nil {
 		return nil
@@ -442,9 +448,9 @@ func (r *Replica) applyTrustedLocked(e Entry, auth Authorizer, dead, void map[Do
 			if err != nil {
 				return err
 			}
-			in, err := auth.VerifyIntention(v.([]byte))
+			in, err := decodeStoredIntention(auth, v.([]byte))
 			if err != nil {
-				return fmt.Errorf("%w: stored intention: %w", ErrUnauthorized, err)
+				return fmt.Errorf("%w: stored intention: %w", ErrMalformed, err)
 			}
 			val = &intentionVal{in: in, hash: sha256.Sum256(v.([]byte))}
 		} else if val, err = r.decodeValue(&h, e.Body); err != nil {

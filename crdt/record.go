@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"strings"
+	"time"
 
 	"github.com/fxamacker/cbor/v2"
 )
@@ -32,6 +33,39 @@ type Authorizer interface {
 	VerifyIntention(signed []byte) (Intention, error)
 	// VerifyRevocation checks a signed revocation.
 	VerifyRevocation(signed []byte) error
+}
+
+// IntentionDecoder is implemented by an Authorizer that can decode a signed
+// intention document without judging its signer. Apply and LoadState,
+// which replay entries verified before a restart, use it when present: a
+// signer whose certificate has ended since, or whose root the agent no
+// longer lists, must not make the stored replica unreadable (whether such
+// an intention still applies is WithdrawIntentions' judgement).
+type IntentionDecoder interface {
+	DecodeIntention(signed []byte) (Intention, error)
+}
+
+// IntentionJudge is implemented by an Authorizer that judges a replicated
+// intention document once for good, so that every replica reaches the
+// same state whatever the order in which the document and the trust
+// statements arrive (docs/REPLICA.md, "Intentions and trust"). at is the
+// time the relaying node stamped the record with. A document that was
+// never valid is an error (refused, as by VerifyIntention); one whose
+// signer was valid at at but has been revoked, or whose root retired,
+// since is withdrawn: it is merged and takes its place in the pair's
+// version order, and reads skip it, exactly as WithdrawIntentions leaves
+// one merged before the statement arrived. Merge uses it when present.
+type IntentionJudge interface {
+	JudgeIntention(signed []byte, at time.Time) (in Intention, withdrawn bool, err error)
+}
+
+// decodeStoredIntention decodes a stored intention document with auth's
+// DecodeIntention if it has one, else with VerifyIntention.
+func decodeStoredIntention(auth Authorizer, signed []byte) (Intention, error) {
+	if d, ok := auth.(IntentionDecoder); ok {
+		return d.DecodeIntention(signed)
+	}
+	return auth.VerifyIntention(signed)
 }
 
 // Kind is the type of a replicated record.

@@ -58,8 +58,9 @@ type version struct {
 type intentionVal struct {
 	in   Intention
 	hash [32]byte // of the signed blob; breaks ties between equal versions
-	// withdrawn: its signer's key was revoked or its root retired after it
-	// was merged (WithdrawIntentions); reads skip it, as if absent.
+	// withdrawn: its signer's key was revoked or its root retired, after
+	// it was merged (WithdrawIntentions) or before (IntentionJudge); reads
+	// skip it, as if absent.
 	withdrawn bool
 }
 

@@ -310,6 +310,22 @@ func (s *sigCache) reset() {
 	s.mu.Unlock()
 }
 
+// Unrevoked returns a Verifier that trusts v's roots and the roots v
+// retired, and knows no revocation: what a chain was worth before any
+// trust statement cut it. A caller that judges a signed document once for
+// good (a replicated intention) uses it to tell a document that was never
+// valid from one whose signer was cut off since, so that the judgement
+// does not depend on whether the document or the statement arrived first.
+func (v *Verifier) Unrevoked() *Verifier {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	c := NewVerifier(v.roots...)
+	for k := range v.retired {
+		c.roots = append(c.roots, ed25519.PublicKey(bytes.Clone(k[:])))
+	}
+	return c
+}
+
 // Clone returns a Verifier with the same roots, retired roots and
 // revocations and an empty cache: a scratch copy to judge a statement's
 // effect before applying it.

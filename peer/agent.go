@@ -438,8 +438,12 @@ func (a *Agent) close() error {
 	}
 	a.wg.Wait()
 	if a.store != nil {
-		if err := a.saveSnapshot(); err != nil {
-			errs = append(errs, err)
+		// No commit queue: Start failed while recovering the replica,
+		// whose state is then partial and must not be snapshotted.
+		if a.writes != nil {
+			if err := a.saveSnapshot(); err != nil {
+				errs = append(errs, err)
+			}
 		}
 		errs = append(errs, a.store.Close())
 	}
