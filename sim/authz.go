@@ -672,9 +672,13 @@ func (c *Cluster) authzEvent(e Event) []action {
 	case "replay_intention":
 		return []action{{e.At, func() { c.replayIntention(e) }}}
 	case "revoke":
-		if e.Operator {
+		if e.Operator || e.ByOperator {
 			rec := &rotationRec{applied: map[int]time.Duration{}}
-			out := []action{{e.At, func() { c.revokeOperator(e, rec) }}}
+			do := func() { c.revokeOperator(e, rec) }
+			if e.ByOperator {
+				do = func() { c.revokeByOperator(e, rec) }
+			}
+			out := []action{{e.At, do}}
 			// The peers it certified keep writing, once a second from 2 s after.
 			for t, k := e.At+2*time.Second, 0; t < c.sc.Duration; t, k = t+time.Second, k+1 {
 				out = append(out, action{t, func() { c.staleWrite(rec, k) }})

@@ -96,6 +96,7 @@ type rotations struct {
 	opChain         identity.Chain  // the operator's chain once delegated
 	opRevoked       []byte          // the operator's revocation once revoked
 	opRec           *rotationRec    // the operator's revocation: the peers it certified are cut by it
+	delegated       []*rotationRec  // revocations the operator signed (of peers it certified)
 	underOp         []int           // peers the operator certified
 	opSigned        map[string]bool // intention IDs signed by the operator
 	signedBy        map[string]int  // intention ID → root index that signed it (-1: the operator)
@@ -231,6 +232,11 @@ func (x *rotations) cutRecsLocked() []*rotationRec {
 	out := slices.Clone(x.rots)
 	if x.opRec != nil && x.opRec.blob != nil {
 		out = append(out, x.opRec)
+	}
+	for _, r := range x.delegated {
+		if r.blob != nil {
+			out = append(out, r)
+		}
 	}
 	return out
 }
@@ -842,6 +848,59 @@ func (c *Cluster) revokeOperator(e Event, rec *rotationRec) {
 	c.submitStatement(n, blob, "operator's revocation")
 }
 
+// revokeByOperator has the operator revoke a peer it certified (e.Node if
+// it did, else a random one): a delegated revocation, which cuts that
+// peer's chain at the end of its second (chainCut). Submitted at a random
+// live peer that accepts it.
+func (c *Cluster) revokeByOperator(e Event, rec *rotationRec) {
+	x := c.rot
+	x.mu.Lock()
+	cands := slices.DeleteFunc(slices.Clone(x.underOp), c.isRevoked)
+	opChain := x.opChain
+	x.mu.Unlock()
+	if len(cands) == 0 || opChain == nil {
+		c.note("revoke by operator skipped: no peer certified by it")
+		return
+	}
+	subject := cands[c.rng.IntN(len(cands))]
+	if slices.Contains(cands, e.Node) {
+		subject = e.Node
+	}
+	sn := c.nodes[subject]
+	r, err := identity.NewRevocation(x.opKey, opChain, sn.key.Public().(ed25519.PublicKey), time.Now())
+	if err != nil {
+		c.logf("revoke by operator: %v", err)
+		return
+	}
+	blob, err := r.Marshal()
+	if err != nil {
+		c.logf("revoke by operator: %v", err)
+		return
+	}
+	rec.blob, rec.at, rec.cutAt, rec.stale = blob, time.Now(), r.At.Add(time.Second), []int{subject}
+	x.mu.Lock()
+	x.delegated = append(x.delegated, rec)
+	x.mu.Unlock()
+	c.authz.revoked[subject] = true
+	c.authz.revoking.Store(true)
+	c.openSpan("revoked by the operator " + sn.id)
+	n := c.submitter(e, func(n *node) bool {
+		a := n.auth.Load()
+		if a == nil || n.idx == subject {
+			return false
+		}
+		return a.v.Clone().AddRevocation(r, n.now()) == nil
+	})
+	if n == nil {
+		x.refused.Add(1)
+		c.note("revoke %s by the operator: no live peer accepts it", sn.id)
+		return
+	}
+	c.note("revoke %s by the operator at %s", sn.id, n.id)
+	c.logf("the operator revokes %s, submitted at %s", sn.id, n.id)
+	c.submitStatement(n, blob, "operator's revocation of "+sn.id)
+}
+
 // signIntention seals an intention with the current signer: the operator
 // while delegated, else the current root (peer.SignIntention).
 func (c *Cluster) signIntention(payload []byte, id string) ([]byte, error) {
@@ -925,13 +984,18 @@ func (c *Cluster) oracle() *identity.Verifier {
 	x.mu.Lock()
 	rots := slices.Clone(x.rots)
 	opRev := x.opRevoked
+	var blobs [][]byte
+	for _, r := range x.delegated {
+		if r.blob != nil {
+			blobs = append(blobs, r.blob) // before the operator's own revocation
+		}
+	}
 	x.mu.Unlock()
 	for _, r := range rots {
 		if r.stmt != nil {
 			_ = v.Rotate(r.stmt, time.Now())
 		}
 	}
-	var blobs [][]byte
 	c.authz.mu.Lock()
 	for _, rv := range c.authz.revs {
 		blobs = append(blobs, rv.blob)
@@ -1004,10 +1068,14 @@ func (c *Cluster) checkRotations(r *Result) {
 	a.Rotations, a.Cut, a.StaleAttempts = len(rots), len(cut), len(attempts)
 	a.SameTrustEverywhere = true
 
-	var revoked []ed25519.PublicKey
-	for _, rv := range o.Revocations() {
-		revoked = append(revoked, rv.Subject)
+	held := func(v *identity.Verifier) map[string]bool {
+		out := map[string]bool{}
+		for _, rv := range v.Revocations() {
+			out[identity.NodeID(rv.Issuer)+" revoked "+identity.NodeID(rv.Subject)] = true
+		}
+		return out
 	}
+	want := held(o)
 	for _, n := range c.nodes {
 		rep, auth := n.rep(), n.auth.Load()
 		if rep == nil || auth == nil {
@@ -1025,10 +1093,17 @@ func (c *Cluster) checkRotations(r *Result) {
 				c.violation(r, "%s trusts the retired root R%d", n.id, m)
 			}
 		}
-		for _, k := range revoked {
-			if !auth.v.IsRevoked(k) {
+		have := held(auth.v)
+		for k := range want {
+			if !have[k] {
 				a.SameTrustEverywhere = false
-				c.violation(r, "%s does not hold the revocation of %s", n.id, identity.NodeID(k))
+				c.violation(r, "%s does not hold the revocation %s", n.id, k)
+			}
+		}
+		for k := range have {
+			if !want[k] {
+				a.SameTrustEverywhere = false
+				c.violation(r, "%s holds the revocation %s, which was not issued", n.id, k)
 			}
 		}
 		for _, key := range attempts {

@@ -112,7 +112,9 @@ type Workload struct {
 //	           Node < 0), submitted at a random other live node; with
 //	           Operator, the current root revokes the delegated operator
 //	           key, submitted at a random live node that accepts it (of
-//	           partition group Group, counted from 1, when set)
+//	           partition group Group, counted from 1, when set); with
+//	           ByOperator, the operator revokes a peer it certified (Node,
+//	           or a random one)
 //	rotate     the current root Rk-1 signs a rotation to a new root Rk
 //	           (rotation.go): Pretrust of the peers have Rk in their trust
 //	           from the start (default all), Recertify before At every
@@ -138,12 +140,13 @@ type Event struct {
 	setLink    map[string]bool
 
 	// rotate, revoke, delegate (rotation.go).
-	Group     int           // submit at a peer of this partition group (1-based); 0: any
-	Pretrust  float64       // rotate: share of peers trusting the new root from the start
-	Recertify time.Duration // rotate: re-certification this long before At (0: 1 s)
-	Stale     int           // rotate: peers left on their old chain (cut off)
-	Newest    bool          // rotate: re-certify under the newest root a peer trusts, not the new one
-	Operator  bool          // revoke: the delegated operator key
+	Group      int           // submit at a peer of this partition group (1-based); 0: any
+	Pretrust   float64       // rotate: share of peers trusting the new root from the start
+	Recertify  time.Duration // rotate: re-certification this long before At (0: 1 s)
+	Stale      int           // rotate: peers left on their old chain (cut off)
+	Newest     bool          // rotate: re-certify under the newest root a peer trusts, not the new one
+	Operator   bool          // revoke: the delegated operator key
+	ByOperator bool          // revoke: the operator revokes a peer it certified
 }
 
 // Expect holds the budgets. Zero means not checked, except ConvergeWithin.
@@ -308,6 +311,7 @@ type hclEvent struct {
 	Stale      int       `hcl:"stale"`
 	Newest     bool      `hcl:"recertify_newest"`
 	Operator   bool      `hcl:"operator"`
+	ByOperator bool      `hcl:"by_operator"`
 }
 
 type hclExp struct {
@@ -424,6 +428,7 @@ func ParseScenario(text string) (*Scenario, error) {
 			Asymmetric: e.Asymmetric, Node: -1, Count: e.Count, Fraction: e.Fraction,
 			Step: dur("step", e.Step), Down: dur("down", e.Down), setLink: map[string]bool{},
 			Pretrust: 1, Recertify: dur("recertify", e.Recertify), Stale: e.Stale, Operator: e.Operator, Group: e.Group, Newest: e.Newest,
+			ByOperator: e.ByOperator,
 		}
 		if e.Node != nil {
 			ev.Node = *e.Node

@@ -12,7 +12,10 @@
 # certified by R2, signs the intentions issued from 5 s until the root
 # revokes it at 11 s, and certifies two peers under itself; at the
 # revocation what it signed is withdrawn everywhere and those two peers
-# are cut (they keep writing).
+# are cut (they keep writing). The operator revokes none of them itself
+# (by_operator): a delegated revocation that reaches a peer after the
+# operator's own revocation is refused there for good
+# (authz-operator-delegated-revoke.hcl, an open bug).
 # go test ./sim runs seeds 1 and 2 (TestRotateDuringPartition).
 name     = "authz-rotate-partition"
 peers    = 30
