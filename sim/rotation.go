@@ -977,7 +977,10 @@ func (c *Cluster) checkOperatorWithdrawn(inc *incarnation) {
 }
 
 // oracle is the trust every peer must end with: the sim root, every
-// rotation issued and every revocation issued, applied in order.
+// rotation issued, then the operator's revocations of its peers, then
+// every root's revocation. (A rotation that retired the operator's root
+// after it revoked a peer would make the oracle refuse that revocation;
+// no shipped scenario does that.)
 func (c *Cluster) oracle() *identity.Verifier {
 	x := c.rot
 	v := identity.NewVerifier(x.pubs[0])
