@@ -18,12 +18,14 @@ import (
 // too, n2 does not. n3 is re-certified under R1 and reloads (its node
 // record carries the R1 chain, which n2 cannot verify yet), then
 // overwrites a value and deletes another, stamped after the rotation's
-// cut, which every agent merges live; then R0→R1 is submitted at n1.
-// Before the fix n2 had dropped n3's R1 chain, judged n3 by its R0 chain,
-// which the rotation cut, and killed those records when it swept (n3's
-// overwrite gone, its delete dead); n1 kept them: equal digests, reads
-// differing for good. Now n2 holds the R1 chain until the rotation trusts
-// R1 and adopts it as the rotation applies.
+// cut, which every agent merges live; then n3 stops (or n2, once it
+// trusts R1, dials it at once and learns the chain in the handshake,
+// usually before it sweeps) and R0→R1 is submitted at n1. Before the fix
+// n2 had dropped n3's R1 chain, judged n3 by its R0 chain, which the
+// rotation cut, and killed n3's overwrite when it swept: n2 read late/a
+// absent, n1 "v2", with equal digests, for good. Now n2 holds the R1
+// chain until the rotation trusts R1 and adopts it as the rotation
+// applies (peer/trust.go, trustBook.wait).
 func TestMeshChainLearntBeforeItsRoot(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts real processes")
