@@ -19,7 +19,8 @@ import (
 // Root rotations and a delegated operator key in the simulator.
 //
 //	event { at = "2.5s"  action = "rotate"  group = 1  pretrust = 0.5  recertify = "2s"  stale = 1  recertify_newest = true }
-//	event { at = "5s"    action = "delegate" }
+//	event { at = "5s"    action = "delegate"  count = 2 }
+//	event { at = "9s"    action = "revoke"  by_operator = true }
 //	event { at = "11s"   action = "revoke"  operator = true }
 //
 // When a scenario rotates or delegates, every peer carries a certificate
@@ -43,9 +44,10 @@ import (
 // own trust book does not verify and publishes the node record carrying
 // it. A peer's own trust book learns chains as peer's does: from node
 // records before each merge, at start from the node records its replica
-// holds, and from the handshake of a connection the other peer opens. A peer left on a chain the
-// rotation cuts leaves the workload, keeps writing one KV record a second,
-// and is stopped at the heal, as a revoked one. The statement is then
+// holds, and from the handshake of a connection the other peer opens. A
+// peer left on a chain the rotation cuts leaves the workload, keeps
+// writing one KV record a second, and is stopped at the heal, as a
+// revoked one. The statement is then
 // submitted (peer's SubmitRotation) at a random live peer that accepts it:
 // its trust book trusts the old root and its own chain still verifies
 // after the rotation.
@@ -60,10 +62,13 @@ import (
 // sweeps (RevokeOrigins), as peer's watchRevocations does.
 //
 // A delegate event has the current root certify an operator key that may
-// sign intentions; the intentions issued from then on are signed by it
-// (with its chain in the envelope) until a revoke event with operator set
-// revokes it (signed by the current root). Intentions are otherwise signed
-// by the current root.
+// sign intentions and revoke the keys it certifies; the intentions issued
+// from then on are signed by it (with its chain in the envelope) until a
+// revoke event with operator set revokes it (signed by the current root).
+// Intentions are otherwise signed by the current root. With count, the
+// operator certifies that many peers under itself; a revoke event with
+// by_operator has it revoke one of them (a delegated revocation), and its
+// own revocation cuts the others.
 
 // statementRetryInterval is peer's: held statements are retried every
 // minute when nothing else changed.
@@ -99,7 +104,6 @@ type rotations struct {
 	delegated       []*rotationRec  // revocations the operator signed (of peers it certified)
 	underOp         []int           // peers the operator certified
 	opSigned        map[string]bool // intention IDs signed by the operator
-	signedBy        map[string]int  // intention ID → root index that signed it (-1: the operator)
 	opWithdrawnSeen uint64          // violations: a peer holding the operator's revocation showed an intention it signed
 }
 
@@ -118,7 +122,7 @@ type rotationRec struct {
 
 func (c *Cluster) newRotations() *rotations {
 	sc := c.sc
-	x := &rotations{opSigned: map[string]bool{}, signedBy: map[string]int{}}
+	x := &rotations{opSigned: map[string]bool{}}
 	nrot := 0
 	for _, e := range sc.Events {
 		switch e.Action {
@@ -918,12 +922,11 @@ func (c *Cluster) signIntention(payload []byte, id string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	x.mu.Lock()
-	x.signedBy[id] = by
 	if by < 0 {
+		x.mu.Lock()
 		x.opSigned[id] = true
+		x.mu.Unlock()
 	}
-	x.mu.Unlock()
 	return env.Marshal()
 }
 
