@@ -181,15 +181,27 @@ func regPort(t testing.TB, network string) int {
 // given service patterns. dir is its data dir (reused across restarts).
 func testAgent(t testing.TB, dir string, root ed25519.PrivateKey, node ed25519.PrivateKey, services []string) *Agent {
 	t.Helper()
-	now := time.Now()
-	chain, err := identity.Issue(root, nil, node.Public().(ed25519.PublicKey), "t1",
-		identity.Constraints{Services: services, KVPrefixes: []string{"*"}}, now.Add(-time.Minute), now.Add(time.Hour), 1)
+	a, err := startTestAgent(t, dir, root, node, services, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return a
+}
+
+// startTestAgent starts an agent named t1 on 127.0.0.1 with a node
+// certificate from root valid for a day; setup, when not nil, runs between
+// New and Start (to set a test clock, say).
+func startTestAgent(t testing.TB, dir string, root, node ed25519.PrivateKey, services []string, setup func(*Agent)) (*Agent, error) {
+	t.Helper()
+	now := time.Now()
+	chain, err := identity.Issue(root, nil, node.Public().(ed25519.PublicKey), "t1",
+		identity.Constraints{Services: services, KVPrefixes: []string{"*"}}, now.Add(-time.Minute), now.Add(24*time.Hour), 1)
+	if err != nil {
+		return nil, err
+	}
 	cb, err := chain.Marshal()
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	a, err := New(Config{
 		NodeName: "t1", DataDir: dir, BindAddr: netip.MustParseAddr("127.0.0.1"),
@@ -198,13 +210,16 @@ func testAgent(t testing.TB, dir string, root ed25519.PrivateKey, node ed25519.P
 		FastGossip: true, Logger: discardLogger(),
 	})
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
+	}
+	if setup != nil {
+		setup(a)
 	}
 	if err := a.Start(context.Background()); err != nil {
 		a.Close()
-		t.Fatal(err)
+		return nil, err
 	}
-	return a
+	return a, nil
 }
 
 func newKeys(t testing.TB) (root, node ed25519.PrivateKey) {

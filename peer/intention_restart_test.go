@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"net/netip"
 	"testing"
 	"time"
 
@@ -22,34 +21,17 @@ func TestRestartWithExpiredIntentionSigner(t *testing.T) {
 	dir := t.TempDir()
 	root, node := newKeys(t)
 	now := time.Now()
-	nodeChain, err := identity.Issue(root, nil, node.Public().(ed25519.PublicKey), "t1",
-		identity.Constraints{Services: []string{"*"}, KVPrefixes: []string{"*"}}, now.Add(-time.Minute), now.Add(24*time.Hour), 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cb, _ := nodeChain.Marshal()
 	_, op, _ := ed25519.GenerateKey(rand.Reader)
 	opChain, err := identity.Issue(root, nil, op.Public().(ed25519.PublicKey), "operator",
 		identity.Constraints{SignIntentions: true}, now.Add(-time.Minute), now.Add(time.Hour), 2)
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The agent's trust book runs skew ahead of the wall clock.
 	start := func(skew time.Duration) (*Agent, error) {
-		a, err := New(Config{
-			NodeName: "t1", DataDir: dir, BindAddr: netip.MustParseAddr("127.0.0.1"),
-			SerfPort: regPort(t, "tcp"), PeerPort: regPort(t, "udp"), HTTPPort: regPort(t, "tcp"), DNSPort: -1,
-			TrustRoots: []ed25519.PublicKey{root.Public().(ed25519.PublicKey)}, NodeKey: node, NodeChain: cb,
-			FastGossip: true, Logger: discardLogger(),
+		return startTestAgent(t, dir, root, node, []string{"*"}, func(a *Agent) {
+			a.trust.now = func() time.Time { return time.Now().Add(skew) }
 		})
-		if err != nil {
-			return nil, err
-		}
-		a.trust.now = func() time.Time { return time.Now().Add(skew) }
-		if err := a.Start(context.Background()); err != nil {
-			a.Close()
-			return nil, err
-		}
-		return a, nil
 	}
 	a, err := start(0)
 	if err != nil {
