@@ -156,9 +156,19 @@ func (v *Verifier) AddRevocation(r *Revocation, now time.Time) error {
 		if len(r.IssuerChain) == 0 {
 			return errorf(ErrUntrusted, "revocation of %s: issuer %s is not a trusted root and brings no chain", NodeID(r.Subject), NodeID(r.Issuer))
 		}
-		caps, err := v.Verify(r.Issuer, r.IssuerChain, now)
+		// The issuer's authority is judged when it signed, not now: a
+		// revocation its issuer signed before being revoked itself (or
+		// before its certificate ended, or its root was retired) applies
+		// on every agent, whichever statement reaches it first (docs/SIM.md
+		// finding 8). A revoked issuer can still backdate one, but it
+		// only ever applies to chains through that issuer, which its own
+		// revocation cuts anyway: it can move their cut earlier, no more.
+		if r.At.After(now.Add(MaxRotationSkew)) {
+			return errorf(ErrNotYetValid, "revocation of %s is dated %s, after now (%s)", NodeID(r.Subject), fmtTime(r.At), fmtTime(now))
+		}
+		caps, err := v.asOf(r.At).Verify(r.Issuer, r.IssuerChain, r.At)
 		if err != nil {
-			return wrap(err, "revocation of %s: issuer chain", NodeID(r.Subject))
+			return wrap(err, "revocation of %s: issuer chain at %s", NodeID(r.Subject), fmtTime(r.At))
 		}
 		if caps.DelegateDepth < 1 {
 			return errorf(ErrNotAncestor, "revocation of %s: issuer %s may not delegate, so it is nobody's ancestor", NodeID(r.Subject), NodeID(r.Issuer))
@@ -192,4 +202,32 @@ func (v *Verifier) Revocations() []*Revocation {
 	v.mu.RLock()
 	defer v.mu.RUnlock()
 	return append([]*Revocation(nil), v.revocations...)
+}
+
+// asOf returns a Verifier as v stood at t, as far as v can tell: its roots
+// and those retired after t, and the revocations dated t or earlier.
+func (v *Verifier) asOf(t time.Time) *Verifier {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	c := NewVerifier(v.roots...)
+	for k, at := range v.retired {
+		if at.After(t) {
+			c.roots = append(c.roots, ed25519.PublicKey(bytes.Clone(k[:])))
+		}
+	}
+	for _, r := range v.revocations {
+		if r.At.After(t) {
+			continue
+		}
+		sk, ik := keyOf(r.Subject), keyOf(r.Issuer)
+		if c.isRootLocked(r.Issuer) {
+			c.absolute[sk] = true
+			continue
+		}
+		if c.revokedBy[sk] == nil {
+			c.revokedBy[sk] = make(map[keyID]bool)
+		}
+		c.revokedBy[sk][ik] = true
+	}
+	return c
 }

@@ -1,6 +1,8 @@
 package identity
 
 import (
+	"bytes"
+	"crypto/ed25519"
 	"errors"
 	"strings"
 	"testing"
@@ -120,9 +122,14 @@ func TestAddRevocationRejects(t *testing.T) {
 			return r
 		}, ErrUntrusted, "not a trusted root"},
 		{"issuer chain invalid", func() *Revocation {
-			r, _ := NewRevocation(f.ops, f.opsChain, node, t0)
+			// Signed after the issuer's certificate ended.
+			r, _ := NewRevocation(f.ops, f.opsChain, node, t0.Add(365*24*time.Hour))
 			return r
 		}, ErrExpired, "issuer chain"},
+		{"dated in the future", func() *Revocation {
+			r, _ := NewRevocation(f.ops, f.opsChain, node, t0.Add(time.Hour))
+			return r
+		}, ErrNotYetValid, "after now"},
 		{"issuer may not delegate", func() *Revocation {
 			r, _ := NewRevocation(f.node, f.nodeChain, pubOf(other), t0)
 			return r
@@ -170,5 +177,77 @@ func TestUnmarshalRevocationRejects(t *testing.T) {
 		if _, err := UnmarshalRevocation(b); !errors.Is(err, ErrMalformed) {
 			t.Errorf("%s: %v", name, err)
 		}
+	}
+}
+
+// TestDelegatedRevocationJudgedWhenSigned: a revocation by an operator key
+// is judged by what its issuer was when it signed it, so the agents that
+// get it before and after the root revokes the operator (or its
+// certificate ends, or its root is retired) agree (docs/SIM.md finding 8).
+// One signed after the operator was revoked is refused.
+func TestDelegatedRevocationJudgedWhenSigned(t *testing.T) {
+	node := func(f *fixture) ed25519.PublicKey { return pubOf(f.node) }
+	delegated := func(f *fixture, at time.Time) *Revocation {
+		r, err := NewRevocation(f.ops, f.opsChain, node(f), at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	revokeOps := func(f *fixture, at time.Time) {
+		r, err := NewRevocation(f.root, nil, pubOf(f.ops), at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := f.v.AddRevocation(r, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	held := func(f *fixture) bool {
+		for _, r := range f.v.Revocations() {
+			if bytes.Equal(r.Subject, node(f)) && bytes.Equal(r.Issuer, pubOf(f.ops)) {
+				return true
+			}
+		}
+		return false
+	}
+
+	// Signed at t0+1m, the operator revoked at t0+2m, the delegated
+	// revocation arriving after that: accepted.
+	f := newFixture(t)
+	revokeOps(f, t0.Add(2*time.Minute))
+	if err := f.v.AddRevocation(delegated(f, t0.Add(time.Minute)), t0.Add(3*time.Minute)); err != nil {
+		t.Fatalf("signed before its issuer was revoked: %v", err)
+	}
+	if !held(f) {
+		t.Fatal("the delegated revocation is not held")
+	}
+	// Signed after the operator's revocation: refused.
+	f = newFixture(t)
+	revokeOps(f, t0.Add(2*time.Minute))
+	if err := f.v.AddRevocation(delegated(f, t0.Add(3*time.Minute)), t0.Add(3*time.Minute)); !errors.Is(err, ErrRevoked) {
+		t.Fatalf("signed after its issuer was revoked: %v, want ErrRevoked", err)
+	}
+	// Signed while the operator's certificate was valid, arriving after
+	// it ended: accepted.
+	f = newFixture(t)
+	if err := f.v.AddRevocation(delegated(f, t0.Add(time.Minute)), t0.Add(60*24*time.Hour)); err != nil {
+		t.Fatalf("signed before its issuer's certificate ended: %v", err)
+	}
+	// Signed before the operator's root was retired, arriving after.
+	f = newFixture(t)
+	newRoot := testKey("root2")
+	rot, err := NewRotation(f.root, newRoot, t0.Add(2*time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.v.Rotate(rot, t0.Add(2*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.v.AddRevocation(delegated(f, t0.Add(time.Minute)), t0.Add(3*time.Minute)); err != nil {
+		t.Fatalf("signed before its issuer's root was retired: %v", err)
+	}
+	if err := f.v.AddRevocation(delegated(f, t0.Add(3*time.Minute)), t0.Add(3*time.Minute)); !errors.Is(err, ErrUntrusted) {
+		t.Fatalf("signed after its issuer's root was retired: %v, want ErrUntrusted", err)
 	}
 }
