@@ -71,7 +71,8 @@ func (c consulCLI) expect(p *agentProc, rc int, re string, args ...string) strin
 // `make compat-tools`) against two peerd agents, the commands operators
 // type: members, info, kv (with CAS, flags, export and import), services
 // register and deregister, catalog, maint, rtt, watch with a handler,
-// reload, and the commands peerd refuses with a reason (lock, snapshot).
+// event and watch -type=event, monitor, reload, leave, and the commands
+// peerd refuses with a reason (lock, force-leave of an unknown node).
 // Writes go to one agent, reads to the other.
 func TestToolsConsulCLI(t *testing.T) {
 	c := consulCLI{t: t, bin: toolBinary(t, "consul")}
@@ -171,6 +172,24 @@ func TestToolsConsulCLI(t *testing.T) {
 		t.Fatalf("services deregister: %s", out)
 	}
 	c.expect(n1, 0, `^No services match`, "catalog", "services")
+
+	// event: fired through n2, listed by a watch on n1.
+	out := c.ok(n2, "event", "-name=deploy", "v2")
+	id := strings.TrimSpace(strings.TrimPrefix(out, "Event ID:"))
+	if !strings.HasPrefix(out, "Event ID: ") || len(id) != 36 {
+		t.Fatalf("event: %q", out)
+	}
+	c.expect(n1, 0, `"ID": "`+id+`"[\s\S]*"Payload": "djI="`, "watch", "-type=event", "-name=deploy")
+
+	// monitor: n1's log lines as they are written, here a failed join.
+	mon := startTool(t, c.bin, "monitor", "-http-addr="+n1.ip+":8500", "-log-level=debug")
+	waitFor(t, 30*time.Second, func() error {
+		c.run(n1, "join", "127.0.0.1:9")
+		if !strings.Contains(mon.output(), "failed to join 127.0.0.1:9") {
+			return fmt.Errorf("consul monitor printed %q", tail(mon.output(), 5))
+		}
+		return nil
+	})
 
 	// What needs consensus is refused with the reason, not a hang.
 	if out, rc := c.run(n1, "lock", "app/lock", "true"); rc == 0 || !strings.Contains(out, "consensus") {
