@@ -188,7 +188,13 @@ func (a *Agent) SubmitRotation(ctx context.Context, signed []byte) (cutOff []str
 				continue
 			}
 			if _, err := after.Verify(pub, a.trust.chainOf(id), now); err != nil {
-				cutOff = append(cutOff, mem.Name)
+				// Not if the chain waiting for the new root verifies:
+				// the trust book adopts it as the rotation applies.
+				if w := a.trust.waitingOf(id); w == nil {
+					cutOff = append(cutOff, mem.Name)
+				} else if _, err := after.Verify(pub, w, now); err != nil {
+					cutOff = append(cutOff, mem.Name)
+				}
 			}
 		}
 		slices.Sort(cutOff)

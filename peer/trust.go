@@ -224,6 +224,14 @@ func (tb *trustBook) wait(pub ed25519.PublicKey, chain identity.Chain, size int)
 	tb.waitingBytes = total
 }
 
+// waitingOf returns the chain of a node waiting for its root (nil when
+// none).
+func (tb *trustBook) waitingOf(id string) identity.Chain {
+	tb.mu.Lock()
+	defer tb.mu.Unlock()
+	return tb.waiting[id].chain
+}
+
 func (tb *trustBook) dropWaitingLocked(id string) {
 	if w, ok := tb.waiting[id]; ok {
 		tb.waitingBytes -= w.size

@@ -20,7 +20,7 @@ import (
 // overwrites a value and deletes another, stamped after the rotation's
 // cut, which every agent merges live; then n3 stops (or n2, once it
 // trusts R1, dials it at once and learns the chain in the handshake,
-// usually before it sweeps) and R0→R1 is submitted at n1. Before the fix
+// usually before it sweeps) and R0→R1 is submitted at n2. Before the fix
 // n2 had dropped n3's R1 chain, judged n3 by its R0 chain, which the
 // rotation cut, and killed n3's overwrite when it swept: n2 read late/a
 // absent, n1 "v2", with equal digests, for good. Now n2 holds the R1
@@ -95,7 +95,11 @@ func TestMeshChainLearntBeforeItsRoot(t *testing.T) {
 	// n3 away, so that n2 cannot learn its R1 chain from a handshake
 	// either once it trusts R1 (it dials a member it cut off at once).
 	n3.stop()
-	m.cli("rotation", "submit", "-http-addr", n1.ip+":8500", rotFile)
+	// Submitted at n2 itself: it must not list n3 as cut off either (its
+	// R1 chain verifies once R1 is a root).
+	if out := m.cli("rotation", "submit", "-http-addr", n2.ip+":8500", rotFile); strings.Contains(out, "cut off") {
+		t.Errorf("rotation submit at n2: %q, want nothing cut off", out)
+	}
 	waitFor(t, 30*time.Second, func() error {
 		if got := selfStat(t, n2, "replica", "revocations"); got != "1" {
 			return fmt.Errorf("n2 holds %s trust statements, want the rotation", got)
