@@ -51,10 +51,21 @@ type nodeAuth struct {
 	v *identity.Verifier
 
 	// chains: node ID → the chain it presented (rotation.go, chain mode
-	// only; nil otherwise); guarded by mu.
-	mu     sync.Mutex
-	chains map[string]identity.Chain
+	// only; nil otherwise); waiting: node ID → a chain that fails only
+	// because its root is not trusted yet; both guarded by mu.
+	mu      sync.Mutex
+	chains  map[string]identity.Chain
+	waiting map[string]identity.Chain
+	// stmt orders applying a statement (VerifyRevocation, which adopts
+	// the waiting chains it made valid) against judging records
+	// (VerifyOrigin) and learning chains, as peer's trustBook.stmt.
+	stmt sync.RWMutex
 }
+
+var (
+	_ crdt.IntentionJudge   = (*nodeAuth)(nil)
+	_ crdt.IntentionDecoder = (*nodeAuth)(nil)
+)
 
 var _ crdt.Authorizer = (*nodeAuth)(nil)
 
@@ -68,8 +79,10 @@ func (c *Cluster) newNodeAuth(n *node) *nodeAuth {
 		return &nodeAuth{c: c, v: identity.NewVerifier(x.pubs...)}
 	}
 	// A fresh trust book trusts the configured roots and knows every
-	// peer's first chain (as handshakes at join would present them).
-	a := &nodeAuth{c: c, n: n, v: identity.NewVerifier(x.cfg[n.idx]...), chains: map[string]identity.Chain{}}
+	// peer's first chain (as handshakes at join would present them); a
+	// restarted one forgets them (forgetChains) and reads the node records.
+	a := &nodeAuth{c: c, n: n, v: identity.NewVerifier(x.cfg[n.idx]...), chains: map[string]identity.Chain{},
+		waiting: map[string]identity.Chain{}}
 	for i, ch := range x.first {
 		a.chains[c.nodes[i].id] = ch
 	}
@@ -101,6 +114,8 @@ func (a *nodeAuth) refuses(origin string) bool {
 // as a dead stub, or counts it if it is a KV record stamped before), a
 // forged one a bad signature (dropped, its dot not burnt).
 func (a *nodeAuth) VerifyOrigin(origin string, msg, sig []byte) error {
+	a.stmt.RLock()
+	defer a.stmt.RUnlock()
 	k, ok := a.c.auth.keys[origin]
 	if !ok {
 		return fmt.Errorf("sim: unknown origin %q", origin)
@@ -184,6 +199,17 @@ func (a *nodeAuth) VerifyIntention(signed []byte) (crdt.Intention, error) {
 // that names a root not trusted yet with crdt.ErrNotYetApplicable (the
 // replica holds it), as peer's trustBook does.
 func (a *nodeAuth) VerifyRevocation(signed []byte) error {
+	a.stmt.Lock()
+	defer a.stmt.Unlock()
+	err := a.applyStatement(signed)
+	if err == nil && a.chains != nil {
+		a.judgeWaiting()
+	}
+	return err
+}
+
+// applyStatement is VerifyRevocation without judging the waiting chains.
+func (a *nodeAuth) applyStatement(signed []byte) error {
 	r, err := identity.UnmarshalRevocation(signed)
 	if err != nil {
 		rot, rerr := identity.UnmarshalRotation(signed)
@@ -223,6 +249,9 @@ type permissiveAuthz struct {
 	dropHeld bool
 	// noWithdraw: peers never withdraw the intentions of a revoked signer.
 	noWithdraw bool
+	// noWait: trust books drop a chain whose root is not trusted yet and
+	// never learn the held node records again (peer before f9e7220).
+	noWait bool
 }
 
 // intPair is one source → destination whose versions the root issues.

@@ -121,15 +121,19 @@ func TestExpireDuringPartition(t *testing.T) {
 	})
 }
 
-// runShippedSeeds runs a shipped scenario for seeds 1 and 2; every run
-// must pass its checkers, and check must hold for its result.
-func runShippedSeeds(t *testing.T, file string, check func(*testing.T, *Result)) {
+// runShippedSeeds runs a shipped scenario for seeds (1 and 2 when none
+// given); every run must pass its checkers, and check must hold for its
+// result.
+func runShippedSeeds(t *testing.T, file string, check func(*testing.T, *Result), seeds ...uint64) {
 	t.Helper()
 	sc, err := LoadScenario(file)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, seed := range []uint64{1, 2} {
+	if len(seeds) == 0 {
+		seeds = []uint64{1, 2}
+	}
+	for _, seed := range seeds {
 		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
 			run := *sc
 			run.Seed = seed
@@ -203,29 +207,82 @@ func TestRotationCheckersCanFail(t *testing.T) {
 	}
 }
 
-// TestRotateChainLearntLate runs sim/scenarios/authz-rotate-chain-late.hcl:
-// peers re-certified under R1 while other agents do not trust R1 yet.
-// Those agents drop the R1 chains and, once R0->R1 makes R1 trusted,
-// judge the re-certified peers' records by their cut R0 chains: reads
-// diverge (superseded values still visible, writes missing) although the
-// digests agree. A peer bug (trustBook.learn; docs/SIM.md, "Found by these
-// checkers", 4), not fixed in peer yet.
+// Regression tests of the bugs the rotation scenarios found (docs/SIM.md,
+// "Found by these checkers", 4–9): each ran a failing case before its fix
+// in peer, crdt or identity, and passes with the sim's trust books
+// mirroring the fixed behaviour. One seed each, to keep go test ./sim
+// short; the scenario files say how often each failed before.
+
+// TestRotateChainLearntLate: peers re-certified under R1 while other
+// agents do not trust R1 yet. Before peer's waiting chains (f9e7220) those
+// agents dropped the R1 chains and judged the peers' later records by their
+// cut R0 chains: reads diverged (finding 4). TestRotateChainLearntLateCanFail
+// runs the same with the old behaviour.
 func TestRotateChainLearntLate(t *testing.T) {
-	t.Skip("peer bug: trustBook drops a chain under a root not trusted yet and does not learn it again when a rotation trusts that root (docs/SIM.md, \"Found by these checkers\", 4)")
-	runShippedSeeds(t, "scenarios/authz-rotate-chain-late.hcl", func(*testing.T, *Result) {})
+	runShippedSeeds(t, "scenarios/authz-rotate-chain-late.hcl", func(*testing.T, *Result) {}, 1)
 }
 
-// TestOperatorRevokeDuringPartition runs
-// sim/scenarios/authz-operator-revoke-partition.hcl: intentions signed by
-// an operator key on one side of a partition, the key revoked on the
-// other. Replicas that merged them before the revocation withdraw them
-// (nothing applies), replicas that merged them after refuse them without
-// applying their context (the older root-signed version applies). A
-// crdt/peer divergence (docs/SIM.md, "Found by these checkers", 5), not
-// fixed yet.
+// TestRotateChainLearntLateCanFail: the same with trust books that drop a
+// chain under a root not trusted yet and never learn the held node records
+// again (peer before f9e7220); the checkers must report it.
+func TestRotateChainLearntLateCanFail(t *testing.T) {
+	sc, err := LoadScenario("scenarios/authz-rotate-chain-late.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc.Membership = MembershipStatic
+	sc.permissive = permissiveAuthz{noWait: true}
+	res, err := RunVirtual(t, *sc, logWriter(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.OK() {
+		t.Errorf("no checker fired with chains dropped until their root is trusted")
+	}
+	t.Logf("violations:\n%s", strings.Join(res.Violations, "\n"))
+}
+
+// TestOperatorRevokeDuringPartition: intentions signed by an operator key
+// on one side of a partition, the key revoked on the other. Before replicated
+// intentions were judged once for good (38aa117) the sides applied different
+// versions of the pair (finding 5).
 func TestOperatorRevokeDuringPartition(t *testing.T) {
-	t.Skip("crdt/peer bug: an intention refused because its signer was revoked does not supersede what it superseded on replicas that merged it before the revocation (docs/SIM.md, \"Found by these checkers\", 5)")
-	runShippedSeeds(t, "scenarios/authz-operator-revoke-partition.hcl", func(*testing.T, *Result) {})
+	runShippedSeeds(t, "scenarios/authz-operator-revoke-partition.hcl", func(*testing.T, *Result) {}, 1)
+}
+
+// TestRotateRestart: peers that trust R0 and R2 but not R1 restart while an
+// intention signed by R1 is live in their replica. Before stored intentions
+// were decoded without judging their signer (38aa117) the restart failed
+// (finding 7).
+func TestRotateRestart(t *testing.T) {
+	runShippedSeeds(t, "scenarios/authz-rotate-restart.hcl", func(*testing.T, *Result) {}, 1)
+}
+
+// TestOperatorDelegatedRevoke: a revocation signed by an operator key reaches
+// some agents after the root revoked the operator key. Before delegated
+// revocations were judged at their signing time (93136b9) those agents
+// refused it for good (finding 8).
+func TestOperatorDelegatedRevoke(t *testing.T) {
+	runShippedSeeds(t, "scenarios/authz-operator-delegated-revoke.hcl", func(*testing.T, *Result) {}, 1)
+}
+
+// TestOperatorRevokeRestart: peers that applied a delegated revocation and
+// then its issuer's revocation restart and re-apply them in hash order.
+// Before 93136b9 the delegated one was lost when its issuer's came first
+// (finding 9); whether it does depends on the statements' times, so two
+// seeds on static membership.
+func TestOperatorRevokeRestart(t *testing.T) {
+	sc, err := LoadScenario("scenarios/authz-operator-revoke-restart.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for seed := uint64(1); seed <= 2; seed++ {
+		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
+			run := *sc
+			run.Seed, run.Membership = seed, MembershipStatic
+			runOK(t, run)
+		})
+	}
 }
 
 // TestOperatorChainDuringPartition runs
@@ -233,33 +290,9 @@ func TestOperatorRevokeDuringPartition(t *testing.T) {
 // by an operator key during a partition, the key revoked on the other
 // side. Agents that held the operator-issued chains before the revocation
 // cut the two peers; agents that met them only after it keep the older
-// root-issued chains, which still verify, and take the same records live.
-// A peer divergence (docs/SIM.md, "Found by these checkers", 6), not fixed
-// yet.
+// root-issued chains, which still verify, and take the same records live
+// (finding 6). Open.
 func TestOperatorChainDuringPartition(t *testing.T) {
-	t.Skip("peer bug: which of a node's chains an agent keeps (trustBook.learn) depends on whether it met the newer one before the revocation that cut it (docs/SIM.md, \"Found by these checkers\", 6)")
+	t.Skip("open, peer: which of a node's chains an agent keeps (trustBook.learn) depends on whether it met the newer one before the revocation that cut it (docs/SIM.md, \"Found by these checkers\", 6)")
 	runShippedSeeds(t, "scenarios/authz-operator-chain-partition.hcl", func(*testing.T, *Result) {})
-}
-
-// TestRotateRestart runs sim/scenarios/authz-rotate-restart.hcl: peers
-// that trust R0 and R2 but not R1 crash while an intention signed by R1
-// (withdrawn since R1 was retired, still live) is in their replica. Their
-// restart fails: LoadState verifies stored intentions with a trust book
-// that holds the configured roots only, before the stored rotations are
-// re-applied. A peer bug (openStore; docs/SIM.md, "Found by these
-// checkers", 7), not fixed yet.
-func TestRotateRestart(t *testing.T) {
-	t.Skip("peer bug: openStore loads the replica (LoadState verifies stored intentions) before re-applying the stored rotations, so an intention signed by a root trusted only through a rotation makes the restart fail (docs/SIM.md, \"Found by these checkers\", 7)")
-	runShippedSeeds(t, "scenarios/authz-rotate-restart.hcl", func(*testing.T, *Result) {})
-}
-
-// TestOperatorDelegatedRevoke runs
-// sim/scenarios/authz-operator-delegated-revoke.hcl: a revocation signed
-// by an operator key reaches some agents after the root revoked the
-// operator key; those refuse it for good, the others applied it, and the
-// revoked peer's records between the two cuts diverge (docs/SIM.md, "Found
-// by these checkers", 8). Open, not decided.
-func TestOperatorDelegatedRevoke(t *testing.T) {
-	t.Skip("open: a delegated revocation that arrives after its issuer's revocation is refused for good on some agents and applied on others (docs/SIM.md, \"Found by these checkers\", 8)")
-	runShippedSeeds(t, "scenarios/authz-operator-delegated-revoke.hcl", func(*testing.T, *Result) {})
 }

@@ -87,6 +87,9 @@ func (n *node) start(join []int) error {
 	state := n.state
 	n.mu.Unlock()
 	if state != nil {
+		// A restarted agent knows no chain but its own until it reads the
+		// node records its replica holds (reapplyTrustStatements).
+		auth.forgetChains()
 		if err := r.LoadState(state, auth); err != nil {
 			return fmt.Errorf("sim: %s: load state: %w", n.id, err)
 		}

@@ -6,11 +6,14 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/fxamacker/cbor/v2"
 
 	"github.com/peerd/peerd/crdt"
 	"github.com/peerd/peerd/identity"
@@ -258,6 +261,19 @@ func (a *nodeAuth) notYet(err error) error {
 	return err
 }
 
+// forgetChains empties a restarted incarnation's chains (chain mode): as
+// peer's trustBook after a restart, it learns them from the node records
+// its replica holds, not from the first chains every peer presented.
+func (a *nodeAuth) forgetChains() {
+	if a.chains == nil {
+		return
+	}
+	a.mu.Lock()
+	a.chains = map[string]identity.Chain{}
+	a.waiting = map[string]identity.Chain{}
+	a.mu.Unlock()
+}
+
 // known returns the chain this trust book holds for origin.
 func (a *nodeAuth) known(origin string) (identity.Chain, bool) {
 	a.mu.Lock()
@@ -270,42 +286,139 @@ func (a *nodeAuth) known(origin string) (identity.Chain, bool) {
 // peer's trustBook.learn: kept when it verifies now; when it does not,
 // kept only if it was valid until a known cut and the held one is not
 // better (verifies now, or was cut later).
-func (a *nodeAuth) learn(origin string, chain identity.Chain) {
+//
+// A chain that fails only because its root is not trusted yet waits
+// (peer's trustBook.wait, without its bounds): it is judged again after
+// every statement the trust book applies (judgeWaiting) and becomes the
+// node's chain once it verifies.
+func (a *nodeAuth) learn(origin string, chain identity.Chain) bool {
 	pub, ok := a.c.auth.keys[origin]
 	if !ok || a.chains == nil {
-		return
+		return false
 	}
+	a.stmt.RLock()
+	defer a.stmt.RUnlock()
 	now := a.now()
-	if _, err := a.v.Verify(pub, chain, now); err == nil {
+	_, err := a.v.Verify(pub, chain, now)
+	if err == nil {
+		a.adopt(origin, pub, chain, true)
 		a.mu.Lock()
-		old, had := a.chains[origin]
-		a.chains[origin] = chain
-		a.mu.Unlock()
-		if a.n != nil && origin != a.n.id {
-			if _, oerr := a.v.Verify(pub, old, now); !had || oerr != nil {
-				// Trusted again: membership asks again (peer's
-				// trustBook.trusted → readmitTrusted).
-				a.n.membersDirty.Store(true)
-			}
+		if w, ok := a.waiting[origin]; ok && w.Hash() == chain.Hash() {
+			delete(a.waiting, origin)
 		}
-		return
+		a.mu.Unlock()
+		return true
+	}
+	if errors.Is(err, identity.ErrUntrusted) && !a.c.sc.permissive.noWait {
+		a.wait(origin, pub, chain)
 	}
 	cut, _, ok := a.chainCut(pub, chain)
 	if !ok || a.v.IsRevoked(pub) {
-		return
+		return false
 	}
 	old, had := a.known(origin)
 	if had {
 		if _, err := a.v.Verify(pub, old, now); err == nil {
-			return
+			return false
 		}
 		if oldCut, _, oldOK := a.chainCut(pub, old); oldOK && !oldCut.Before(cut) {
-			return
+			return false
 		}
 	}
 	a.mu.Lock()
 	a.chains[origin] = chain
 	a.mu.Unlock()
+	return false
+}
+
+// adopt makes chain, which verifies now, origin's chain (peer's
+// trustBook.adopt); unless replace, a known chain that verifies stays.
+func (a *nodeAuth) adopt(origin string, pub ed25519.PublicKey, chain identity.Chain, replace bool) {
+	now := a.now()
+	a.mu.Lock()
+	old, had := a.chains[origin]
+	a.mu.Unlock()
+	_, oerr := a.v.Verify(pub, old, now)
+	if !replace && had && oerr == nil {
+		return
+	}
+	a.mu.Lock()
+	a.chains[origin] = chain
+	a.mu.Unlock()
+	if a.n != nil && origin != a.n.id && (!had || oerr != nil) {
+		// Trusted again: membership asks again (peer's trustBook.trusted
+		// → readmitTrusted).
+		a.n.membersDirty.Store(true)
+	}
+}
+
+// wait holds a chain that fails only because its root is not trusted
+// (yet): not for this peer itself, a revoked key, a root retired or
+// trusted already; and only if it verifies with that root trusted.
+func (a *nodeAuth) wait(origin string, pub ed25519.PublicKey, chain identity.Chain) {
+	if (a.n != nil && origin == a.n.id) || len(chain) == 0 || chain[0] == nil || a.v.IsRevoked(pub) {
+		return
+	}
+	root := chain[0].Issuer
+	if _, retired := a.v.RetiredAt(root); retired || a.v.IsRoot(root) {
+		return
+	}
+	if _, err := identity.NewVerifier(root).Verify(pub, chain, a.now()); err != nil {
+		return
+	}
+	a.mu.Lock()
+	a.waiting[origin] = chain
+	a.mu.Unlock()
+}
+
+// judgeWaiting is peer's: after a statement applied, a waiting chain that
+// verifies becomes its node's chain unless the known one verifies too; one
+// that fails for another reason than an untrusted root is dropped.
+func (a *nodeAuth) judgeWaiting() {
+	a.mu.Lock()
+	ws := maps.Clone(a.waiting)
+	a.mu.Unlock()
+	now := a.now()
+	for origin, chain := range ws {
+		pub := a.c.auth.keys[origin]
+		_, err := a.v.Verify(pub, chain, now)
+		switch {
+		case err == nil:
+			a.adopt(origin, pub, chain, false)
+		case errors.Is(err, identity.ErrUntrusted) && !a.v.IsRevoked(pub):
+			if _, retired := a.v.RetiredAt(chain[0].Issuer); !retired {
+				continue
+			}
+		}
+		a.mu.Lock()
+		delete(a.waiting, origin)
+		a.mu.Unlock()
+	}
+}
+
+// learnHeld is peer's trustBook.learnHeld: after a change of trust, learn
+// again the chains in the node records the replica holds (the live one,
+// else the newest dead one) of every node whose known chain does not
+// verify now.
+func (a *nodeAuth) learnHeld(r *crdt.Replica) {
+	if a.chains == nil || a.c.sc.permissive.noWait {
+		return
+	}
+	for origin := range r.Heads() {
+		if (a.n != nil && origin == a.n.id) || !a.chainRefused(origin) {
+			continue
+		}
+		nd, ok := r.Node(origin)
+		if !ok {
+			nd, ok = r.LastNodeRecord(origin)
+		}
+		if !ok || len(nd.Cert) == 0 {
+			continue
+		}
+		if ch, err := identity.UnmarshalChain(nd.Cert); err == nil {
+			a.learn(origin, ch)
+		}
+	}
 }
 
 // chainCut is peer's trustBook.chainCut: whether a chain that does not
@@ -377,6 +490,59 @@ func (a *nodeAuth) chainRefused(origin string) bool {
 	}
 	_, err := a.v.Verify(a.c.auth.keys[origin], chain, a.now())
 	return err != nil
+}
+
+// DecodeIntention is peer's trustBook.DecodeIntention (crdt.IntentionDecoder):
+// stored documents are decoded without judging their signer.
+func (a *nodeAuth) DecodeIntention(signed []byte) (crdt.Intention, error) {
+	env, err := identity.UnmarshalEnvelope(signed)
+	if err != nil {
+		return crdt.Intention{}, err
+	}
+	if env.Type != envIntention {
+		return crdt.Intention{}, fmt.Errorf("sim: envelope type %q is not an intention", env.Type)
+	}
+	return a.intentionPayload(env)
+}
+
+// JudgeIntention is peer's trustBook.JudgeIntention (crdt.IntentionJudge):
+// a replicated document is judged once for good at the record's stamp
+// against every root trusted or retired and no revocations; never valid
+// is refused, cut off since is merged withdrawn.
+func (a *nodeAuth) JudgeIntention(signed []byte, at time.Time) (crdt.Intention, bool, error) {
+	env, err := identity.UnmarshalEnvelope(signed)
+	if err != nil {
+		return crdt.Intention{}, false, err
+	}
+	if env.Type != envIntention {
+		return crdt.Intention{}, false, fmt.Errorf("sim: envelope type %q is not an intention", env.Type)
+	}
+	caps, err := a.v.Unrevoked().Open(env, at)
+	if err != nil {
+		return crdt.Intention{}, false, err
+	}
+	if !caps.Root && !caps.SignIntentions {
+		return crdt.Intention{}, false, fmt.Errorf("sim: key %s may not sign intentions", identity.NodeID(caps.Key))
+	}
+	in, err := a.intentionPayload(env)
+	if err != nil {
+		return crdt.Intention{}, false, err
+	}
+	return in, !a.intentionSignerValid(signed), nil
+}
+
+func (a *nodeAuth) intentionPayload(env *identity.Envelope) (crdt.Intention, error) {
+	var in crdt.Intention
+	if err := cbor.Unmarshal(env.Payload, &in); err != nil {
+		return crdt.Intention{}, fmt.Errorf("sim: intention payload: %w", err)
+	}
+	if err := in.Validate(); err != nil {
+		return crdt.Intention{}, err
+	}
+	if a.c.sc.permissive.versions {
+		in.Version = 0 // negative test: the replica can no longer order versions
+	}
+	return in, nil
 }
 
 // intentionSignerValid is peer's: the key that signed an intention
@@ -462,6 +628,7 @@ func (c *Cluster) trustChanged(inc *incarnation) {
 				c.rot.retried.Add(uint64(k))
 			}
 		}
+		inc.auth.learnHeld(inc.replica)
 		if !c.sc.permissive.noWithdraw {
 			inc.replica.WithdrawIntentions(inc.auth.intentionSignerValid)
 		}

@@ -1,4 +1,4 @@
-# Reproduces a divergence found by the sim (2026-11-22; docs/SIM.md,
+# Reproduced a divergence found by the sim (2026-11-22; docs/SIM.md,
 # "Found by these checkers", 8): a revocation signed by an operator key
 # reaches some agents after the root's revocation of that operator key.
 #
@@ -12,8 +12,9 @@
 # sides hold different sets of revocations, for good. Seeds 1–4 fail. The
 # same choice is documented open for a root's revocation signed shortly
 # before the root is retired (docs/REPLICA.md, "Trust statements out of
-# order"). TestOperatorDelegatedRevoke (skipped until decided) runs seeds
-# 1 and 2.
+# order"). Fixed by 93136b9 (a delegated revocation is judged by what
+# its issuer was when it signed it); TestOperatorDelegatedRevoke runs seed
+# 1 as a regression test.
 name     = "authz-operator-delegated-revoke"
 peers    = 30
 seed     = 1

@@ -1,4 +1,4 @@
-# Reproduces a crdt/peer divergence found by the sim (2026-11-22;
+# Reproduced a crdt/peer divergence found by the sim (2026-11-22;
 # docs/SIM.md, "Found by these checkers", 5): an operator key signs
 # intentions on one side of a partition while the root revokes it on the
 # other.
@@ -13,7 +13,9 @@
 # applied, and version 1 still applies there. Digests agree; the pair's
 # intention differs for good. Seeds 1 and 2 fail (both operator versions of
 # web1 -> db1 were submitted on side 1); seeds 3–6 pass.
-# TestOperatorRevokeDuringPartition (skipped until fixed) runs seeds 1 and 2.
+# Fixed by 38aa117 (a replicated intention is judged once for good at its
+# record's stamp: crdt.IntentionJudge), which the sim mirrors;
+# TestOperatorRevokeDuringPartition runs seed 1 as a regression test.
 name     = "authz-operator-revoke-partition"
 peers    = 30
 seed     = 1

@@ -1,4 +1,4 @@
-# Reproduces a peer bug found by the sim (2026-11-22; docs/SIM.md, "Found
+# Reproduced a peer bug found by the sim (2026-11-22; docs/SIM.md, "Found
 # by these checkers", 4): a chain under a root an agent does not trust yet
 # is dropped, and is not learnt again when a rotation makes that root
 # trusted.
@@ -13,8 +13,12 @@
 # until one of them opens a connection to it, or publishes its R2 chain at
 # 9 s — and live on the agents that trust R1. Digests agree; reads do
 # not: deletes and overwrites by those peers are not applied there, their
-# writes are missing. Every seed tried (1–6) fails.
-# TestRotateChainLearntLate (skipped until peer is fixed) runs seeds 1 and 2.
+# writes are missing. Every seed tried (1–6) failed. Fixed in peer by
+# f9e7220 (a chain under a root not trusted yet waits and is adopted when a
+# rotation trusts that root; the held node records are learnt again after
+# each change of trust), which the sim mirrors: TestRotateChainLearntLate
+# runs seed 1 as a regression test, TestRotateChainLearntLateCanFail the
+# old behaviour.
 name     = "authz-rotate-chain-late"
 peers    = 30
 seed     = 1

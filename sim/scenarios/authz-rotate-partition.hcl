@@ -52,9 +52,13 @@ event {
   recertify = "2s"
   stale     = 1
 
-  # Re-certify under R2 at once: with certificates under R1, the peers
-  # that do not trust R1 drop them and judge those peers' later records
-  # by their cut R0 chains (authz-rotate-chain-late.hcl, a peer bug).
+  # Re-certify under R2 at once. With certificates under R1 (then under
+  # R2 1 s before R1->R2), an agent on the other side of the partition
+  # that meets a peer's fresh records (relayed by Plumtree at the heal)
+  # before that peer's node record with its R2 chain (repaired by
+  # anti-entropy) judges them by the R1 chain R1->R2 cut: dead there, live
+  # elsewhere (seeds 1, 2 and 5 of 5; docs/REPLICA.md, "Cut-off origins",
+  # what stays open; docs/SIM.md, "Found by these checkers", 10).
   recertify_newest = true
 }
 
