@@ -17,14 +17,39 @@ import (
 // whether the intention still applies is WithdrawIntentions' judgement
 // (intentionSignerValid).
 func (tb *trustBook) DecodeIntention(signed []byte) (crdt.Intention, error) {
-	env, err := identity.UnmarshalEnvelope(signed)
+	env, err := intentionEnvelope(signed)
 	if err != nil {
 		return crdt.Intention{}, err
 	}
-	if env.Type != envIntention {
-		return crdt.Intention{}, fmt.Errorf("trust: envelope type %q is not an intention", env.Type)
+	return intentionPayload(env)
+}
+
+// openIntention opens a signed intention envelope with v at time at and
+// checks that its signer may sign intentions.
+func openIntention(v *identity.Verifier, signed []byte, at time.Time) (crdt.Intention, error) {
+	env, err := intentionEnvelope(signed)
+	if err != nil {
+		return crdt.Intention{}, err
+	}
+	caps, err := v.Open(env, at)
+	if err != nil {
+		return crdt.Intention{}, err
+	}
+	if !caps.Root && !caps.SignIntentions {
+		return crdt.Intention{}, fmt.Errorf("trust: key %s may not sign intentions", identity.NodeID(caps.Key))
 	}
 	return intentionPayload(env)
+}
+
+func intentionEnvelope(signed []byte) (*identity.Envelope, error) {
+	env, err := identity.UnmarshalEnvelope(signed)
+	if err != nil {
+		return nil, err
+	}
+	if env.Type != envIntention {
+		return nil, fmt.Errorf("trust: envelope type %q is not an intention", env.Type)
+	}
+	return env, nil
 }
 
 // intentionPayload decodes and validates the intention an envelope carries.
@@ -64,21 +89,7 @@ func intentionPayload(env *identity.Envelope) (crdt.Intention, error) {
 // valid key signs a higher version. Agents' APIs never accept such a
 // document (VerifyIntention judges the signer now).
 func (tb *trustBook) JudgeIntention(signed []byte, at time.Time) (crdt.Intention, bool, error) {
-	env, err := identity.UnmarshalEnvelope(signed)
-	if err != nil {
-		return crdt.Intention{}, false, err
-	}
-	if env.Type != envIntention {
-		return crdt.Intention{}, false, fmt.Errorf("trust: envelope type %q is not an intention", env.Type)
-	}
-	caps, err := tb.v.Unrevoked().Open(env, at)
-	if err != nil {
-		return crdt.Intention{}, false, err
-	}
-	if !caps.Root && !caps.SignIntentions {
-		return crdt.Intention{}, false, fmt.Errorf("trust: key %s may not sign intentions", identity.NodeID(caps.Key))
-	}
-	in, err := intentionPayload(env)
+	in, err := openIntention(tb.v.Unrevoked(), signed, at)
 	if err != nil {
 		return crdt.Intention{}, false, err
 	}

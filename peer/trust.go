@@ -593,31 +593,7 @@ func (tb *trustBook) expiredBetween(from, to time.Time) bool {
 // VerifyIntention opens a signed intention envelope and checks that its
 // signer may sign intentions.
 func (tb *trustBook) VerifyIntention(signed []byte) (crdt.Intention, error) {
-	env, err := identity.UnmarshalEnvelope(signed)
-	if err != nil {
-		return crdt.Intention{}, err
-	}
-	if env.Type != envIntention {
-		return crdt.Intention{}, fmt.Errorf("trust: envelope type %q is not an intention", env.Type)
-	}
-	caps, err := tb.v.Open(env, tb.now())
-	if err != nil {
-		return crdt.Intention{}, err
-	}
-	if !caps.Root && !caps.SignIntentions {
-		return crdt.Intention{}, fmt.Errorf("trust: key %s may not sign intentions", identity.NodeID(caps.Key))
-	}
-	var in crdt.Intention
-	if err := cbor.Unmarshal(env.Payload, &in); err != nil {
-		return crdt.Intention{}, fmt.Errorf("trust: intention payload: %w", err)
-	}
-	if err := in.Validate(); err != nil {
-		return crdt.Intention{}, err
-	}
-	if in.ID == "" {
-		in.ID = pairIntentionID(in.SourceName, in.DestinationName)
-	}
-	return in, nil
+	return openIntention(tb.v, signed, tb.now()) // intention_judge.go
 }
 
 // intentionSignerValid reports whether the key that signed an intention
