@@ -337,7 +337,14 @@ func LoadScenario(path string) (*Scenario, error) {
 }
 
 // ParseScenario parses a scenario in HCL.
-func ParseScenario(text string) (*Scenario, error) {
+func ParseScenario(text string) (_ *Scenario, err error) {
+	// The HCL v1 library panics on some malformed input (`{"\0`: an
+	// escape cut short at the end of a JSON string); that is an error.
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("malformed HCL or JSON: %v", r)
+		}
+	}()
 	// Blocks are decoded one by one: HCL v1 decodes repeated blocks into a
 	// slice of structs attribute by attribute otherwise.
 	file, err := hcl.Parse(text)

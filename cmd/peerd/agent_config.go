@@ -178,7 +178,15 @@ func loadConfigFile(path string, into *agentSettings) error {
 
 // parseAgentFile checks every key against the schema and decodes the file.
 // Errors name the file and, where the parser knows it, the line.
-func parseAgentFile(path string, b []byte) (*agentFile, error) {
+func parseAgentFile(path string, b []byte) (_ *agentFile, err error) {
+	// The HCL v1 library panics on some malformed input (an escape cut
+	// short at the end of a JSON string, `{"\0`, found by FuzzAgentConfig;
+	// token.Value on "0eA"): such a panic is an error naming the file.
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("config: %s: malformed HCL or JSON: %v", path, r)
+		}
+	}()
 	root, err := hcl.ParseBytes(b)
 	if err != nil {
 		return nil, fmt.Errorf("config: %s: %v", path, err)
