@@ -45,7 +45,9 @@ func (a *Agent) SubmitRevocation(ctx context.Context, signed []byte) error {
 //
 // Every statementRetryInterval it also sweeps when a known chain expired
 // since the last look: an expired node's node, service and check records
-// die, as on agents that merge them after the expiry (chainCut).
+// die, as on agents that merge them after the expiry (chainCut). It also
+// sweeps when a node's newest node record brought a chain that was cut in
+// place of one that verified (trustBook.cutChains).
 func (a *Agent) watchRevocations() {
 	// The watch is armed before each look at the replica, so a statement
 	// merged while the previous one is being enforced wakes the next round
@@ -64,6 +66,14 @@ func (a *Agent) watchRevocations() {
 			return
 		case <-ch:
 			_, ch = a.replica.WatchIndex(crdt.ScopeRevocations)
+		case <-a.trust.cutChains:
+			// A node record replaced a chain that verified by a newer
+			// one that was cut (trustBook.learnRecord): the node's
+			// records merged by the older one since its cut die, as on
+			// the agents that held the newer chain first.
+			a.enforceRevocations()
+			a.sweepRevoked(true)
+			continue
 		case <-tick.C:
 			now := a.trust.now()
 			expired := a.trust.expiredBetween(checked, now)

@@ -1,7 +1,9 @@
 package peer
 
 import (
+	"bytes"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"maps"
@@ -46,6 +48,21 @@ type trustBook struct {
 	waiting      map[string]waitingChain
 	waitingBytes int
 
+	// newest: node ID → the newest node record of the node this trust
+	// book learnt a chain from (learnRecord); guarded by mu. A node is
+	// judged by the chain of its newest node record, whatever its
+	// validity: cut, it replaces a chain that verifies; not trusted yet,
+	// it waits and replaces the known one once it verifies. Only a
+	// handshake (learn) may put another chain in place of it, and only
+	// when it no longer verifies (docs/REPLICA.md, "The newest node
+	// record decides").
+	newest map[string]newestRecord
+
+	// cutChains, when signalled (never blocking), says a node record
+	// replaced a chain that verified by one that was cut: the node's
+	// records merged meanwhile must be swept (peer/revocation.go).
+	cutChains chan struct{}
+
 	// stmt orders applying a trust statement against judging records:
 	// VerifyRevocation holds it while it applies a statement and adopts
 	// the waiting chains the statement made valid; VerifyOrigin,
@@ -69,6 +86,13 @@ type waitingChain struct {
 	size  int // encoded bytes
 }
 
+// newestRecord is the node record whose chain a trust book took as a
+// node's current one.
+type newestRecord struct {
+	counter uint64   // its dot's counter; 0 when read from the replica (learnHeld)
+	hash    [32]byte // identity.Chain.Hash of its chain
+}
+
 // Bounds on the chains a trust book holds while their root is not trusted
 // (trustBook.waiting). Anyone can make such a chain (a key of their own as
 // its root) and have a relay carry it in a node record, so beyond these
@@ -83,7 +107,8 @@ var _ crdt.Authorizer = (*trustBook)(nil)
 
 func newTrustBook(v *identity.Verifier, now func() time.Time, self string) *trustBook {
 	return &trustBook{v: v, now: now, self: self, chains: make(map[string]identity.Chain),
-		before: make(map[string]identity.Capabilities), waiting: make(map[string]waitingChain)}
+		before: make(map[string]identity.Capabilities), waiting: make(map[string]waitingChain),
+		newest: make(map[string]newestRecord), cutChains: make(chan struct{}, 1)}
 }
 
 // learn records the chain a node presents, after checking that it verifies
@@ -111,9 +136,13 @@ func (tb *trustBook) learn(pub ed25519.PublicKey, chainBytes []byte) (identity.C
 			id := identity.NodeID(pub)
 			tb.mu.Lock()
 			old, had := tb.chains[id]
+			rec, hasNewest := tb.newest[id]
 			tb.mu.Unlock()
 			keep := !had
-			if had {
+			if had && hasNewest && old.Hash() == rec.hash {
+				// The chain of the node's newest node record decides.
+				keep = false
+			} else if had {
 				if _, oerr := tb.v.Verify(pub, old, tb.now()); oerr != nil {
 					oldCut, _, oldOK := tb.chainCut(pub, old)
 					keep = !oldOK || oldCut.Before(cut)
@@ -125,7 +154,7 @@ func (tb *trustBook) learn(pub ed25519.PublicKey, chainBytes []byte) (identity.C
 				tb.mu.Unlock()
 			}
 		}
-		if tb.v.IsRevoked(pub) {
+		if tb.v.IsRevoked(pub) && !tb.holdsNewest(identity.NodeID(pub)) {
 			// Keep the chain of a key revoked for good if it verified
 			// before the revocation: it judges the node's KV records
 			// from before it (capsBefore). It grants nothing now.
@@ -140,7 +169,11 @@ func (tb *trustBook) learn(pub ed25519.PublicKey, chainBytes []byte) (identity.C
 		}
 		return identity.Capabilities{}, err
 	}
-	tb.adopt(pub, chain, true)
+	// The chain of the node's newest node record stays while it verifies:
+	// a chain met in a handshake, or in a record not known to be newer,
+	// replaces it only when it no longer does (a certificate renewed after
+	// a cut; the node's next node record then decides).
+	tb.adopt(pub, chain, !tb.newestVerifies(pub))
 	// A different chain waiting for its root stays: it may be the newer
 	// one (the node re-certified under the next root), and the rotation
 	// to that root may cut this one.
@@ -151,6 +184,132 @@ func (tb *trustBook) learn(pub ed25519.PublicKey, chainBytes []byte) (identity.C
 	}
 	tb.mu.Unlock()
 	return caps, nil
+}
+
+// holdsNewest reports whether the chain known for id is the chain of its
+// newest node record (learnRecord).
+func (tb *trustBook) holdsNewest(id string) bool {
+	tb.mu.Lock()
+	defer tb.mu.Unlock()
+	rec, ok := tb.newest[id]
+	chain, known := tb.chains[id]
+	return ok && known && chain.Hash() == rec.hash
+}
+
+// newestVerifies reports whether pub's node holds the chain of its newest
+// node record (learnRecord) and that chain verifies now.
+func (tb *trustBook) newestVerifies(pub ed25519.PublicKey) bool {
+	id := identity.NodeID(pub)
+	if !tb.holdsNewest(id) {
+		return false
+	}
+	_, err := tb.v.Verify(pub, tb.chainOf(id), tb.now())
+	return err == nil
+}
+
+// errOlderNodeRecord is learnRecord's answer for a node record older than
+// the one whose chain the trust book holds.
+var errOlderNodeRecord = errors.New("trust: an older node record")
+
+// learnRecord learns the chain a node published in its node record whose
+// dot has counter (0: the newest node record the replica holds, read by
+// learnHeld, its counter not known: it decides only for a node no record
+// decided yet). A node is judged by the chain of its newest node record,
+// whatever the order in which this agent met its chains: a record older
+// than the one learnt is ignored (learnt as in a handshake only while
+// the newer one's chain is not held: it waits for its root); a newer
+// one's chain becomes the node's chain when it verifies, and also when it
+// was cut (chainCut: in place of
+// one that verifies now — the node's later records are then dead here as
+// on the agents that held the newer chain before its cut, and cutChains
+// asks for a sweep), or, for a key revoked for good, when it verified
+// before the revocation; when its root is not trusted yet it waits and
+// replaces the known chain once a statement makes it verify
+// (judgeWaiting). A chain that never verified is refused and changes
+// nothing. Every agent eventually holds each node's newest node record, so
+// every agent ends with the same chain for it (docs/SIM.md, "Found by
+// these checkers", 6).
+func (tb *trustBook) learnRecord(pub ed25519.PublicKey, chainBytes []byte, counter uint64) (identity.Capabilities, error) {
+	var chain identity.Chain
+	if len(chainBytes) > 0 {
+		c, err := identity.UnmarshalChain(chainBytes)
+		if err != nil {
+			return identity.Capabilities{}, err
+		}
+		chain = c
+	}
+	id := identity.NodeID(pub)
+	h := chain.Hash()
+	tb.mu.Lock()
+	rec, had := tb.newest[id]
+	tb.mu.Unlock()
+	if had && rec.hash != h && (counter <= rec.counter || counter == 0) {
+		if tb.holdsNewest(id) {
+			return identity.Capabilities{}, errOlderNodeRecord
+		}
+		// The newest record's chain waits for its root (or never
+		// verified): an older one's counts meanwhile, as one met in a
+		// handshake — its records may carry the statement that makes
+		// the newer chain verify.
+		return tb.learn(pub, chainBytes)
+	}
+	tb.stmt.RLock()
+	defer tb.stmt.RUnlock()
+	if had && rec.hash == h && counter <= rec.counter {
+		counter = rec.counter // the same chain again
+	}
+	setNewest := func() {
+		tb.mu.Lock()
+		tb.newest[id] = newestRecord{counter: counter, hash: h}
+		if w, ok := tb.waiting[id]; ok && w.chain.Hash() != h {
+			tb.dropWaitingLocked(id) // an older record's
+		}
+		tb.mu.Unlock()
+	}
+	now := tb.now()
+	caps, err := tb.v.Verify(pub, chain, now)
+	if err == nil {
+		setNewest()
+		tb.adopt(pub, chain, true)
+		tb.mu.Lock()
+		if w, ok := tb.waiting[id]; ok && w.chain.Hash() == h {
+			tb.dropWaitingLocked(id)
+		}
+		tb.mu.Unlock()
+		return caps, nil
+	}
+	if tb.v.IsRevoked(pub) {
+		// As learn: the chain of a key revoked for good judges the
+		// node's KV records from before the revocation (capsBefore).
+		if _, berr := tb.verifyIgnoringRevocations(pub, chain); berr == nil {
+			setNewest()
+			tb.mu.Lock()
+			tb.chains[id] = chain
+			tb.mu.Unlock()
+		}
+		return identity.Capabilities{}, err
+	}
+	if _, _, ok := tb.chainCut(pub, chain); ok {
+		setNewest()
+		tb.mu.Lock()
+		old, known := tb.chains[id]
+		tb.chains[id] = chain
+		tb.mu.Unlock()
+		if known && old.Hash() != h {
+			if _, oerr := tb.v.Verify(pub, old, now); oerr == nil {
+				select {
+				case tb.cutChains <- struct{}{}:
+				default:
+				}
+			}
+		}
+		return identity.Capabilities{}, err
+	}
+	if errors.Is(err, identity.ErrUntrusted) {
+		setNewest()
+		tb.wait(pub, chain, len(chainBytes))
+	}
+	return identity.Capabilities{}, err
 }
 
 // adopt makes chain, which verifies now, the chain known for pub's node.
@@ -241,7 +400,8 @@ func (tb *trustBook) dropWaitingLocked(id string) {
 
 // judgeWaiting judges the waiting chains again after a trust statement
 // applied (tb.stmt held for writing): one that verifies now becomes its
-// node's chain unless the node's known chain verifies too; one that fails
+// node's chain unless the node's known chain verifies too and the waiting
+// one is not the chain of the node's newest node record; one that fails
 // for another reason than its root (expired, revoked, its root retired)
 // is dropped.
 func (tb *trustBook) judgeWaiting() {
@@ -253,7 +413,10 @@ func (tb *trustBook) judgeWaiting() {
 		_, err := tb.v.Verify(w.pub, w.chain, now)
 		switch {
 		case err == nil:
-			tb.adopt(w.pub, w.chain, false)
+			tb.mu.Lock()
+			rec, ok := tb.newest[id]
+			tb.mu.Unlock()
+			tb.adopt(w.pub, w.chain, ok && rec.hash == w.chain.Hash())
 			tb.mu.Lock()
 			tb.dropWaitingLocked(id)
 			tb.mu.Unlock()
@@ -271,16 +434,18 @@ func (tb *trustBook) judgeWaiting() {
 }
 
 // learnHeld learns again the chains carried by the node records r holds
-// (the live one of each node, or the newest dead one: LastNodeRecord) for
-// every node whose known chain does not verify now. The agent calls it
-// after its trust changed (watchRevocations), before it sweeps: a chain
-// that did not verify when its record was merged (its root not trusted
-// yet) and was not held (wait's bounds) becomes the node's chain, as it
-// does at start (openStore). It returns how many nodes it made trusted.
+// (the live one of each node, or the newest dead one: LastNodeRecord) as
+// the chains of the nodes' newest node records (learnRecord), for every
+// node whose known chain does not verify now or is not that record's. The
+// agent calls it after its trust changed (watchRevocations), before it
+// sweeps: a chain that did not verify when its record was merged (its
+// root not trusted yet) and was not held (wait's bounds) becomes the
+// node's chain, as it does at start (openStore). It returns how many
+// nodes it made trusted.
 func (tb *trustBook) learnHeld(r *crdt.Replica) int {
 	n := 0
 	for origin := range r.Heads() {
-		if origin == tb.self || tb.admitted(origin) {
+		if origin == tb.self {
 			continue
 		}
 		pub, err := identity.ParseNodeID(origin)
@@ -294,7 +459,13 @@ func (tb *trustBook) learnHeld(r *crdt.Replica) int {
 		if !ok || len(node.Cert) == 0 {
 			continue
 		}
-		if _, err := tb.learn(pub, node.Cert); err == nil {
+		admitted := tb.admitted(origin)
+		if admitted && tb.holdsNewest(origin) {
+			if chain, err := identity.UnmarshalChain(node.Cert); err == nil && chain.Hash() == tb.chainOf(origin).Hash() {
+				continue
+			}
+		}
+		if _, err := tb.learnRecord(pub, node.Cert, 0); err == nil && !admitted {
 			n++
 		}
 	}
@@ -478,6 +649,11 @@ func (tb *trustBook) admitted(origin string) bool {
 
 // learnFromDelta learns the chains published in node records of a delta,
 // so that records of nodes this agent never met directly can be checked.
+// Each is the chain of a node record with its dot's counter
+// (learnRecord): the newest node record decides. Only a record its node
+// signed, with the body its header names, is read: anyone may relay a
+// delta, and an older chain of the node (a public credential) under a
+// forged or borrowed header would otherwise pass for its newest.
 func (tb *trustBook) learnFromDelta(d *crdt.Delta) {
 	for _, e := range d.Entries {
 		if e.Body == nil {
@@ -487,20 +663,47 @@ func (tb *trustBook) learnFromDelta(d *crdt.Delta) {
 		if err != nil || kind != crdt.KindNode {
 			continue
 		}
-		n, err := crdt.DecodeNode(e.Body)
-		if err != nil {
-			continue
-		}
 		if dot.Origin == tb.self {
 			continue // an older record of ours may carry a chain we replaced
 		}
 		pub, err := identity.ParseNodeID(dot.Origin)
+		if err != nil || !signedRecord(pub, e) {
+			continue
+		}
+		n, err := crdt.DecodeNode(e.Body)
 		if err != nil {
 			continue
 		}
 		// A failure here is reported by Merge when the record is refused.
-		tb.learn(pub, n.Cert)
+		tb.learnRecord(pub, n.Cert, dot.Counter)
 	}
+}
+
+// recordSignDomain is crdt's signDomain: a record's origin signs it
+// followed by the record's header.
+const recordSignDomain = "peerd/crdt/record/v1\x00"
+
+// recordBodyHash is the one field of crdt's record header that
+// crdt.DecodeEntryHeader does not return: the SHA-256 of the body.
+type recordBodyHash struct {
+	BodyHash []byte `cbor:"9,keyasint,omitempty"`
+}
+
+// signedRecord reports whether pub signed e's header and e's body is the
+// one that header names: what Merge checks before it takes the record.
+// e's header must have been decoded (crdt.DecodeEntryHeader) already.
+func signedRecord(pub ed25519.PublicKey, e crdt.Entry) bool {
+	msg := make([]byte, 0, len(recordSignDomain)+len(e.Header))
+	msg = append(append(msg, recordSignDomain...), e.Header...)
+	if !ed25519.Verify(pub, msg, e.Sig) {
+		return false
+	}
+	var h recordBodyHash
+	if err := cbor.Unmarshal(e.Header, &h); err != nil {
+		return false
+	}
+	sum := sha256.Sum256(e.Body)
+	return len(h.BodyHash) == sha256.Size && bytes.Equal(h.BodyHash, sum[:])
 }
 
 // VerifyOrigin checks that origin is a trusted node and that its key signed

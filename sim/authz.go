@@ -56,6 +56,12 @@ type nodeAuth struct {
 	mu      sync.Mutex
 	chains  map[string]identity.Chain
 	waiting map[string]identity.Chain
+	// newest: node ID → the newest node record a chain was learnt from
+	// (learnRecord, peer's trustBook.newest); cutPending: a node record
+	// replaced a chain that verified by one that was cut, the replica
+	// must be swept (peer's trustBook.cutChains); both guarded by mu.
+	newest     map[string]newestRec
+	cutPending bool
 	// stmt orders applying a statement (VerifyRevocation, which adopts
 	// the waiting chains it made valid) against judging records
 	// (VerifyOrigin) and learning chains, as peer's trustBook.stmt.
@@ -82,7 +88,7 @@ func (c *Cluster) newNodeAuth(n *node) *nodeAuth {
 	// peer's first chain (as handshakes at join would present them); a
 	// restarted one forgets them (forgetChains) and reads the node records.
 	a := &nodeAuth{c: c, n: n, v: identity.NewVerifier(x.cfg[n.idx]...), chains: map[string]identity.Chain{},
-		waiting: map[string]identity.Chain{}}
+		waiting: map[string]identity.Chain{}, newest: map[string]newestRec{}}
 	for i, ch := range x.first {
 		a.chains[c.nodes[i].id] = ch
 	}
@@ -252,6 +258,10 @@ type permissiveAuthz struct {
 	// noWait: trust books drop a chain whose root is not trusted yet and
 	// never learn the held node records again (peer before f9e7220).
 	noWait bool
+	// noNewest: trust books keep a node's chain that verifies in place of
+	// a newer node record's chain that was cut, whatever the order they
+	// met them in (peer before finding 6's fix).
+	noNewest bool
 }
 
 // intPair is one source → destination whose versions the root issues.
@@ -484,6 +494,13 @@ func (c *Cluster) mergeChecked(inc *incarnation, d *crdt.Delta, now time.Time) (
 	revIdx := inc.replica.ScopeIndex(crdt.ScopeRevocations)
 	inc.auth.learnFromDelta(d)
 	res, err := inc.replica.Merge(d, inc.auth, now)
+	if inc.auth.takeCut() {
+		// A node record brought a newer chain that was cut in place of
+		// one that verified: peer's watchRevocations sweeps
+		// (trustBook.cutChains).
+		inc.n.membersDirty.Store(true)
+		c.sweepRevoked(inc)
+	}
 	if k := res.Reasons[crdt.RejectPending]; k > 0 {
 		c.rot.held.Add(uint64(k))
 		c.notePending(inc.replica)

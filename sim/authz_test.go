@@ -288,11 +288,30 @@ func TestOperatorRevokeRestart(t *testing.T) {
 // TestOperatorChainDuringPartition runs
 // sim/scenarios/authz-operator-chain-partition.hcl: two peers re-certified
 // by an operator key during a partition, the key revoked on the other
-// side. Agents that held the operator-issued chains before the revocation
-// cut the two peers; agents that met them only after it keep the older
-// root-issued chains, which still verify, and take the same records live
-// (finding 6). Open.
+// side. Before trust books judged a node by its newest node record's
+// chain, agents that held the operator-issued chains before the
+// revocation cut the two peers, and agents that met them only after it
+// kept the older root-issued chains, which still verify, and took the
+// same records live (finding 6).
 func TestOperatorChainDuringPartition(t *testing.T) {
-	t.Skip("open, peer: which of a node's chains an agent keeps (trustBook.learn) depends on whether it met the newer one before the revocation that cut it (docs/SIM.md, \"Found by these checkers\", 6)")
 	runShippedSeeds(t, "scenarios/authz-operator-chain-partition.hcl", func(*testing.T, *Result) {})
+}
+
+// TestOperatorChainDuringPartitionCanFail: the same with trust books that
+// keep a chain that verifies in place of a newer node record's cut one
+// (peer before finding 6's fix); the checkers must report it.
+func TestOperatorChainDuringPartitionCanFail(t *testing.T) {
+	sc, err := LoadScenario("scenarios/authz-operator-chain-partition.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc.permissive = permissiveAuthz{noNewest: true}
+	res, err := RunVirtual(t, *sc, logWriter(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.OK() {
+		t.Errorf("no checker fired with the older chain kept over the newest node record's")
+	}
+	t.Logf("violations:\n%s", strings.Join(res.Violations, "\n"))
 }

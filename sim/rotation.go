@@ -271,6 +271,7 @@ func (a *nodeAuth) forgetChains() {
 	a.mu.Lock()
 	a.chains = map[string]identity.Chain{}
 	a.waiting = map[string]identity.Chain{}
+	a.newest = map[string]newestRec{}
 	a.mu.Unlock()
 }
 
@@ -301,7 +302,9 @@ func (a *nodeAuth) learn(origin string, chain identity.Chain) bool {
 	now := a.now()
 	_, err := a.v.Verify(pub, chain, now)
 	if err == nil {
-		a.adopt(origin, pub, chain, true)
+		// The chain of the node's newest node record stays while it
+		// verifies (peer's trustBook.learn).
+		a.adopt(origin, pub, chain, !a.newestVerifies(origin))
 		a.mu.Lock()
 		if w, ok := a.waiting[origin]; ok && w.Hash() == chain.Hash() {
 			delete(a.waiting, origin)
@@ -313,7 +316,7 @@ func (a *nodeAuth) learn(origin string, chain identity.Chain) bool {
 		a.wait(origin, pub, chain)
 	}
 	cut, _, ok := a.chainCut(pub, chain)
-	if !ok || a.v.IsRevoked(pub) {
+	if !ok || a.v.IsRevoked(pub) || a.holdsNewest(origin) {
 		return false
 	}
 	old, had := a.known(origin)
@@ -329,6 +332,123 @@ func (a *nodeAuth) learn(origin string, chain identity.Chain) bool {
 	a.chains[origin] = chain
 	a.mu.Unlock()
 	return false
+}
+
+// newestRec is the node record whose chain a trust book took as a node's
+// current one (peer's trustBook.newest).
+type newestRec struct {
+	counter uint64 // its dot's counter; 0 when read from the replica (learnHeld)
+	hash    [32]byte
+}
+
+// holdsNewest reports whether origin's known chain is its newest node
+// record's.
+func (a *nodeAuth) holdsNewest(origin string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	rec, ok := a.newest[origin]
+	chain, known := a.chains[origin]
+	return ok && known && chain.Hash() == rec.hash
+}
+
+// newestVerifies reports whether origin's known chain is its newest node
+// record's and verifies now.
+func (a *nodeAuth) newestVerifies(origin string) bool {
+	if !a.holdsNewest(origin) {
+		return false
+	}
+	chain, _ := a.known(origin)
+	_, err := a.v.Verify(a.c.auth.keys[origin], chain, a.now())
+	return err == nil
+}
+
+// takeCut reports, and clears, whether learnRecord replaced a chain that
+// verified by a newer one that was cut since the last call.
+func (a *nodeAuth) takeCut() bool {
+	if a.chains == nil {
+		return false
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	cut := a.cutPending
+	a.cutPending = false
+	return cut
+}
+
+// learnRecord is peer's trustBook.learnRecord: the chain of origin's node
+// record whose dot has counter (0: the newest the replica holds, read by
+// learnHeld). The newest node record decides: an older one is ignored
+// (learnt as in a handshake while the newer chain is not held: it waits
+// for its root); a newer one's chain replaces the known one when it
+// verifies or was cut (then the replica is swept: takeCut), and waits,
+// to replace it once it verifies, when its root is not trusted yet. One
+// that never verified changes nothing.
+func (a *nodeAuth) learnRecord(origin string, chain identity.Chain, counter uint64) {
+	pub, ok := a.c.auth.keys[origin]
+	if !ok || a.chains == nil {
+		return
+	}
+	if a.c.sc.permissive.noNewest {
+		a.learn(origin, chain)
+		return
+	}
+	h := chain.Hash()
+	a.mu.Lock()
+	rec, had := a.newest[origin]
+	a.mu.Unlock()
+	if had && rec.hash != h && (counter <= rec.counter || counter == 0) {
+		if !a.holdsNewest(origin) {
+			a.learn(origin, chain)
+		}
+		return
+	}
+	if had && rec.hash == h && counter <= rec.counter {
+		counter = rec.counter
+	}
+	a.stmt.RLock()
+	defer a.stmt.RUnlock()
+	setNewest := func() {
+		a.mu.Lock()
+		a.newest[origin] = newestRec{counter: counter, hash: h}
+		if w, ok := a.waiting[origin]; ok && w.Hash() != h {
+			delete(a.waiting, origin)
+		}
+		a.mu.Unlock()
+	}
+	now := a.now()
+	_, err := a.v.Verify(pub, chain, now)
+	if err == nil {
+		setNewest()
+		a.adopt(origin, pub, chain, true)
+		a.mu.Lock()
+		if w, ok := a.waiting[origin]; ok && w.Hash() == h {
+			delete(a.waiting, origin)
+		}
+		a.mu.Unlock()
+		return
+	}
+	if a.v.IsRevoked(pub) {
+		return
+	}
+	if _, _, ok := a.chainCut(pub, chain); ok {
+		setNewest()
+		a.mu.Lock()
+		old, known := a.chains[origin]
+		a.chains[origin] = chain
+		a.mu.Unlock()
+		if known && old.Hash() != h {
+			if _, oerr := a.v.Verify(pub, old, now); oerr == nil {
+				a.mu.Lock()
+				a.cutPending = true
+				a.mu.Unlock()
+			}
+		}
+		return
+	}
+	if errors.Is(err, identity.ErrUntrusted) && !a.c.sc.permissive.noWait {
+		setNewest()
+		a.wait(origin, pub, chain)
+	}
 }
 
 // adopt makes chain, which verifies now, origin's chain (peer's
@@ -384,7 +504,10 @@ func (a *nodeAuth) judgeWaiting() {
 		_, err := a.v.Verify(pub, chain, now)
 		switch {
 		case err == nil:
-			a.adopt(origin, pub, chain, false)
+			a.mu.Lock()
+			rec, ok := a.newest[origin]
+			a.mu.Unlock()
+			a.adopt(origin, pub, chain, ok && rec.hash == chain.Hash())
 		case errors.Is(err, identity.ErrUntrusted) && !a.v.IsRevoked(pub):
 			if _, retired := a.v.RetiredAt(chain[0].Issuer); !retired {
 				continue
@@ -405,7 +528,12 @@ func (a *nodeAuth) learnHeld(r *crdt.Replica) {
 		return
 	}
 	for origin := range r.Heads() {
-		if (a.n != nil && origin == a.n.id) || !a.chainRefused(origin) {
+		if a.n != nil && origin == a.n.id {
+			continue
+		}
+		_, known := a.known(origin)
+		trusted := known && !a.chainRefused(origin)
+		if a.c.sc.permissive.noNewest && trusted {
 			continue
 		}
 		nd, ok := r.Node(origin)
@@ -415,9 +543,16 @@ func (a *nodeAuth) learnHeld(r *crdt.Replica) {
 		if !ok || len(nd.Cert) == 0 {
 			continue
 		}
-		if ch, err := identity.UnmarshalChain(nd.Cert); err == nil {
-			a.learn(origin, ch)
+		ch, err := identity.UnmarshalChain(nd.Cert)
+		if err != nil {
+			continue
 		}
+		if trusted && a.holdsNewest(origin) {
+			if cur, _ := a.known(origin); cur.Hash() == ch.Hash() {
+				continue
+			}
+		}
+		a.learnRecord(origin, ch, 0)
 	}
 }
 
@@ -596,7 +731,7 @@ func (a *nodeAuth) learnFromDelta(d *crdt.Delta) {
 			continue
 		}
 		if ch, err := identity.UnmarshalChain(nd.Cert); err == nil {
-			a.learn(dot.Origin, ch)
+			a.learnRecord(dot.Origin, ch, dot.Counter)
 		}
 	}
 }
