@@ -10,12 +10,13 @@
 # operator-issued ones (they verified then), so after the revocation
 # arrives they cut those peers at its time: their later records are dead
 # there. The agents of side 1 never held the operator-issued chains while
-# they verified; when they meet them (after the revocation) trustBook.learn
-# keeps the root-issued chain, which still verifies, so the same records
-# are live there. Equal digests; the two peers' later records live on one
-# side, dead on the other, for good. TestOperatorChainDuringPartition
-# (skipped while open) runs seeds 1 and 2; seeds 1-4 still fail with the
-# sim mirroring peer at 016c2ad.
+# they verified; when they met them (after the revocation) trustBook.learn
+# kept the root-issued chain, which still verifies, so the same records
+# were live there. Equal digests; the two peers' later records live on one
+# side, dead on the other, for good: seeds 1-4 failed with the sim
+# mirroring peer at 016c2ad. Fixed by c3df043 (a node is judged by the
+# chain of its newest node record, trustBook.learnRecord);
+# TestOperatorChainDuringPartition runs seeds 1 and 2.
 name     = "authz-operator-chain-partition"
 peers    = 30
 seed     = 1

@@ -3,10 +3,13 @@
 # that the summary's "converged after heal" and "anti-entropy repair after
 # heal" measure the repair from the partition heal, rotations held on one
 # side included (docs/SIM.md, "Root rotations and a delegated operator
-# key"). Two open bugs shape it: the operator certifies no peer (a peer it
-# certified during the partition: authz-operator-chain-partition.hcl), and
-# no peer crashes (a peer that does not trust R1 cannot restart while an
-# intention signed by R1 is live in its replica: authz-rotate-restart.hcl).
+# key"). Two bugs, open when it was written and fixed since (docs/SIM.md,
+# "Found by these checkers", 6 and 7), shaped it: the operator certifies
+# no peer (a peer it certified during the partition:
+# authz-operator-chain-partition.hcl), and no peer crashes (a peer that
+# does not trust R1 could not restart while an intention signed by R1 was
+# live in its replica: authz-rotate-restart.hcl). Kept so, for the
+# figures measured with it.
 name     = "authz-rotate-heal"
 peers    = 30
 seed     = 1
