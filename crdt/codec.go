@@ -1,6 +1,7 @@
 package crdt
 
 import (
+	"crypto/sha256"
 	"fmt"
 )
 
@@ -69,4 +70,16 @@ func DecodeEntryHeader(b []byte) (Kind, string, Dot, error) {
 func EntryHLC(header []byte) (HLC, error) {
 	h, err := decodeHeader(header)
 	return h.HLC, err
+}
+
+// SignedMessage is what an entry's origin signs: the record sign domain
+// followed by the header (for callers that check an entry's signature
+// before merging it, as peer's trust book does with node records).
+func SignedMessage(header []byte) []byte { return signedMessage(header) }
+
+// BodyMatches reports whether body is the one a valid header names by its
+// body hash.
+func BodyMatches(header, body []byte) bool {
+	h, err := decodeHeader(header)
+	return err == nil && len(h.BodyHash) == sha256.Size && hashMatches(h.BodyHash, body)
 }

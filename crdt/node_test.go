@@ -96,12 +96,12 @@ func TestNodeRecordWithUnknownKeyMerges(t *testing.T) {
 	if e.Header, err = marshal(hd); err != nil {
 		t.Fatal(err)
 	}
-	if e.Sig, err = (hashSigner{"r0"}).Sign(e.Header); err != nil {
+	if e.Sig, err = (hashSigner{"r0"}).Sign(SignedMessage(e.Header)); err != nil {
 		t.Fatal(err)
 	}
 	dst, _ := NewReplica("r1", hashSigner{"r1"}, Options{})
-	if err := dst.Apply(d, hashAuth{}); err != nil {
-		t.Fatal(err)
+	if res, err := dst.Merge(d, hashAuth{}, t0); err != nil || res.Accepted != 1 {
+		t.Fatalf("merge: %+v %v", res, err)
 	}
 	if n, ok := dst.Node("r0"); !ok || n.Name != "n" {
 		t.Fatalf("node = %+v, %v", n, ok)
@@ -135,5 +135,26 @@ func TestNodeRecordConnectCAReplicates(t *testing.T) {
 	n, ok := dst.Node("r0")
 	if !ok || !bytes.Equal(n.ConnectCA, []byte{0x30, 0x00}) {
 		t.Fatalf("replicated node = %+v, %v", n, ok)
+	}
+}
+
+// TestBodyMatches: the exported checks a caller runs on an entry before
+// merging it (peer reads node records so): the body named by the header,
+// nothing else.
+func TestBodyMatches(t *testing.T) {
+	src, _ := NewReplica("r0", hashSigner{"r0"}, Options{})
+	d, err := src.PutNode(Node{Name: "n"}, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := d.Entries[0]
+	if !BodyMatches(e.Header, e.Body) {
+		t.Fatal("the entry's own body does not match")
+	}
+	if BodyMatches(e.Header, append([]byte{}, e.Body[:len(e.Body)-1]...)) || BodyMatches(e.Header, nil) || BodyMatches([]byte{0xa0}, e.Body) {
+		t.Fatal("another body, no body or a bad header matches")
+	}
+	if sig, _ := (hashSigner{"r0"}).Sign(SignedMessage(e.Header)); !bytes.Equal(sig, e.Sig) {
+		t.Fatal("SignedMessage is not what the origin signs")
 	}
 }

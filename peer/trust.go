@@ -1,9 +1,7 @@
 package peer
 
 import (
-	"bytes"
 	"crypto/ed25519"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"maps"
@@ -679,31 +677,11 @@ func (tb *trustBook) learnFromDelta(d *crdt.Delta) {
 	}
 }
 
-// recordSignDomain is crdt's signDomain: a record's origin signs it
-// followed by the record's header.
-const recordSignDomain = "peerd/crdt/record/v1\x00"
-
-// recordBodyHash is the one field of crdt's record header that
-// crdt.DecodeEntryHeader does not return: the SHA-256 of the body.
-type recordBodyHash struct {
-	BodyHash []byte `cbor:"9,keyasint,omitempty"`
-}
-
 // signedRecord reports whether pub signed e's header and e's body is the
 // one that header names: what Merge checks before it takes the record.
 // e's header must have been decoded (crdt.DecodeEntryHeader) already.
 func signedRecord(pub ed25519.PublicKey, e crdt.Entry) bool {
-	msg := make([]byte, 0, len(recordSignDomain)+len(e.Header))
-	msg = append(append(msg, recordSignDomain...), e.Header...)
-	if !ed25519.Verify(pub, msg, e.Sig) {
-		return false
-	}
-	var h recordBodyHash
-	if err := cbor.Unmarshal(e.Header, &h); err != nil {
-		return false
-	}
-	sum := sha256.Sum256(e.Body)
-	return len(h.BodyHash) == sha256.Size && bytes.Equal(h.BodyHash, sum[:])
+	return ed25519.Verify(pub, crdt.SignedMessage(e.Header), e.Sig) && crdt.BodyMatches(e.Header, e.Body)
 }
 
 // VerifyOrigin checks that origin is a trusted node and that its key signed
