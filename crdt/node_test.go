@@ -158,3 +158,29 @@ func TestBodyMatches(t *testing.T) {
 		t.Fatal("SignedMessage is not what the origin signs")
 	}
 }
+
+// TestNewestNodeRecord: the newest node record a replica holds, with the
+// counter that orders it among the node's records.
+func TestNewestNodeRecord(t *testing.T) {
+	src, _ := NewReplica("r0", hashSigner{"r0"}, Options{})
+	dst, _ := NewReplica("r1", hashSigner{"r1"}, Options{})
+	var last uint64
+	for _, name := range []string{"a", "b"} {
+		d, err := src.PutNode(Node{Name: name}, t0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _, dot, _ := DecodeEntryHeader(d.Entries[0].Header)
+		last = dot.Counter
+		if _, err := dst.Merge(d, hashAuth{}, t0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, c, ok := dst.NewestNodeRecord("r0")
+	if !ok || n.Name != "b" || c != last {
+		t.Fatalf("newest node record: %+v counter %d %v, want b at %d", n, c, ok, last)
+	}
+	if _, _, ok := dst.NewestNodeRecord("nobody"); ok {
+		t.Fatal("a record for an unknown origin")
+	}
+}

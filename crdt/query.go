@@ -59,6 +59,19 @@ func (r *Replica) LastNodeRecord(origin string) (Node, bool) {
 	return n, err == nil
 }
 
+// NewestNodeRecord is LastNodeRecord with the record's counter, by which
+// the node's records are ordered (a newer node record has a higher one).
+func (r *Replica) NewestNodeRecord(origin string) (Node, uint64, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c := r.lastNodeLocked(origin)
+	if c == 0 {
+		return Node{}, 0, false
+	}
+	n, err := DecodeNode(r.byOrigin[origin][c].e.Body)
+	return n, c, err == nil
+}
+
 // lastNodeLocked returns the counter of origin's newest node record held
 // with its body (0: none).
 func (r *Replica) lastNodeLocked(origin string) uint64 {

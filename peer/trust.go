@@ -450,10 +450,7 @@ func (tb *trustBook) learnHeld(r *crdt.Replica) int {
 		if err != nil {
 			continue
 		}
-		node, ok := r.Node(origin)
-		if !ok {
-			node, ok = r.LastNodeRecord(origin)
-		}
+		node, counter, ok := r.NewestNodeRecord(origin)
 		if !ok || len(node.Cert) == 0 {
 			continue
 		}
@@ -463,7 +460,7 @@ func (tb *trustBook) learnHeld(r *crdt.Replica) int {
 				continue
 			}
 		}
-		if _, err := tb.learnRecord(pub, node.Cert, 0); err == nil && !admitted {
+		if _, err := tb.learnRecord(pub, node.Cert, counter); err == nil && !admitted {
 			n++
 		}
 	}

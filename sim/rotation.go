@@ -536,10 +536,7 @@ func (a *nodeAuth) learnHeld(r *crdt.Replica) {
 		if a.c.sc.permissive.noNewest && trusted {
 			continue
 		}
-		nd, ok := r.Node(origin)
-		if !ok {
-			nd, ok = r.LastNodeRecord(origin)
-		}
+		nd, counter, ok := r.NewestNodeRecord(origin)
 		if !ok || len(nd.Cert) == 0 {
 			continue
 		}
@@ -552,7 +549,7 @@ func (a *nodeAuth) learnHeld(r *crdt.Replica) {
 				continue
 			}
 		}
-		a.learnRecord(origin, ch, 0)
+		a.learnRecord(origin, ch, counter)
 	}
 }
 
