@@ -256,7 +256,7 @@ type permissiveAuthz struct {
 	// noWithdraw: peers never withdraw the intentions of a revoked signer.
 	noWithdraw bool
 	// noWait: trust books drop a chain whose root is not trusted yet and
-	// never learn the held node records again (peer before f9e7220).
+	// never learn the held node records again (peer before 740cca3).
 	noWait bool
 	// noNewest: trust books keep a node's chain that verifies in place of
 	// a newer node record's chain that was cut, whatever the order they

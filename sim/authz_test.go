@@ -214,7 +214,7 @@ func TestRotationCheckersCanFail(t *testing.T) {
 // short; the scenario files say how often each failed before.
 
 // TestRotateChainLearntLate: peers re-certified under R1 while other
-// agents do not trust R1 yet. Before peer's waiting chains (f9e7220) those
+// agents do not trust R1 yet. Before peer's waiting chains (740cca3) those
 // agents dropped the R1 chains and judged the peers' later records by their
 // cut R0 chains: reads diverged (finding 4). TestRotateChainLearntLateCanFail
 // runs the same with the old behaviour.
@@ -224,7 +224,7 @@ func TestRotateChainLearntLate(t *testing.T) {
 
 // TestRotateChainLearntLateCanFail: the same with trust books that drop a
 // chain under a root not trusted yet and never learn the held node records
-// again (peer before f9e7220); the checkers must report it.
+// again (peer before 740cca3); the checkers must report it.
 func TestRotateChainLearntLateCanFail(t *testing.T) {
 	sc, err := LoadScenario("scenarios/authz-rotate-chain-late.hcl")
 	if err != nil {

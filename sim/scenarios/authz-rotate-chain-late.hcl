@@ -14,7 +14,7 @@
 # 9 s — and live on the agents that trust R1. Digests agree; reads do
 # not: deletes and overwrites by those peers are not applied there, their
 # writes are missing. Every seed tried (1–6) failed. Fixed in peer by
-# f9e7220 (a chain under a root not trusted yet waits and is adopted when a
+# 740cca3 (a chain under a root not trusted yet waits and is adopted when a
 # rotation trusts that root; the held node records are learnt again after
 # each change of trust), which the sim mirrors: TestRotateChainLearntLate
 # runs seed 1 as a regression test, TestRotateChainLearntLateCanFail the
