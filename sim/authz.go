@@ -170,31 +170,7 @@ func (*nodeAuth) MayWriteKV(string, string) bool        { return true }
 
 // VerifyIntention opens the envelope as peer's trustBook does.
 func (a *nodeAuth) VerifyIntention(signed []byte) (crdt.Intention, error) {
-	env, err := identity.UnmarshalEnvelope(signed)
-	if err != nil {
-		return crdt.Intention{}, err
-	}
-	if env.Type != envIntention {
-		return crdt.Intention{}, fmt.Errorf("sim: envelope type %q is not an intention", env.Type)
-	}
-	caps, err := a.v.Open(env, a.now())
-	if err != nil {
-		return crdt.Intention{}, err
-	}
-	if !caps.Root && !caps.SignIntentions {
-		return crdt.Intention{}, fmt.Errorf("sim: key %s may not sign intentions", identity.NodeID(caps.Key))
-	}
-	var in crdt.Intention
-	if err := cbor.Unmarshal(env.Payload, &in); err != nil {
-		return crdt.Intention{}, fmt.Errorf("sim: intention payload: %w", err)
-	}
-	if err := in.Validate(); err != nil {
-		return crdt.Intention{}, err
-	}
-	if a.c.sc.permissive.versions {
-		in.Version = 0 // negative test: the replica can no longer order versions
-	}
-	return in, nil
+	return a.openIntention(a.v, signed, a.now()) // rotation.go
 }
 
 // VerifyRevocation checks a signed revocation and applies it to this

@@ -627,12 +627,9 @@ func (a *nodeAuth) chainRefused(origin string) bool {
 // DecodeIntention is peer's trustBook.DecodeIntention (crdt.IntentionDecoder):
 // stored documents are decoded without judging their signer.
 func (a *nodeAuth) DecodeIntention(signed []byte) (crdt.Intention, error) {
-	env, err := identity.UnmarshalEnvelope(signed)
+	env, err := intentionEnvelope(signed)
 	if err != nil {
 		return crdt.Intention{}, err
-	}
-	if env.Type != envIntention {
-		return crdt.Intention{}, fmt.Errorf("sim: envelope type %q is not an intention", env.Type)
 	}
 	return a.intentionPayload(env)
 }
@@ -642,25 +639,39 @@ func (a *nodeAuth) DecodeIntention(signed []byte) (crdt.Intention, error) {
 // against every root trusted or retired and no revocations; never valid
 // is refused, cut off since is merged withdrawn.
 func (a *nodeAuth) JudgeIntention(signed []byte, at time.Time) (crdt.Intention, bool, error) {
-	env, err := identity.UnmarshalEnvelope(signed)
-	if err != nil {
-		return crdt.Intention{}, false, err
-	}
-	if env.Type != envIntention {
-		return crdt.Intention{}, false, fmt.Errorf("sim: envelope type %q is not an intention", env.Type)
-	}
-	caps, err := a.v.Unrevoked().Open(env, at)
-	if err != nil {
-		return crdt.Intention{}, false, err
-	}
-	if !caps.Root && !caps.SignIntentions {
-		return crdt.Intention{}, false, fmt.Errorf("sim: key %s may not sign intentions", identity.NodeID(caps.Key))
-	}
-	in, err := a.intentionPayload(env)
+	in, err := a.openIntention(a.v.Unrevoked(), signed, at)
 	if err != nil {
 		return crdt.Intention{}, false, err
 	}
 	return in, !a.intentionSignerValid(signed), nil
+}
+
+// openIntention opens a signed intention envelope with v at time at and
+// checks that its signer may sign intentions (peer's openIntention).
+func (a *nodeAuth) openIntention(v *identity.Verifier, signed []byte, at time.Time) (crdt.Intention, error) {
+	env, err := intentionEnvelope(signed)
+	if err != nil {
+		return crdt.Intention{}, err
+	}
+	caps, err := v.Open(env, at)
+	if err != nil {
+		return crdt.Intention{}, err
+	}
+	if !caps.Root && !caps.SignIntentions {
+		return crdt.Intention{}, fmt.Errorf("sim: key %s may not sign intentions", identity.NodeID(caps.Key))
+	}
+	return a.intentionPayload(env)
+}
+
+func intentionEnvelope(signed []byte) (*identity.Envelope, error) {
+	env, err := identity.UnmarshalEnvelope(signed)
+	if err != nil {
+		return nil, err
+	}
+	if env.Type != envIntention {
+		return nil, fmt.Errorf("sim: envelope type %q is not an intention", env.Type)
+	}
+	return env, nil
 }
 
 func (a *nodeAuth) intentionPayload(env *identity.Envelope) (crdt.Intention, error) {
