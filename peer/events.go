@@ -206,6 +206,7 @@ func (es *eventState) receive(wire []byte, ltime uint64, env eventEnv) (UserEven
 // fires one.
 func compileEventFilters(node, service, tag string) (nodeRe, serviceRe, tagRe *regexp.Regexp, err error) {
 	if tag != "" && service == "" {
+		//lint:ignore ST1005 Consul's words, which clients may match
 		return nil, nil, nil, errors.New("Cannot provide tag filter without service filter")
 	}
 	compile := func(what, expr string) (*regexp.Regexp, error) {
@@ -214,6 +215,7 @@ func compileEventFilters(node, service, tag string) (nodeRe, serviceRe, tagRe *r
 		}
 		re, err := regexp.Compile(expr)
 		if err != nil {
+			//lint:ignore ST1005 Consul's words, which clients may match
 			return nil, fmt.Errorf("Invalid %s filter: %v", what, err)
 		}
 		return re, nil

@@ -8,8 +8,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/hashicorp/serf/serf"
-
 	"github.com/peerd/peerd/crdt"
 	"github.com/peerd/peerd/gossip"
 )
@@ -79,16 +77,6 @@ func (r *Result) ScheduleFingerprint() string {
 
 // OK reports whether every checker passed.
 func (r *Result) OK() bool { return len(r.Violations) == 0 }
-
-func countAlive(ms []serf.Member) int {
-	k := 0
-	for _, m := range ms {
-		if m.Status == serf.StatusAlive {
-			k++
-		}
-	}
-	return k
-}
 
 func (c *Cluster) violation(r *Result, format string, args ...any) {
 	if len(r.Violations) < 20 {

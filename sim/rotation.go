@@ -199,11 +199,6 @@ func (x *rotations) chainOf(i int) identity.Chain {
 	return x.chains[i]
 }
 
-// rootIndex returns the index of a root key, or -1.
-func (x *rotations) rootIndex(pub ed25519.PublicKey) int {
-	return slices.IndexFunc(x.pubs, func(p ed25519.PublicKey) bool { return bytes.Equal(p, pub) })
-}
-
 // applied records that peer n's trust book applied rot.
 func (x *rotations) applied(n *node, rot *identity.Rotation) {
 	x.mu.Lock()

@@ -380,6 +380,7 @@ service {
 			if err != nil || in == nil || in.Action != consul.IntentionActionDeny {
 				return fmt.Errorf("get exact: %v %+v", err, in)
 			}
+			//lint:ignore SA1019 the legacy ID route is what this checks
 			byID, _, err := c2.Connect().IntentionGet(in.ID, nil)
 			if err != nil || byID == nil || byID.DestinationName != "db" {
 				return fmt.Errorf("get by id: %v %+v", err, byID)
@@ -574,7 +575,7 @@ service {
 		if !strings.Contains(out, "Deregistered service: cli-svc") {
 			t.Fatalf("services deregister: %s", out)
 		}
-		out = m.cli("kv", "put", "-http-addr", n1.ip+":8500", "exp/one", "1")
+		m.cli("kv", "put", "-http-addr", n1.ip+":8500", "exp/one", "1")
 		// @FILE reads the file, \@ is a literal @ (consul kv put).
 		vf := filepath.Join(t.TempDir(), "value.txt")
 		os.WriteFile(vf, []byte("from a file"), 0o600)

@@ -15,6 +15,7 @@ import (
 
 	consul "github.com/hashicorp/consul/api"
 	"github.com/hashicorp/consul/api/watch"
+	hclog "github.com/hashicorp/go-hclog"
 )
 
 // TestUserEvents runs three agents: an event fired on n1 for n3's service
@@ -127,7 +128,7 @@ func TestUserEvents(t *testing.T) {
 			planSaw = append(planSaw, ev.ID+"="+string(ev.Payload))
 		}
 	}
-	plan.LogOutput = io.Discard
+	plan.Logger = hclog.NewNullLogger()
 	planDone := make(chan error, 1)
 	go func() { planDone <- plan.RunWithConfig(n2.ip+":8500", &consul.Config{Address: n2.ip + ":8500"}) }()
 	t.Cleanup(func() { plan.Stop(); <-planDone })
