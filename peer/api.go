@@ -96,6 +96,11 @@ func newAPI(a *Agent) http.Handler {
 		{methods: "GET PUT POST DELETE", path: "/v1/session/", handle: s.noConsensus},
 		{methods: "GET PUT POST DELETE", path: "/v1/txn", handle: s.noConsensus},
 
+		// Things that need servers: answered with the reason, not a 404.
+		{methods: "GET PUT POST DELETE", path: "/v1/snapshot", exact: true, handle: s.noServers},
+		{methods: "GET PUT POST DELETE", path: "/v1/operator/raft/", handle: s.noServers},
+		{methods: "GET PUT POST DELETE", path: "/v1/operator/autopilot/", handle: s.noServers},
+
 		// Profiling, with enable_debug.
 		{methods: "GET POST", path: "/debug/pprof/", handle: s.debugPprof},
 	}

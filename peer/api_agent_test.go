@@ -1,6 +1,9 @@
 package peer
 
 import (
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 )
@@ -45,5 +48,35 @@ func TestInfoStatsSections(t *testing.T) {
 		if _, ok := st[k.section][k.key]; !ok {
 			t.Errorf("peerd info lacks %s.%s: %v", k.section, k.key, st[k.section])
 		}
+	}
+}
+
+// TestServerEndpointsExplain: the endpoints of Consul's server tier answer
+// 501 with the reason (consul snapshot save, consul operator raft), not a
+// bare 404; the gossip keyring under /v1/operator is still served.
+func TestServerEndpointsExplain(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts an agent")
+	}
+	root, node := newKeys(t)
+	a := testAgent(t, t.TempDir(), root, node, []string{"*"})
+	defer a.Close()
+	h := newAPI(a)
+	for path, want := range map[string]string{
+		"/v1/snapshot":                       "kv export",
+		"/v1/operator/raft/configuration":    "no Raft",
+		"/v1/operator/autopilot/health":      "no Raft",
+		"/v1/operator/raft/peer?address=x:1": "no Raft",
+	} {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest("GET", path, nil))
+		if w.Code != http.StatusNotImplemented || !strings.Contains(w.Body.String(), want) {
+			t.Errorf("GET %s = %d %q, want 501 mentioning %q", path, w.Code, w.Body.String(), want)
+		}
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest("GET", "/v1/operator/keyring", nil))
+	if w.Code == http.StatusNotImplemented || w.Code == http.StatusNotFound {
+		t.Errorf("GET /v1/operator/keyring = %d %s", w.Code, w.Body.String())
 	}
 }

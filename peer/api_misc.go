@@ -16,6 +16,19 @@ func (s *apiServer) noConsensus(w http.ResponseWriter, r *http.Request, _ string
 			"see docs/COMPATIBILITY.md", r.URL.Path)
 }
 
+// noServers answers the Consul endpoints that exist for the server tier:
+// `consul snapshot save`, `consul operator raft`, autopilot.
+func (s *apiServer) noServers(w http.ResponseWriter, r *http.Request, _ string) error {
+	if r.URL.Path == "/v1/snapshot" {
+		return errorf(http.StatusNotImplemented,
+			"peerd has no servers and so no cluster snapshot (%s): every agent holds the whole replica in its data dir; "+
+				"back up the KV store with `peerd kv export` or `consul kv export`; see docs/OPERATIONS.md", r.URL.Path)
+	}
+	return errorf(http.StatusNotImplemented,
+		"peerd has no servers, no Raft and no leader (%s): every agent is a peer, `peerd members` lists them; "+
+			"see docs/COMPATIBILITY.md", r.URL.Path)
+}
+
 // SetReloadFunc installs what PUT /v1/agent/reload runs (cmd/peerd re-reads
 // the config files and calls ReloadServices). Call it before Start.
 func (a *Agent) SetReloadFunc(f func() error) {

@@ -72,7 +72,8 @@ func (c consulCLI) expect(p *agentProc, rc int, re string, args ...string) strin
 // type: members, info, kv (with CAS, flags, export and import), services
 // register and deregister, catalog, maint, rtt, watch with a handler,
 // event and watch -type=event, monitor, reload, leave, and the commands
-// peerd refuses with a reason (lock, force-leave of an unknown node).
+// peerd refuses with a reason (lock, snapshot save, operator raft,
+// force-leave of an unknown node).
 // Writes go to one agent, reads to the other.
 func TestToolsConsulCLI(t *testing.T) {
 	c := consulCLI{t: t, bin: toolBinary(t, "consul")}
@@ -194,6 +195,12 @@ func TestToolsConsulCLI(t *testing.T) {
 	// What needs consensus is refused with the reason, not a hang.
 	if out, rc := c.run(n1, "lock", "app/lock", "true"); rc == 0 || !strings.Contains(out, "consensus") {
 		t.Fatalf("lock: exit %d, %s", rc, out)
+	}
+	if out, rc := c.run(n1, "snapshot", "save", filepath.Join(m.dir, "snap")); rc == 0 || !strings.Contains(out, "kv export") {
+		t.Fatalf("snapshot save: exit %d, %s", rc, out)
+	}
+	if out, rc := c.run(n1, "operator", "raft", "list-peers"); rc == 0 || !strings.Contains(out, "no Raft") {
+		t.Fatalf("operator raft list-peers: exit %d, %s", rc, out)
 	}
 	if out, rc := c.run(n1, "force-leave", "nobody"); rc != 1 || !strings.Contains(out, "nobody") {
 		t.Fatalf("force-leave of an unknown node: exit %d, %s", rc, out)
