@@ -107,26 +107,37 @@ func (f *chainLateFixture) agent(t testing.TB, roots ...ed25519.PublicKey) (*crd
 // and then with a change of its statements (watchRevocations).
 func (f *chainLateFixture) deliver(t testing.TB, r *crdt.Replica, tb *trustBook, name string) {
 	t.Helper()
-	d := f.deltas[name]
+	deliverAsAgent(t, r, tb, f.deltas[name], f.now, name)
+}
+
+// deliverAsAgent merges d into r as an agent does with a delta from a peer
+// (mergeRemote: the chains of its node records first), then does what it
+// does when its statements change or its trust book asks for a sweep
+// (watchRevocations).
+func deliverAsAgent(t testing.TB, r *crdt.Replica, tb *trustBook, d *crdt.Delta, now time.Time, name string) {
+	t.Helper()
 	tb.learnFromDelta(d)
-	if _, err := r.Merge(d, tb, f.now); err != nil && !errors.Is(err, crdt.ErrOriginRevoked) && !errors.Is(err, crdt.ErrBadSignature) {
+	if _, err := r.Merge(d, tb, now); err != nil && !errors.Is(err, crdt.ErrOriginRevoked) && !errors.Is(err, crdt.ErrBadSignature) {
 		t.Fatalf("merging %s: %v", name, err)
 	}
 	r.RetryStatements(tb)
 	tb.learnHeld(r)
-	if _, err := r.RevokeOrigins(tb, f.now); err != nil {
+	if _, err := r.RevokeOrigins(tb, now); err != nil {
 		t.Fatalf("sweeping after %s: %v", name, err)
 	}
 }
 
-func chainLateReads(r *crdt.Replica) string {
+// kvReads renders what r reads for keys, for comparing agents.
+func kvReads(r *crdt.Replica, keys ...string) string {
 	var b strings.Builder
-	for _, k := range []string{"cfg/q/a", "cfg/q/b"} {
+	for _, k := range keys {
 		p, ok := r.KVGet(k)
 		fmt.Fprintf(&b, "%s=%v:%s ", k, ok, p.Value)
 	}
 	return strings.TrimSpace(b.String())
 }
+
+func chainLateReads(r *crdt.Replica) string { return kvReads(r, "cfg/q/a", "cfg/q/b") }
 
 // TestChainLearntBeforeItsRoot: an agent P that trusts R0 but not R1 meets
 // Q's chain under R1 (in Q's node record) before the rotation R0→R1 that

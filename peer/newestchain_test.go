@@ -3,9 +3,6 @@ package peer
 import (
 	"crypto/ed25519"
 	"crypto/rand"
-	"errors"
-	"fmt"
-	"strings"
 	"testing"
 	"time"
 
@@ -120,26 +117,10 @@ func (f *newestChainFixture) agent(t testing.TB) (*crdt.Replica, *trustBook) {
 // (watchRevocations).
 func (f *newestChainFixture) deliver(t testing.TB, r *crdt.Replica, tb *trustBook, name string) {
 	t.Helper()
-	d := f.deltas[name]
-	tb.learnFromDelta(d)
-	if _, err := r.Merge(d, tb, f.now); err != nil && !errors.Is(err, crdt.ErrOriginRevoked) && !errors.Is(err, crdt.ErrBadSignature) {
-		t.Fatalf("merging %s: %v", name, err)
-	}
-	r.RetryStatements(tb)
-	tb.learnHeld(r)
-	if _, err := r.RevokeOrigins(tb, f.now); err != nil {
-		t.Fatalf("sweeping after %s: %v", name, err)
-	}
+	deliverAsAgent(t, r, tb, f.deltas[name], f.now, name)
 }
 
-func newestChainReads(r *crdt.Replica) string {
-	var b strings.Builder
-	for _, k := range []string{"cfg/p/a", "cfg/p/b"} {
-		v, ok := r.KVGet(k)
-		fmt.Fprintf(&b, "%s=%v:%s ", k, ok, v.Value)
-	}
-	return strings.TrimSpace(b.String())
-}
+func newestChainReads(r *crdt.Replica) string { return kvReads(r, "cfg/p/a", "cfg/p/b") }
 
 // TestNewestNodeRecordDecides: whatever the order in which an agent meets
 // P's two chains and the revocation that cuts the newer one, it ends
