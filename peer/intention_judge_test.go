@@ -16,17 +16,9 @@ import (
 // cut off since (revoked signer, retired root) is merged withdrawn, and a
 // certificate that ended after the stamp does not count.
 func TestJudgeIntention(t *testing.T) {
-	now := time.Date(2026, 11, 22, 9, 0, 0, 0, time.UTC)
-	clock := func() time.Time { return now }
-	_, root, _ := ed25519.GenerateKey(rand.Reader)
-	_, root2, _ := ed25519.GenerateKey(rand.Reader)
+	f := newSignerFixture(t)
+	now, root, op, opPub, opChain, book := f.now, f.root, f.op, f.opPub, f.opChain, f.book
 	_, stranger, _ := ed25519.GenerateKey(rand.Reader)
-	opPub, op, _ := ed25519.GenerateKey(rand.Reader)
-	opChain, err := identity.Issue(root, nil, opPub, "op", identity.Constraints{SignIntentions: true},
-		now.Add(-time.Hour), now.Add(time.Hour), 1)
-	if err != nil {
-		t.Fatal(err)
-	}
 	nodePub, nodeKey, _ := ed25519.GenerateKey(rand.Reader)
 	nodeChain, err := identity.Issue(root, nil, nodePub, "n", identity.Constraints{Services: []string{"*"}},
 		now.Add(-time.Hour), now.Add(time.Hour), 2)
@@ -43,9 +35,6 @@ func TestJudgeIntention(t *testing.T) {
 		return b
 	}
 	byOp, byRoot := sign(op, opChain), sign(root, nil)
-	book := func() *trustBook {
-		return newTrustBook(identity.NewVerifier(root.Public().(ed25519.PublicKey), root2.Public().(ed25519.PublicKey)), clock, "self")
-	}
 	judge := func(tb *trustBook, signed []byte, at time.Time) (withdrawn bool, err error) {
 		t.Helper()
 		got, w, err := tb.JudgeIntention(signed, at)
@@ -79,6 +68,7 @@ func TestJudgeIntention(t *testing.T) {
 	}
 	// Stamped while valid, judged after the certificate ended: applies.
 	now = now.Add(2 * time.Hour)
+	f.now = now
 	if w, err := judge(tb, byOp, now.Add(-2*time.Hour)); err != nil || w {
 		t.Errorf("certificate ended after the stamp: withdrawn %v, %v", w, err)
 	}
@@ -98,7 +88,7 @@ func TestJudgeIntention(t *testing.T) {
 
 	// Retired root: its documents and its operators' are withdrawn.
 	tb = book()
-	rot, _ := identity.NewRotation(root, root2, now)
+	rot, _ := identity.NewRotation(root, f.root2, now)
 	rb, _ := rot.Marshal()
 	if err := tb.VerifyRevocation(rb); err != nil {
 		t.Fatal(err)

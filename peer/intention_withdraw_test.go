@@ -14,39 +14,28 @@ import (
 // certificate expires, and is withdrawn when the signer is revoked or the
 // root that signed it (or its signer's chain) is retired.
 func TestIntentionSignerValid(t *testing.T) {
-	now := time.Date(2026, 11, 22, 9, 0, 0, 0, time.UTC)
-	clock := func() time.Time { return now }
-	_, root, _ := ed25519.GenerateKey(rand.Reader)
-	_, root2, _ := ed25519.GenerateKey(rand.Reader)
-	opPub, op, _ := ed25519.GenerateKey(rand.Reader)
-	opChain, err := identity.Issue(root, nil, opPub, "op", identity.Constraints{SignIntentions: true},
-		now.Add(-time.Hour), now.Add(time.Hour), 1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := newSignerFixture(t)
 	in := crdt.Intention{ID: NewIntentionID(), SourceName: "web", DestinationName: "db", Action: crdt.ActionAllow, Version: 1}
-	byOp, err := SignIntention(in, op, opChain)
+	byOp, err := SignIntention(in, f.op, f.opChain)
 	if err != nil {
 		t.Fatal(err)
 	}
-	byRoot, err := SignIntention(in, root, nil)
+	byRoot, err := SignIntention(in, f.root, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	book := func() *trustBook {
-		return newTrustBook(identity.NewVerifier(root.Public().(ed25519.PublicKey), root2.Public().(ed25519.PublicKey)), clock, "self")
-	}
+	book, root, opPub := f.book, f.root, f.opPub
 
 	tb := book()
 	if !tb.intentionSignerValid(byOp) || !tb.intentionSignerValid(byRoot) {
 		t.Fatal("valid signers judged invalid")
 	}
-	now = now.Add(2 * time.Hour) // the operator's certificate has expired
+	f.now = f.now.Add(2 * time.Hour) // the operator's certificate has expired
 	if !tb.intentionSignerValid(byOp) {
 		t.Error("an intention was withdrawn because its signer's certificate expired")
 	}
 
-	rev, _ := identity.NewRevocation(root, nil, opPub, now)
+	rev, _ := identity.NewRevocation(root, nil, opPub, f.now)
 	blob, _ := rev.Marshal()
 	if err := tb.VerifyRevocation(blob); err != nil {
 		t.Fatal(err)
@@ -59,7 +48,7 @@ func TestIntentionSignerValid(t *testing.T) {
 	}
 
 	tb = book()
-	rot, _ := identity.NewRotation(root, root2, now)
+	rot, _ := identity.NewRotation(root, f.root2, f.now)
 	rb, _ := rot.Marshal()
 	if err := tb.VerifyRevocation(rb); err != nil {
 		t.Fatal(err)
@@ -70,6 +59,37 @@ func TestIntentionSignerValid(t *testing.T) {
 	if tb.intentionSignerValid([]byte("not an envelope")) {
 		t.Error("garbage judged valid")
 	}
+}
+
+// signerFixture is two roots and an operator key certified by the first
+// to sign intentions, valid an hour either side of now; book is a trust
+// book trusting both roots, on a clock that reads now.
+type signerFixture struct {
+	now         time.Time
+	root, root2 ed25519.PrivateKey
+	op          ed25519.PrivateKey
+	opPub       ed25519.PublicKey
+	opChain     identity.Chain
+}
+
+func newSignerFixture(t testing.TB) *signerFixture {
+	t.Helper()
+	f := &signerFixture{now: time.Date(2026, 11, 22, 9, 0, 0, 0, time.UTC)}
+	_, f.root, _ = ed25519.GenerateKey(rand.Reader)
+	_, f.root2, _ = ed25519.GenerateKey(rand.Reader)
+	f.opPub, f.op, _ = ed25519.GenerateKey(rand.Reader)
+	var err error
+	f.opChain, err = identity.Issue(f.root, nil, f.opPub, "op", identity.Constraints{SignIntentions: true},
+		f.now.Add(-time.Hour), f.now.Add(time.Hour), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func (f *signerFixture) book() *trustBook {
+	return newTrustBook(identity.NewVerifier(f.root.Public().(ed25519.PublicKey), f.root2.Public().(ed25519.PublicKey)),
+		func() time.Time { return f.now }, "self")
 }
 
 // TestSignedIntentionWithoutID: a signed intention that carries no ID gets
