@@ -383,3 +383,21 @@ func waitFor(t testing.TB, timeout time.Duration, cond func() error, fatal ...fu
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// lockedBuffer is a buffer a process writes to while a test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}

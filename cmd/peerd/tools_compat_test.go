@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -53,23 +52,12 @@ func toolBinary(t *testing.T, name string) string {
 type toolProc struct {
 	name string
 	cmd  *exec.Cmd
-	mu   sync.Mutex
-	out  bytes.Buffer
+	out  lockedBuffer // its stdout and stderr
 	done chan struct{}
 	err  error // exit status, valid once done is closed
 }
 
-func (p *toolProc) Write(b []byte) (int, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.out.Write(b)
-}
-
-func (p *toolProc) output() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.out.String()
-}
+func (p *toolProc) output() string { return p.out.String() }
 
 func (p *toolProc) exited() bool {
 	select {
@@ -86,7 +74,7 @@ func startTool(t *testing.T, bin string, args ...string) *toolProc {
 	t.Helper()
 	p := &toolProc{name: filepath.Base(bin), done: make(chan struct{})}
 	p.cmd = exec.Command(bin, args...)
-	p.cmd.Stdout, p.cmd.Stderr = p, p
+	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.out
 	// The tools read CONSUL_HTTP_ADDR and friends: only the flags count.
 	p.cmd.Env = append(os.Environ(), "CONSUL_HTTP_ADDR=", "CONSUL_HTTP_TOKEN=")
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
